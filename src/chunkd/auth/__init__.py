@@ -1,0 +1,1 @@
+"""Authentication shared by every API family: bearer JWTs and TLS client certificates."""

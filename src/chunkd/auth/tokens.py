@@ -1,0 +1,124 @@
+"""Bearer JWTs: chunkd's own HS256 key (kept in the data directory) or RS256 keys from a JWKS file.
+
+Claims map onto a :class:`~chunkd.core.principal.Principal` the way Microsoft identity tokens do:
+tenant ``tid``, user ``oid`` (or ``sub``), application ``appid`` / ``azp``, delegated scopes ``scp``
+(space-separated), application roles ``roles``. A token with ``scp`` is delegated (a user); without, it
+is an application token. A token from the Microsoft consumer tenant is a personal account.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import time
+from pathlib import Path
+from typing import Any
+
+import jwt
+
+from chunkd.core.principal import Principal
+
+ISSUER = "chunkd"
+AUDIENCE = "chunkd"
+CONSUMER_TENANT = "9188040d-6c67-4c5b-b112-36a304b66dad"  # Microsoft accounts (personal) tenant id
+DEFAULT_TENANT = "00000000-0000-0000-0000-00000000c4d0"
+
+
+class InvalidToken(Exception):
+    """The bearer token is missing, malformed, expired or not signed by a trusted key."""
+
+
+def load_or_create_secret(data_dir: Path) -> bytes:
+    """The HS256 signing key, created (0600) on first use so local set-up needs no configuration."""
+    path = data_dir / "keys" / "jwt-hs256.key"
+    if path.exists():
+        return bytes.fromhex(path.read_text().strip())
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    secret = secrets.token_bytes(32)
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(secret.hex())
+    try:
+        os.link(tmp, path)  # first writer wins when two processes start at once
+    except FileExistsError:
+        pass
+    finally:
+        tmp.unlink()
+    return bytes.fromhex(path.read_text().strip())
+
+
+def issue_token(secret: bytes, *, tenant: str = DEFAULT_TENANT, user: str = "", app: str = "chunkd-cli",
+                scopes: list[str] | None = None, roles: list[str] | None = None,
+                lifetime: float = 24 * 3600) -> str:
+    """A token chunkd accepts. With ``scopes`` it is delegated (needs ``user``), else an app token."""
+    now = int(time.time())
+    claims: dict[str, Any] = {"iss": ISSUER, "aud": AUDIENCE, "iat": now, "nbf": now - 5,
+                              "exp": int(now + lifetime), "tid": tenant, "appid": app}
+    if user:
+        claims["oid"] = user
+        claims["sub"] = user
+    if scopes:
+        claims["scp"] = " ".join(scopes)
+    if roles:
+        claims["roles"] = list(roles)
+    return jwt.encode(claims, secret, algorithm="HS256")
+
+
+class TokenVerifier:
+    """Verifies bearer tokens against the local HS256 key and, if configured, a JWKS file."""
+
+    def __init__(self, secret: bytes, jwks_file: Path | None = None, issuer: str | None = None,
+                 audience: str | None = None) -> None:
+        self._secret = secret
+        self._jwks: jwt.PyJWKSet | None = None
+        self._issuer = issuer
+        self._audience = audience
+        if jwks_file is not None:
+            self._jwks = jwt.PyJWKSet.from_dict(json.loads(jwks_file.read_text()))
+
+    def verify(self, token: str) -> Principal:
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError as exc:
+            raise InvalidToken("malformed token") from exc
+        alg = header.get("alg")
+        try:
+            if alg == "HS256":
+                claims = jwt.decode(token, self._secret, algorithms=["HS256"], audience=AUDIENCE, issuer=ISSUER,
+                                    leeway=30)
+            elif alg in ("RS256", "RS384", "RS512", "ES256") and self._jwks is not None:
+                key = self._find_key(header.get("kid"))
+                options = {"verify_aud": self._audience is not None}
+                claims = jwt.decode(token, key, algorithms=[alg], audience=self._audience, issuer=self._issuer,
+                                    options=options, leeway=30)  # type: ignore[arg-type]
+            else:
+                raise InvalidToken(f"tokens signed with {alg} are not accepted")
+        except jwt.ExpiredSignatureError as exc:
+            raise InvalidToken("the token has expired") from exc
+        except jwt.PyJWTError as exc:
+            raise InvalidToken(f"the token is not valid: {exc}") from exc
+        return principal_from_claims(claims)
+
+    def _find_key(self, kid: str | None) -> Any:
+        assert self._jwks is not None
+        for key in self._jwks.keys:
+            if kid is None or key.key_id == kid:
+                return key.key
+        raise InvalidToken("unknown signing key")
+
+
+def principal_from_claims(claims: dict[str, Any]) -> Principal:
+    scp = claims.get("scp")
+    scopes = frozenset(scp.split()) if isinstance(scp, str) else frozenset()
+    roles_claim = claims.get("roles") or []
+    roles = frozenset(r for r in roles_claim if isinstance(r, str)) if isinstance(roles_claim, list) else frozenset()
+    tenant = str(claims.get("tid", ""))
+    user = str(claims.get("oid") or claims.get("sub") or "")
+    app = str(claims.get("appid") or claims.get("azp") or "")
+    kind = "user" if "scp" in claims else "app"
+    if kind == "app" and not app:
+        app = str(claims.get("sub", ""))
+    return Principal(kind=kind, tenant=tenant, user=user, app=app, scopes=scopes, roles=roles,
+                     personal=tenant == CONSUMER_TENANT)

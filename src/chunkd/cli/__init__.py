@@ -1,0 +1,1 @@
+"""The ``chunkd`` command line."""

@@ -1,0 +1,411 @@
+"""The upload-session engine: every rule about sessions, ranges, commits and expiry lives here.
+
+Front ends call these methods in domain terms; the engine talks to a :class:`SessionStore` (metadata)
+and a :class:`ByteStorage` (bytes) and never sees HTTP. A method that returns normally for a write has
+made the bytes durable (when ``durable`` is on) and recorded them.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+
+from chunkd.core.body import Body, ClientGone
+from chunkd.core.errors import (
+    Conflict,
+    InvalidRange,
+    LengthMismatch,
+    ObjectNotFound,
+    PermissionDenied,
+    RangeBusy,
+    SessionConflict,
+    SessionGone,
+    SessionIncomplete,
+    SessionNotFound,
+    TooLarge,
+)
+from chunkd.core.events import Event, EventBus
+from chunkd.core.models import Listing, ObjectInfo, Session, SessionState
+from chunkd.core.principal import Principal
+from chunkd.core.ranges import Range, RangeSet
+from chunkd.metadata.base import SessionStore
+from chunkd.storage.base import ByteStorage, StagedWriter
+
+log = logging.getLogger("chunkd.engine")
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """Engine tunables. Times are seconds."""
+
+    session_ttl: float = 30 * 60  # idle lifetime of a session (Service Fabric's default)
+    tombstone_ttl: float = 24 * 3600  # how long dead sessions are remembered (410 rather than 404)
+    lease: float = 30.0  # a write claim not renewed for this long may be taken over
+    renew_interval: float = 5.0  # writers renew their claim at least this often while bytes flow
+    busy_wait: float = 30.0  # how long a write waits for another writer of an overlapping range
+    durable: bool = True  # fdatasync bytes before acknowledging them
+    max_size: int = 1 << 40  # largest session or object, bytes
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    session: Session
+    new_bytes: int  # bytes of this request that were not already received
+
+
+class Engine:
+    """Sessions and objects over one metadata store and one byte store."""
+
+    def __init__(self, store: SessionStore, storage: ByteStorage, config: EngineConfig | None = None,
+                 events: EventBus | None = None, clock: Callable[[], float] = time.time) -> None:
+        self.store = store
+        self.storage = storage
+        self.config = config or EngineConfig()
+        self.events = events or EventBus()
+        self.clock = clock
+
+    # -- sessions ---------------------------------------------------------------------------------
+    async def create_session(
+        self, principal: Principal, family: str, namespace: str, key: str, length: int | None, *,
+        session_id: str | None = None, content_type: str = "", name: str = "",
+        metadata: dict[str, str] | None = None, ttl: float | None = None, extra: dict[str, Any] | None = None,
+    ) -> Session:
+        """Open a new session for ``namespace/key``. ``key`` must already be normalised."""
+        self._check_length(length)
+        now = self.clock()
+        sid = session_id or uuid.uuid4().hex
+        ref = await self.storage.stage_create(sid)
+        session = Session(
+            id=sid, family=family, owner=principal.key, tenant=principal.tenant, namespace=namespace,
+            key=key, length=length, state=SessionState.OPEN, created_at=now, modified_at=now,
+            expires_at=now + (ttl if ttl is not None else self.config.session_ttl),
+            content_type=content_type, name=name, metadata=metadata or {}, storage_ref=ref,
+            extra=extra or {},
+        )
+        try:
+            await self.store.create(session)
+        except BaseException:
+            await self.storage.stage_discard(ref)
+            raise
+        await self._emit("created", session)
+        return session
+
+    async def ensure_session(self, principal: Principal, family: str, session_id: str, namespace: str,
+                             key: str, length: int) -> Session:
+        """Get the live session ``session_id`` for this target, creating it if there is none.
+
+        Raises SessionConflict when the id belongs to another target, LengthMismatch when it was
+        opened with another total, PermissionDenied when another principal owns it.
+        """
+        for _ in range(3):
+            try:
+                session = await self.get_session(session_id)
+            except (SessionNotFound, SessionGone):
+                try:
+                    return await self.create_session(principal, family, namespace, key, length,
+                                                     session_id=session_id)
+                except SessionConflict:
+                    continue  # another process created it a moment ago: check it like any other
+            if session.family != family or session.namespace != namespace or session.key != key:
+                raise SessionConflict("the session id is in use for another path")
+            if session.length != length:
+                raise LengthMismatch("the total length differs from the session's")
+            self._check_owner(session, principal)
+            return session
+        raise SessionConflict("the session id is being created concurrently")
+
+    async def get_session(self, session_id: str, *, principal: Principal | None = None) -> Session:
+        """The live session; SessionGone for a remembered dead one, SessionNotFound otherwise."""
+        session = await self.store.get(session_id)
+        if session is None:
+            raise SessionNotFound()
+        if not session.state.alive:
+            raise SessionGone()
+        if session.expires_at < self.clock():
+            raise SessionGone("the upload session expired")
+        if principal is not None:
+            self._check_owner(session, principal)
+        return session
+
+    async def sessions_for_target(self, namespace: str, key: str) -> list[Session]:
+        now = self.clock()
+        return [s for s in await self.store.by_target(namespace, key) if s.expires_at >= now]
+
+    async def list_sessions(self, *, owner: str | None = None, family: str | None = None,
+                            limit: int = 100, after: str = "") -> list[Session]:
+        return await self.store.list(owner=owner, family=family, limit=limit, after=after,
+                                     states=(SessionState.OPEN, SessionState.COMMITTING,
+                                             SessionState.COMMITTED))
+
+    async def received(self, session: Session) -> RangeSet:
+        return await self.store.ranges(session.id)
+
+    async def missing(self, session: Session) -> list[Range]:
+        """Missing ranges ``[start, end)`` of a session with a known length."""
+        if session.length is None:
+            raise InvalidRange("the session has no length yet")
+        if session.received >= session.length:
+            return []
+        return (await self.store.ranges(session.id)).missing(session.length)
+
+    # -- writing ----------------------------------------------------------------------------------
+    async def write_range(self, session_id: str, principal: Principal, start: int, end: int, body: Body,
+                          *, keep_partial: bool = False) -> WriteResult:
+        """Write ``[start, end)`` of a session from ``body``, which must hold exactly ``end - start`` bytes.
+
+        Bytes already received are read and dropped, not rewritten; a range that is entirely received
+        is a successful no-op (a retry after a lost response). With ``keep_partial`` a body that ends
+        early (ClientGone) keeps and records what arrived before the error is re-raised; otherwise a
+        short or long body raises LengthMismatch and records nothing.
+        """
+        session = await self.get_session(session_id, principal=principal)
+        if start < 0 or end < start:
+            raise InvalidRange("start must not exceed end")
+        if session.length is not None and end > session.length:
+            raise InvalidRange("the range ends beyond the session's length")
+        if session.state is not SessionState.OPEN:
+            if (await self.store.ranges(session.id)).contains(start, end):
+                await _drain_exact(body, end - start)
+                return WriteResult(session, 0)
+            raise InvalidRange("the session is already committed")
+        token = secrets.token_hex(16)
+        claim = await self.store.claim(session.id, token, start, end, self.clock(), self.config.lease)
+        writer: StagedWriter | None = None
+        pos = start
+        renewed = time.monotonic()
+        todo = list(claim.to_write)
+        try:
+            if todo:
+                writer = await self.storage.stage_open(session.storage_ref, todo[0][0])
+            cursor = todo[0][0] if todo else end
+            async for piece in body:
+                n = len(piece)
+                if pos + n > end:
+                    raise LengthMismatch("the body is longer than the declared range")
+                if todo and writer is not None:
+                    if time.monotonic() - renewed > self.config.renew_interval:
+                        if not await self.store.renew(session.id, token, self.clock(), self.config.lease):
+                            from chunkd.core.errors import WriteInterrupted
+
+                            raise WriteInterrupted("another request took over this range")
+                        renewed = time.monotonic()
+                    cursor = await _write_piece(writer, todo, piece, pos, cursor)
+                pos += n
+            if pos != end:
+                raise LengthMismatch(f"the body has {pos - start} bytes, the range needs {end - start}")
+            if writer is not None:
+                await writer.flush(self.config.durable)
+            session = await self.store.record(session.id, token, claim.to_write, self.clock(),
+                                              self._expiry(session))
+        except ClientGone:
+            if keep_partial and writer is not None and pos > start:
+                await writer.flush(self.config.durable)
+                kept = [(s, min(e, pos)) for s, e in claim.to_write if s < pos]
+                session = await self.store.record(session.id, token, kept, self.clock(), self._expiry(session))
+                await self._emit("progress", session)
+            else:
+                await self.store.release(session.id, token)
+            raise
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await self.store.release(session.id, token)
+            raise
+        finally:
+            if writer is not None:
+                await writer.close()
+        if claim.busy:
+            session = await self._wait_for(session, claim.busy)
+        new_bytes = sum(e - s for s, e in claim.to_write)
+        await self._emit("progress", session, new_bytes=new_bytes)
+        if new_bytes and session.complete:
+            await self._emit("completed", session)
+        return WriteResult(session, new_bytes)
+
+    async def _wait_for(self, session: Session, ranges: list[Range]) -> Session:
+        """Wait until other writers recorded ``ranges`` (they hold claims on them)."""
+        deadline = time.monotonic() + self.config.busy_wait
+        delay = 0.01
+        while True:
+            pending = [r for r in ranges if await self.store.received_within(session.id, *r) != [r]]
+            if not pending:
+                return await self.get_session(session.id)
+            if time.monotonic() > deadline:
+                raise RangeBusy("another request is still writing part of this range; retry")
+            await anyio.sleep(delay)
+            delay = min(delay * 2, 0.25)
+            ranges = pending
+
+    # -- commit / delete --------------------------------------------------------------------------
+    async def commit(self, session_id: str, principal: Principal) -> Session:
+        """Publish a complete session atomically; committing a committed session is a no-op."""
+        for _ in range(20):
+            session = await self.get_session(session_id, principal=principal)
+            if session.state is SessionState.COMMITTED:
+                return session
+            if session.length is None or session.received < session.length:
+                raise SessionIncomplete("the session has missing ranges")
+            try:
+                if session.state is SessionState.OPEN:
+                    session = await self.store.update(session.id, session.version,
+                                                      state=SessionState.COMMITTING)
+                return await self._finish_commit(session)
+            except Conflict:
+                await anyio.sleep(0.01)
+        raise Conflict("the session is changing too fast to commit")
+
+    async def _finish_commit(self, session: Session) -> Session:
+        assert session.length is not None
+        try:
+            await self.storage.publish(session.storage_ref, session.namespace, session.key, session.length)
+        except FileNotFoundError:
+            pass  # another process published it first
+        now = self.clock()
+        session = await self.store.update(session.id, session.version, state=SessionState.COMMITTED,
+                                          modified_at=now, expires_at=self._expiry(session))
+        await self._emit("committed", session)
+        return session
+
+    async def delete_session(self, session_id: str, principal: Principal) -> Session:
+        """Cancel a session and discard its staged bytes; a committed file stays."""
+        for _ in range(20):
+            session = await self.get_session(session_id, principal=principal)
+            try:
+                session = await self.store.update(session.id, session.version, state=SessionState.DELETED,
+                                                  modified_at=self.clock())
+            except Conflict:
+                await anyio.sleep(0.01)
+                continue
+            await self.storage.stage_discard(session.storage_ref)
+            await self._emit("deleted", session)
+            return session
+        raise Conflict("the session is changing too fast to delete")
+
+    async def sweep(self, limit: int = 500) -> int:
+        """Expire idle sessions and forget old tombstones; returns how many sessions expired.
+
+        Safe to run in every process at once: each expiry is a compare-and-set.
+        """
+        now = self.clock()
+        count = 0
+        for session in await self.store.expired(now, limit):
+            try:
+                if session.state is SessionState.COMMITTING:
+                    await self._finish_commit(session)
+                    continue
+                session = await self.store.update(session.id, session.version, state=SessionState.EXPIRED,
+                                                  modified_at=now)
+            except (Conflict, SessionNotFound):
+                continue
+            await self.storage.stage_discard(session.storage_ref)
+            await self._emit("expired", session)
+            count += 1
+        await self.store.purge_dead(now - self.config.tombstone_ttl)
+        return count
+
+    # -- published objects ------------------------------------------------------------------------
+    async def put_object(self, namespace: str, key: str, body: Body) -> ObjectInfo:
+        """Store a whole object from a body, durably, replacing any existing one atomically."""
+        ref = await self.storage.stage_create("put")
+        try:
+            writer = await self.storage.stage_open(ref, 0)
+            size = 0
+            try:
+                async for piece in body:
+                    size += len(piece)
+                    if size > self.config.max_size:
+                        raise TooLarge()
+                    await writer.write(piece)
+                await writer.flush(self.config.durable)
+            finally:
+                await writer.close()
+            return await self.storage.publish(ref, namespace, key, size)
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await self.storage.stage_discard(ref)
+            raise
+
+    async def stat_object(self, namespace: str, key: str) -> ObjectInfo:
+        info = await self.storage.stat(namespace, key)
+        if info is None:
+            raise ObjectNotFound()
+        return info
+
+    def read_object(self, namespace: str, key: str, start: int, end: int) -> AsyncIterator[bytes]:
+        return self.storage.read(namespace, key, start, end)
+
+    async def list_folder(self, namespace: str, prefix: str) -> Listing:
+        return await self.storage.list(namespace, prefix)
+
+    async def is_folder(self, namespace: str, key: str) -> bool:
+        return await self.storage.is_folder(namespace, key)
+
+    async def walk(self, namespace: str, prefix: str) -> list[ObjectInfo]:
+        return await self.storage.walk(namespace, prefix)
+
+    async def delete_object(self, namespace: str, key: str) -> bool:
+        return await self.storage.delete(namespace, key)
+
+    async def copy_object(self, namespace: str, src: str, dst: str, skip: frozenset[str] = frozenset()) -> int:
+        try:
+            return await self.storage.copy(namespace, src, dst, skip)
+        except FileNotFoundError as exc:
+            raise ObjectNotFound(f"{src} does not exist") from exc
+
+    async def usage(self) -> dict[str, int]:
+        return await self.storage.usage()
+
+    # -- helpers ----------------------------------------------------------------------------------
+    def _expiry(self, session: Session) -> float:
+        ttl = float(session.extra.get("ttl", self.config.session_ttl))
+        return self.clock() + ttl
+
+    def _check_length(self, length: int | None) -> None:
+        if length is not None and length < 0:
+            raise InvalidRange("length must not be negative")
+        if length is not None and length > self.config.max_size:
+            raise TooLarge(f"the upload is larger than the maximum of {self.config.max_size} bytes")
+
+    @staticmethod
+    def _check_owner(session: Session, principal: Principal) -> None:
+        if session.owner != principal.key:
+            raise PermissionDenied("the session belongs to another principal")
+
+    async def _emit(self, kind: str, session: Session, **detail: object) -> None:
+        await self.events.emit(Event(kind, session, self.clock(), dict(detail)))
+
+
+async def _write_piece(writer: StagedWriter, todo: list[Range], piece: bytes, pos: int, cursor: int) -> int:
+    """Write the parts of ``piece`` (at ``pos``) that fall into the ``todo`` ranges; returns the writer's
+    position. ``todo`` is sorted; ranges wholly before ``pos`` are dropped as we pass them."""
+    end = pos + len(piece)
+    view = memoryview(piece)
+    while todo and todo[0][1] <= pos:
+        todo.pop(0)
+    for s, e in todo:
+        if s >= end:
+            break
+        a, b = max(s, pos), min(e, end)
+        if a >= b:
+            continue
+        if a != cursor:
+            await writer.seek(a)
+        await writer.write(view[a - pos: b - pos] if (a, b) != (pos, end) else piece)
+        cursor = b
+    return cursor
+
+
+async def _drain_exact(body: Body, expected: int) -> None:
+    got = 0
+    async for piece in body:
+        got += len(piece)
+        if got > expected:
+            raise LengthMismatch("the body is longer than the declared range")
+    if got != expected:
+        raise LengthMismatch(f"the body has {got} bytes, the range needs {expected}")

@@ -1,0 +1,116 @@
+"""Sets of byte ranges.
+
+Ranges are half-open ``(start, end)`` pairs of ints throughout the core (``end`` exclusive); front ends
+convert to the inclusive forms their protocols use. :class:`RangeSet` keeps disjoint, merged ranges in a
+sorted dict keyed by start, so locating a range is O(log n) and adding one is O(log n + k) for the k
+ranges it swallows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+
+from sortedcontainers import SortedDict
+
+Range = tuple[int, int]
+
+
+class RangeSet:
+    """Disjoint, merged half-open byte ranges; adjacent ranges merge."""
+
+    __slots__ = ("_starts",)
+
+    def __init__(self, ranges: Iterable[Range] = ()) -> None:
+        self._starts: SortedDict = SortedDict()
+        for start, end in ranges:
+            self.add(start, end)
+
+    def __iter__(self) -> Iterator[Range]:
+        return iter(self._starts.items())
+
+    def __len__(self) -> int:
+        return len(self._starts)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, RangeSet) and list(self) == list(other)
+
+    def __repr__(self) -> str:
+        return f"RangeSet({list(self)!r})"
+
+    @property
+    def covered(self) -> int:
+        """Number of bytes covered."""
+        return sum(end - start for start, end in self._starts.items())
+
+    def add(self, start: int, end: int) -> None:
+        """Add ``[start, end)``, merging with every range it overlaps or touches."""
+        if start < 0 or end < start:
+            raise ValueError(f"bad range {start}-{end}")
+        if start == end:
+            return
+        starts = self._starts
+        idx = starts.bisect_right(start)
+        if idx > 0:
+            prev_start = starts.keys()[idx - 1]
+            prev_end = starts[prev_start]
+            if prev_end >= start:
+                if prev_end >= end:
+                    return
+                start = prev_start
+                idx -= 1
+        keys = starts.keys()
+        while idx < len(keys) and keys[idx] <= end:
+            key = keys[idx]
+            end = max(end, starts[key])
+            del starts[key]
+        starts[start] = end
+
+    def contains(self, start: int, end: int) -> bool:
+        """True when every byte of ``[start, end)`` is covered (an empty range is always covered)."""
+        if start >= end:
+            return True
+        idx = self._starts.bisect_right(start)
+        if idx == 0:
+            return False
+        key = self._starts.keys()[idx - 1]
+        return bool(self._starts[key] >= end)
+
+    def overlapping(self, start: int, end: int) -> list[Range]:
+        """The covered ranges that intersect ``[start, end)``, clipped to it."""
+        out: list[Range] = []
+        if start >= end:
+            return out
+        starts = self._starts
+        idx = starts.bisect_right(start)
+        if idx > 0:
+            idx -= 1
+        keys = starts.keys()
+        while idx < len(keys) and keys[idx] < end:
+            key = keys[idx]
+            stop = starts[key]
+            if stop > start:
+                out.append((max(key, start), min(stop, end)))
+            idx += 1
+        return out
+
+    def gaps(self, start: int, end: int) -> list[Range]:
+        """The parts of ``[start, end)`` that are *not* covered."""
+        out: list[Range] = []
+        pos = start
+        for s, e in self.overlapping(start, end):
+            if s > pos:
+                out.append((pos, s))
+            pos = e
+        if pos < end:
+            out.append((pos, end))
+        return out
+
+    def missing(self, total: int) -> list[Range]:
+        """The gaps in ``[0, total)``."""
+        return self.gaps(0, total)
+
+    def contiguous_prefix(self) -> int:
+        """Length of the covered run that starts at byte 0."""
+        if not self._starts or self._starts.keys()[0] != 0:
+            return 0
+        return int(self._starts[0])

@@ -1,0 +1,106 @@
+"""The session metadata interface.
+
+The store is the only place where processes meet: every rule that must hold across server processes
+(one writer per byte, no acknowledged range lost, one committer) is enforced by a transaction here.
+
+Writes to a session go through *claims*: a writer first claims the gaps of its range it will write
+(``claim``), writes them, then ``record``\\ s them. A claim is exclusive and has a lease; a claim whose
+lease ran out may be taken by the next writer, and the old holder then learns from ``renew`` or
+``record`` (WriteInterrupted) that it lost it. Because a holder always renews before writing once its
+last renewal is older than ``renew_interval < lease``, it can never write into a range after another
+writer took it over.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from chunkd.core.models import Session, SessionState
+from chunkd.core.ranges import Range, RangeSet
+
+
+@dataclass(frozen=True)
+class Claim:
+    """Result of a claim: the ranges this writer now owns and must write, and the ranges of its request
+    that other live writers are still writing."""
+
+    to_write: list[Range]
+    busy: list[Range]
+
+
+class SessionStore(Protocol):
+    """Persistent session records. All methods are safe to call concurrently from many processes."""
+
+    name: str
+
+    async def migrate(self) -> None:
+        """Create or upgrade the schema. Idempotent."""
+
+    async def close(self) -> None:
+        """Release connections."""
+
+    async def create(self, session: Session) -> Session:
+        """Insert a new session with no received ranges.
+
+        An existing *dead* session (deleted/expired) with the same id is replaced. Raises
+        SessionConflict if a live session has that id.
+        """
+
+    async def get(self, session_id: str) -> Session | None:
+        """The session, dead or alive, or None."""
+
+    async def by_target(self, namespace: str, key: str) -> list[Session]:
+        """Live sessions for one target, oldest first."""
+
+    async def list(
+        self,
+        *,
+        owner: str | None = None,
+        family: str | None = None,
+        states: tuple[SessionState, ...] | None = None,
+        limit: int = 100,
+        after: str = "",
+    ) -> list[Session]:
+        """Sessions ordered by id, starting after ``after`` (keyset pagination)."""
+
+    async def ranges(self, session_id: str) -> RangeSet:
+        """Every received range of the session."""
+
+    async def received_within(self, session_id: str, start: int, end: int) -> list[Range]:
+        """Received ranges intersecting ``[start, end)``, clipped to it. O(log n + k)."""
+
+    async def claim(self, session_id: str, token: str, start: int, end: int, now: float,
+                    lease: float) -> Claim:
+        """Claim the not-yet-received parts of ``[start, end)`` that no live claim holds.
+
+        Expired claims of the session are dropped first (take-over). Raises SessionNotFound if the
+        session does not exist.
+        """
+
+    async def renew(self, session_id: str, token: str, now: float, lease: float) -> bool:
+        """Extend the token's claims; False if they were taken over (the writer must stop)."""
+
+    async def record(self, session_id: str, token: str, written: list[Range], now: float,
+                     expires_at: float, length: int | None = None) -> Session:
+        """Atomically merge ``written`` into the received ranges, drop the token's claims and bump the
+        session (``received``, ``version``, ``modified_at``, ``expires_at``; ``length`` when given and
+        the session had none). Raises WriteInterrupted when ``written`` is non-empty and the token no
+        longer holds a claim.
+        """
+
+    async def release(self, session_id: str, token: str) -> None:
+        """Drop the token's claims without recording anything."""
+
+    async def update(self, session_id: str, expected_version: int, **fields: Any) -> Session:
+        """Compare-and-set: change ``fields`` if the version is still ``expected_version``; bumps the
+        version. Raises Conflict when the version moved and SessionNotFound when the row is gone."""
+
+    async def expired(self, now: float, limit: int) -> list[Session]:
+        """Live sessions whose ``expires_at`` is before ``now``."""
+
+    async def purge(self, session_id: str) -> None:
+        """Remove a session, its ranges and claims entirely."""
+
+    async def purge_dead(self, before: float) -> int:
+        """Remove dead sessions last modified before ``before``; how many."""

@@ -1,0 +1,360 @@
+"""Session metadata in SQLite or PostgreSQL through SQLAlchemy Core.
+
+Every write is one transaction that first locks the session: SQLite takes the database write lock with
+``BEGIN IMMEDIATE`` (WAL mode, so readers are not blocked), PostgreSQL locks the session row with
+``SELECT ... FOR UPDATE``. Received ranges are rows ``(session_id, start, stop)`` keyed by start, so a
+write touches only the neighbouring ranges it merges with.
+
+SQLite runs with ``synchronous=FULL`` in WAL mode: a committed ``record`` survives a power loss, which
+is what lets a front end answer 2xx for a chunk.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+import anyio.to_thread
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from chunkd.core.errors import Conflict, SessionConflict, SessionNotFound, WriteInterrupted
+from chunkd.core.models import Session, SessionState
+from chunkd.core.ranges import Range, RangeSet
+from chunkd.metadata.base import Claim
+from chunkd.metadata.schema import claims, session_ranges, sessions
+
+T = TypeVar("T")
+_LIVE = (SessionState.OPEN.value, SessionState.COMMITTING.value, SessionState.COMMITTED.value)
+_JSON_FIELDS = ("metadata", "extra")
+
+
+def _row_to_session(row: Any) -> Session:
+    m = row._mapping
+    return Session(
+        id=m["id"], family=m["family"], owner=m["owner"], tenant=m["tenant"], namespace=m["namespace"],
+        key=m["key"], length=m["length"], state=SessionState(m["state"]), created_at=m["created_at"],
+        modified_at=m["modified_at"], expires_at=m["expires_at"], content_type=m["content_type"],
+        name=m["name"], metadata=json.loads(m["metadata"]), received=m["received"], version=m["version"],
+        storage_ref=m["storage_ref"], extra=json.loads(m["extra"]),
+    )
+
+
+def _session_values(s: Session) -> dict[str, Any]:
+    return {
+        "id": s.id, "family": s.family, "owner": s.owner, "tenant": s.tenant, "namespace": s.namespace,
+        "key": s.key, "length": s.length, "state": s.state.value, "created_at": s.created_at,
+        "modified_at": s.modified_at, "expires_at": s.expires_at, "content_type": s.content_type,
+        "name": s.name, "metadata": json.dumps(s.metadata), "received": s.received, "version": s.version,
+        "storage_ref": s.storage_ref, "extra": json.dumps(s.extra),
+    }
+
+
+class SqlSessionStore:
+    """SessionStore on SQLite (``sqlite:///path``) or PostgreSQL (``postgresql+psycopg://...``)."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.sqlite = url.startswith("sqlite")
+        self.name = "sqlite" if self.sqlite else "postgresql"
+        self._migrated = threading.Lock()
+        if self.sqlite:
+            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+            self._writer = self._sqlite_engine("BEGIN IMMEDIATE")
+            self._reader = self._sqlite_engine("BEGIN")
+        else:
+            self._writer = sa.create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+            self._reader = self._writer
+
+    def _sqlite_engine(self, begin: str) -> Engine:
+        engine = sa.create_engine(self.url, connect_args={"check_same_thread": False, "timeout": 60},
+                                  pool_size=8, max_overflow=16)
+
+        @sa.event.listens_for(engine, "connect")
+        def _connect(dbapi_conn: Any, _rec: Any) -> None:
+            dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=FULL")
+            cur.execute("PRAGMA busy_timeout=60000")
+            cur.close()
+
+        @sa.event.listens_for(engine, "begin")
+        def _begin(conn: Connection) -> None:
+            conn.exec_driver_sql(begin)
+
+        return engine
+
+    # -- plumbing ---------------------------------------------------------------------------------
+    async def _run(self, fn: Callable[[], T]) -> T:
+        return await anyio.to_thread.run_sync(fn)
+
+    @contextmanager
+    def _write(self, session_id: str | None = None) -> Iterator[Connection]:
+        with self._writer.begin() as conn:
+            if session_id is not None and not self.sqlite:
+                conn.execute(sa.select(sessions.c.id).where(sessions.c.id == session_id).with_for_update())
+            yield conn
+
+    @contextmanager
+    def _read(self) -> Iterator[Connection]:
+        with self._reader.begin() as conn:
+            yield conn
+
+    async def migrate(self) -> None:
+        def run() -> None:
+            from alembic import command
+            from alembic.config import Config
+
+            cfg = Config()
+            cfg.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
+            with self._migrated, self._writer.begin() as conn:
+                cfg.attributes["connection"] = conn
+                if not self.sqlite:  # serialise concurrent migrators across processes
+                    conn.exec_driver_sql("SELECT pg_advisory_xact_lock(4242001)")
+                command.upgrade(cfg, "head")
+
+        await self._run(run)
+
+    async def close(self) -> None:
+        self._writer.dispose()
+        self._reader.dispose()
+
+    # -- sessions ---------------------------------------------------------------------------------
+    async def create(self, session: Session) -> Session:
+        def run() -> Session:
+            with self._write(session.id) as conn:
+                row = conn.execute(sa.select(sessions.c.state).where(sessions.c.id == session.id)).first()
+                if row is not None:
+                    if row.state in _LIVE:
+                        raise SessionConflict(f"session {session.id} already exists")
+                    self._purge(conn, session.id)
+                conn.execute(sessions.insert().values(**_session_values(session)))
+            return session
+
+        return await self._run(run)
+
+    async def get(self, session_id: str) -> Session | None:
+        def run() -> Session | None:
+            with self._read() as conn:
+                row = conn.execute(sa.select(sessions).where(sessions.c.id == session_id)).first()
+            return _row_to_session(row) if row else None
+
+        return await self._run(run)
+
+    async def by_target(self, namespace: str, key: str) -> list[Session]:
+        def run() -> list[Session]:
+            q = (sa.select(sessions)
+                 .where(sessions.c.namespace == namespace, sessions.c.key == key, sessions.c.state.in_(_LIVE))
+                 .order_by(sessions.c.created_at))
+            with self._read() as conn:
+                return [_row_to_session(r) for r in conn.execute(q)]
+
+        return await self._run(run)
+
+    async def list(self, *, owner: str | None = None, family: str | None = None,
+                   states: tuple[SessionState, ...] | None = None, limit: int = 100,
+                   after: str = "") -> list[Session]:
+        def run() -> list[Session]:
+            q = sa.select(sessions).where(sessions.c.id > after)
+            if owner is not None:
+                q = q.where(sessions.c.owner == owner)
+            if family is not None:
+                q = q.where(sessions.c.family == family)
+            if states is not None:
+                q = q.where(sessions.c.state.in_([s.value for s in states]))
+            q = q.order_by(sessions.c.id).limit(limit)
+            with self._read() as conn:
+                return [_row_to_session(r) for r in conn.execute(q)]
+
+        return await self._run(run)
+
+    # -- ranges -----------------------------------------------------------------------------------
+    async def ranges(self, session_id: str) -> RangeSet:
+        def run() -> RangeSet:
+            q = (sa.select(session_ranges.c.start, session_ranges.c.stop)
+                 .where(session_ranges.c.session_id == session_id).order_by(session_ranges.c.start))
+            with self._read() as conn:
+                rs = RangeSet()
+                for start, stop in conn.execute(q):
+                    rs.add(start, stop)
+                return rs
+
+        return await self._run(run)
+
+    @staticmethod
+    def _overlapping(conn: Connection, session_id: str, start: int, end: int, touching: bool) -> list[Range]:
+        """Stored ranges intersecting [start, end) (or touching it, for merges), unclipped."""
+        c = session_ranges.c
+        prev = conn.execute(
+            sa.select(c.start, c.stop).where(c.session_id == session_id, c.start <= start)
+            .order_by(c.start.desc()).limit(1)).first()
+        upper = c.start <= end if touching else c.start < end
+        rest = conn.execute(
+            sa.select(c.start, c.stop).where(c.session_id == session_id, c.start > start, upper)
+            .order_by(c.start)).all()
+        out: list[Range] = []
+        if prev is not None and (prev.stop >= start if touching else prev.stop > start):
+            out.append((prev.start, prev.stop))
+        out.extend((r.start, r.stop) for r in rest)
+        return out
+
+    async def received_within(self, session_id: str, start: int, end: int) -> list[Range]:
+        def run() -> list[Range]:
+            with self._read() as conn:
+                found = self._overlapping(conn, session_id, start, end, touching=False)
+            return [(max(s, start), min(e, end)) for s, e in found]
+
+        return await self._run(run)
+
+    async def claim(self, session_id: str, token: str, start: int, end: int, now: float,
+                    lease: float) -> Claim:
+        def run() -> Claim:
+            with self._write(session_id) as conn:
+                if conn.execute(sa.select(sessions.c.id).where(sessions.c.id == session_id)).first() is None:
+                    raise SessionNotFound()
+                conn.execute(claims.delete().where(claims.c.session_id == session_id,
+                                                   claims.c.lease_until < now))
+                received = RangeSet(self._overlapping(conn, session_id, start, end, touching=False))
+                gaps = received.gaps(start, end)
+                if not gaps:
+                    return Claim([], [])
+                held = RangeSet()
+                for s, e in conn.execute(sa.select(claims.c.start, claims.c.stop).where(
+                        claims.c.session_id == session_id, claims.c.start < end, claims.c.stop > start)):
+                    held.add(s, e)
+                to_write: list[Range] = []
+                busy: list[Range] = []
+                for gs, ge in gaps:
+                    busy.extend(held.overlapping(gs, ge))
+                    to_write.extend(held.gaps(gs, ge))
+                if to_write:
+                    conn.execute(claims.insert(), [
+                        {"session_id": session_id, "start": s, "stop": e, "token": token,
+                         "lease_until": now + lease} for s, e in to_write])
+                return Claim(to_write, busy)
+
+        return await self._run(run)
+
+    async def renew(self, session_id: str, token: str, now: float, lease: float) -> bool:
+        def run() -> bool:
+            with self._write(session_id) as conn:
+                res = conn.execute(claims.update().where(claims.c.session_id == session_id,
+                                                         claims.c.token == token)
+                                   .values(lease_until=now + lease))
+                return bool(res.rowcount)
+
+        return await self._run(run)
+
+    async def record(self, session_id: str, token: str, written: list[Range], now: float,
+                     expires_at: float, length: int | None = None) -> Session:
+        def run() -> Session:
+            with self._write(session_id) as conn:
+                row = conn.execute(sa.select(sessions).where(sessions.c.id == session_id)).first()
+                if row is None:
+                    raise SessionNotFound()
+                if written:
+                    held = conn.execute(sa.select(sa.func.count()).select_from(claims).where(
+                        claims.c.session_id == session_id, claims.c.token == token)).scalar_one()
+                    if not held:
+                        raise WriteInterrupted("another request took over this range")
+                added = 0
+                for start, end in written:
+                    added += self._merge(conn, session_id, start, end)
+                conn.execute(claims.delete().where(claims.c.session_id == session_id,
+                                                   claims.c.token == token))
+                values: dict[str, Any] = {
+                    "received": sessions.c.received + added, "version": sessions.c.version + 1,
+                    "modified_at": now, "expires_at": expires_at,
+                }
+                if length is not None and row.length is None:
+                    values["length"] = length
+                conn.execute(sessions.update().where(sessions.c.id == session_id).values(**values))
+                row = conn.execute(sa.select(sessions).where(sessions.c.id == session_id)).first()
+                return _row_to_session(row)
+
+        return await self._run(run)
+
+    def _merge(self, conn: Connection, session_id: str, start: int, end: int) -> int:
+        """Merge [start, end) into the stored ranges; return how many bytes were new."""
+        if start >= end:
+            return 0
+        found = self._overlapping(conn, session_id, start, end, touching=True)
+        new_start, new_end = start, end
+        already = 0
+        for s, e in found:
+            already += max(0, min(e, end) - max(s, start))
+            new_start, new_end = min(new_start, s), max(new_end, e)
+        if found:
+            conn.execute(session_ranges.delete().where(
+                session_ranges.c.session_id == session_id,
+                session_ranges.c.start.in_([s for s, _ in found])))
+        conn.execute(session_ranges.insert().values(session_id=session_id, start=new_start, stop=new_end))
+        return (end - start) - already
+
+    async def release(self, session_id: str, token: str) -> None:
+        def run() -> None:
+            with self._write(session_id) as conn:
+                conn.execute(claims.delete().where(claims.c.session_id == session_id,
+                                                   claims.c.token == token))
+
+        await self._run(run)
+
+    async def update(self, session_id: str, expected_version: int, **fields: Any) -> Session:
+        def run() -> Session:
+            values = dict(fields)
+            for name in _JSON_FIELDS:
+                if name in values:
+                    values[name] = json.dumps(values[name])
+            if "state" in values:
+                values["state"] = SessionState(values["state"]).value
+            values["version"] = sessions.c.version + 1
+            with self._write(session_id) as conn:
+                res = conn.execute(sessions.update().where(sessions.c.id == session_id,
+                                                           sessions.c.version == expected_version)
+                                   .values(**values))
+                row = conn.execute(sa.select(sessions).where(sessions.c.id == session_id)).first()
+                if row is None:
+                    raise SessionNotFound()
+                if not res.rowcount:
+                    raise Conflict("session changed concurrently")
+                return _row_to_session(row)
+
+        return await self._run(run)
+
+    async def expired(self, now: float, limit: int) -> list[Session]:
+        def run() -> list[Session]:
+            q = (sa.select(sessions).where(sessions.c.state.in_(_LIVE), sessions.c.expires_at < now)
+                 .order_by(sessions.c.expires_at).limit(limit))
+            with self._read() as conn:
+                return [_row_to_session(r) for r in conn.execute(q)]
+
+        return await self._run(run)
+
+    @staticmethod
+    def _purge(conn: Connection, session_id: str) -> None:
+        conn.execute(session_ranges.delete().where(session_ranges.c.session_id == session_id))
+        conn.execute(claims.delete().where(claims.c.session_id == session_id))
+        conn.execute(sessions.delete().where(sessions.c.id == session_id))
+
+    async def purge(self, session_id: str) -> None:
+        def run() -> None:
+            with self._write(session_id) as conn:
+                self._purge(conn, session_id)
+
+        await self._run(run)
+
+    async def purge_dead(self, before: float) -> int:
+        def run() -> int:
+            with self._write() as conn:
+                ids = [r.id for r in conn.execute(sa.select(sessions.c.id).where(
+                    sessions.c.state.notin_(_LIVE), sessions.c.modified_at < before).limit(1000))]
+                for sid in ids:
+                    self._purge(conn, sid)
+                return len(ids)
+
+        return await self._run(run)

@@ -1,0 +1,403 @@
+"""Service Fabric Image Store REST API (``/ImageStore/...``) on the chunkd core.
+
+Wire rules follow the runtime (see docs/servicefabric.md for the full table and chunkd's deliberate
+differences): ``api-version`` parsed as a number between the operation's version and the runtime
+version, ``timeout`` 1..4294967295 seconds, FabricError JSON on every error, 64-bit numbers as
+strings, inclusive ranges, paths with ``/`` or ``\\``, ``$`` segments starting the action.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import anyio
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from chunkd.auth.authenticator import Authenticator, Unauthenticated
+from chunkd.auth.permissions import IMAGESTORE_ADMIN
+from chunkd.core import errors
+from chunkd.core.body import ClientGone
+from chunkd.core.engine import Engine
+from chunkd.core.models import ObjectInfo, Session
+from chunkd.core.paths import normalize_key
+from chunkd.core.principal import Principal
+from chunkd.protocols._http import first_query, iso_date, object_response, request_body
+
+log = logging.getLogger("chunkd.servicefabric")
+
+NAMESPACE = "imagestore"
+FAMILY = "servicefabric"
+RUNTIME_VERSION = 8.2
+CLUSTER_VERSION = "8.2.1571.9590"
+RESERVED_ROOTS = ("store", "windowsfabricstore")
+PAGE_SIZE = 1000
+_GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+_CONTENT_RANGE = re.compile(r"^(?:bytes)?\s*(\d+)\s*-\s*(\d+)\s*/\s*(\d+)\s*$")
+_UINT64_MAX = (1 << 64) - 1
+
+
+class FabricError(Exception):
+    def __init__(self, status: int, code: str, message: str = "") -> None:
+        super().__init__(message or code)
+        self.status, self.code, self.message = status, code, message or code
+
+
+def fabric_error_response(status: int, code: str, message: str) -> JSONResponse:
+    return JSONResponse({"Error": {"Code": code, "Message": message}}, status_code=status)
+
+
+# core error -> (status, code); looked up along the exception's MRO, most specific first
+_ERRORS: dict[type[errors.ChunkdError], tuple[int, str]] = {
+    errors.InvalidPath: (400, "E_INVALIDARG"),
+    errors.PathConflict: (400, "FABRIC_E_INVALID_DIRECTORY"),
+    errors.InvalidRange: (400, "FABRIC_E_UPLOAD_SESSION_RANGE_NOT_SATISFIABLE"),
+    errors.LengthMismatch: (400, "E_INVALIDARG"),
+    errors.InvalidInput: (400, "E_INVALIDARG"),
+    errors.SessionNotFound: (404, "FABRIC_E_FILE_NOT_FOUND"),
+    errors.SessionGone: (404, "FABRIC_E_FILE_NOT_FOUND"),
+    errors.ObjectNotFound: (404, "FABRIC_E_FILE_NOT_FOUND"),
+    errors.SessionConflict: (409, "FABRIC_E_UPLOAD_SESSION_ID_CONFLICT"),
+    errors.SessionIncomplete: (400, "E_INVALIDARG"),
+    errors.PermissionDenied: (403, "E_ACCESSDENIED"),
+    errors.TooLarge: (413, "FABRIC_E_VALUE_TOO_LARGE"),
+    errors.RangeBusy: (503, "FABRIC_E_SERVICE_TOO_BUSY"),
+    errors.WriteInterrupted: (503, "FABRIC_E_SERVICE_TOO_BUSY"),
+    errors.Conflict: (503, "FABRIC_E_SERVICE_TOO_BUSY"),
+}
+
+
+def _map_error(exc: errors.ChunkdError) -> tuple[int, str]:
+    for cls in type(exc).__mro__:
+        if cls in _ERRORS:
+            return _ERRORS[cls]
+    return (500, "E_FAIL")
+
+
+def _store_path(key: str) -> str:
+    return key.replace("/", "\\")
+
+
+def _session_json(session: Session, missing: list[tuple[int, int]]) -> dict[str, Any]:
+    length = session.length or 0
+    if length == 0 and session.received == 0 and session.state.value == "open":
+        missing = []  # chunkd: a 0-byte session needs nothing (the runtime reports [{0,0}] forever)
+    return {
+        "StoreRelativePath": _store_path(session.key),
+        "SessionId": session.id,
+        "FileSize": str(length),
+        "ModifiedDate": iso_date(session.modified_at),
+        "ExpectedRanges": [{"StartPosition": str(s), "EndPosition": str(e - 1)} for s, e in missing],
+    }
+
+
+def _file_json(info: ObjectInfo) -> dict[str, Any]:
+    return {
+        "StoreRelativePath": _store_path(info.key),
+        "FileVersion": {"EpochDataLossNumber": "0", "VersionNumber": str(info.version),
+                        "EpochConfigurationNumber": "0"},
+        "FileSize": str(info.size),
+        "ModifiedDate": iso_date(info.modified_at),
+    }
+
+
+Handler = Callable[[Request, Principal, str, dict[str, str]], Awaitable[Response]]
+
+
+class ServiceFabricAPI:
+    """Routes for the image store, ``GET /`` and ``GET /$/GetClusterVersion``."""
+
+    def __init__(self, engine: Engine, authenticator: Authenticator) -> None:
+        self.engine = engine
+        self.auth = authenticator
+        # (method, action) -> (handler, minimum api-version, needs admin, takes body)
+        self._ops: dict[tuple[str, str], tuple[Handler, float, bool, bool]] = {
+            ("PUT", "UploadChunk"): (self.upload_chunk, 6.0, True, True),
+            ("GET", "GetUploadSession"): (self.get_upload_session, 6.0, False, False),
+            ("POST", "CommitUploadSession"): (self.commit_session, 6.0, True, False),
+            ("DELETE", "DeleteUploadSession"): (self.delete_session, 6.0, True, False),
+            ("POST", "Copy"): (self.copy, 6.0, True, False),
+            ("GET", "FolderSize"): (self.folder_size, 6.5, False, False),
+            ("GET", "Info"): (self.info, 6.5, False, False),
+            ("GET", "Content"): (self.download, 6.0, False, False),
+            ("HEAD", "Content"): (self.download, 6.0, False, False),
+            ("PUT", ""): (self.upload_file, 6.0, True, True),
+            ("GET", ""): (self.get_content, 6.0, False, False),
+            ("DELETE", ""): (self.delete_content, 6.0, True, False),
+        }
+
+    @property
+    def routes(self) -> list[BaseRoute]:
+        methods = ["GET", "PUT", "POST", "DELETE", "HEAD"]
+        return [
+            Route("/", self.root, methods=["GET", "HEAD"]),
+            Route("/$/GetClusterVersion", self.cluster_version, methods=["GET"]),
+            Route("/ImageStore", self.dispatch, methods=methods),
+            Route("/ImageStore/{rest:path}", self.dispatch, methods=methods),
+        ]
+
+    async def root(self, request: Request) -> Response:
+        return JSONResponse({"name": "chunkd", "imageStore": "/ImageStore", "version": CLUSTER_VERSION})
+
+    async def cluster_version(self, request: Request) -> Response:
+        return JSONResponse({"Version": CLUSTER_VERSION})
+
+    # -- dispatch ---------------------------------------------------------------------------------
+    async def dispatch(self, request: Request) -> Response:
+        try:
+            return await self._dispatch(request)
+        except FabricError as exc:
+            return fabric_error_response(exc.status, exc.code, exc.message)
+        except ClientGone:
+            return fabric_error_response(400, "E_INVALIDARG", "the client closed the connection mid-body")
+        except errors.ChunkdError as exc:
+            status, code = _map_error(exc)
+            return fabric_error_response(status, code, exc.message)
+        except TimeoutError:
+            return fabric_error_response(504, "FABRIC_E_TIMEOUT", "the operation did not finish in time")
+        except Exception:
+            log.exception("unexpected error in %s %s", request.method, request.url.path)
+            return fabric_error_response(500, "E_FAIL", "internal error")
+
+    async def _dispatch(self, request: Request) -> Response:
+        rest = request.url.path[len("/ImageStore"):]
+        content, action = _split_action(rest)
+        method = "GET" if request.method == "HEAD" and action != "Content" else request.method
+        op = self._ops.get((method, action))
+        if op is None:
+            raise FabricError(400, "E_INVALIDARG", f"unknown operation {request.method} {action or 'content'}")
+        handler, min_version, needs_admin, takes_body = op
+        query = first_query(request.scope)
+        _check_api_version(query.get("api-version"), min_version)
+        timeout = _parse_timeout(query.get("timeout"))
+        principal = self._authenticate(request, needs_admin)
+        if takes_body:  # bodies take as long as the client needs; timeout bounds only server work
+            return await handler(request, principal, content, query)
+        with anyio.fail_after(timeout):
+            return await handler(request, principal, content, query)
+
+    def _authenticate(self, request: Request, needs_admin: bool) -> Principal:
+        try:
+            principal = self.auth.authenticate(request.headers, request.scope)
+        except Unauthenticated as exc:
+            raise FabricError(401, "E_ACCESSDENIED", str(exc)) from exc
+        if needs_admin and not principal.has_any(IMAGESTORE_ADMIN):
+            raise FabricError(403, "E_ACCESSDENIED", f"writing to the image store needs the {IMAGESTORE_ADMIN} role")
+        return principal
+
+    # -- upload sessions --------------------------------------------------------------------------
+    async def upload_chunk(self, request: Request, principal: Principal, content: str,
+                           query: dict[str, str]) -> Response:
+        session_id = _session_id(query.get("session-id"), "FABRIC_E_INVALID_UPLOAD_SESSION_ID")
+        key = normalize_key(content)
+        start, end, total = _parse_content_range(request.headers.get("content-range"))
+        _check_content_length(request, end - start)
+        session = await self.engine.ensure_session(principal, FAMILY, session_id, NAMESPACE, key, total)
+        await self.engine.write_range(session.id, principal, start, end, request_body(request))
+        return Response(status_code=200)
+
+    async def get_upload_session(self, request: Request, principal: Principal, content: str,
+                                 query: dict[str, str]) -> Response:
+        if content.strip("/\\"):
+            key = normalize_key(content)
+            found = await self.engine.sessions_for_target(NAMESPACE, key)
+            sessions = [s for s in found if s.family == FAMILY]
+        else:
+            session_id = _session_id(query.get("session-id"), "FABRIC_E_INVALID_UPLOAD_SESSION_ID")
+            session = await self.engine.get_session(session_id)
+            if session.family != FAMILY:
+                raise errors.SessionNotFound()
+            sessions = [session]
+        body = [_session_json(s, await self.engine.missing(s)) for s in sessions]
+        return JSONResponse({"UploadSessions": body})
+
+    async def commit_session(self, request: Request, principal: Principal, content: str,
+                             query: dict[str, str]) -> Response:
+        session_id = _session_id(query.get("session-id"), "E_INVALIDARG")
+        try:
+            await self.engine.commit(session_id, principal)
+        except (errors.SessionNotFound, errors.SessionGone) as exc:
+            raise FabricError(400, "E_INVALIDARG", "no upload session with this id") from exc
+        return Response(status_code=200)
+
+    async def delete_session(self, request: Request, principal: Principal, content: str,
+                             query: dict[str, str]) -> Response:
+        session_id = _session_id(query.get("session-id"), "E_INVALIDARG")
+        await self.engine.delete_session(session_id, principal)
+        return Response(status_code=200)
+
+    # -- content ----------------------------------------------------------------------------------
+    async def upload_file(self, request: Request, principal: Principal, content: str,
+                          query: dict[str, str]) -> Response:
+        key = normalize_key(content)
+        if request.headers.get("content-range"):
+            _parse_content_range(request.headers["content-range"])  # validated, then ignored (as the runtime)
+        await self.engine.put_object(NAMESPACE, key, request_body(request))
+        return Response(status_code=200)
+
+    async def get_content(self, request: Request, principal: Principal, content: str,
+                          query: dict[str, str]) -> Response:
+        key = normalize_key(content, allow_empty=True)
+        if key:
+            try:
+                info = await self.engine.stat_object(NAMESPACE, key)
+            except errors.ObjectNotFound:
+                info = None
+            if info is not None:
+                return JSONResponse({"StoreFiles": [_file_json(info)], "StoreFolders": []})
+            if not await self.engine.is_folder(NAMESPACE, key):
+                raise errors.ObjectNotFound(f"{_store_path(key)} does not exist in the image store")
+        listing = await self.engine.list_folder(NAMESPACE, key)
+        entries: list[tuple[str, Any]] = [(f, None) for f in listing.folders]
+        entries += [(i.key, i) for i in listing.files]
+        entries.sort(key=lambda e: e[0])
+        marker = query.get("ContinuationToken", "")
+        if marker:
+            entries = [e for e in entries if e[0] > marker]
+        page, more = entries[:PAGE_SIZE], len(entries) > PAGE_SIZE
+        folders = []
+        for name, info in page:
+            if info is None:
+                count = len(await self.engine.walk(NAMESPACE, name))
+                folders.append({"StoreRelativePath": _store_path(name), "FileCount": str(count)})
+        files = [_file_json(info) for _, info in page if info is not None]
+        body: dict[str, Any] = {"StoreFiles": files, "StoreFolders": folders}
+        if more:
+            body["ContinuationToken"] = page[-1][0]
+        return JSONResponse(body)
+
+    async def delete_content(self, request: Request, principal: Principal, content: str,
+                             query: dict[str, str]) -> Response:
+        key = normalize_key(content)
+        _reject_reserved(key)
+        await self.engine.delete_object(NAMESPACE, key)
+        return Response(status_code=200)
+
+    async def copy(self, request: Request, principal: Principal, content: str,
+                   query: dict[str, str]) -> Response:
+        try:
+            desc = json.loads(await request.body() or b"null")
+        except ValueError as exc:
+            raise FabricError(400, "E_INVALIDARG", "the body is not valid JSON") from exc
+        if not isinstance(desc, dict) or not isinstance(desc.get("RemoteSource"), str) \
+                or not isinstance(desc.get("RemoteDestination"), str):
+            raise FabricError(400, "E_INVALIDARG", "RemoteSource and RemoteDestination are required strings")
+        src = normalize_key(desc["RemoteSource"])
+        dst = normalize_key(desc["RemoteDestination"])
+        _reject_reserved(dst)
+        skip_files = desc.get("SkipFiles") or []
+        if not isinstance(skip_files, list) or not all(isinstance(s, str) for s in skip_files):
+            raise FabricError(400, "E_INVALIDARG", "SkipFiles must be a list of file names")
+        if desc.get("CheckMarkFile") and await self.engine.is_folder(NAMESPACE, src):
+            try:
+                await self.engine.stat_object(NAMESPACE, f"{src}/_.dir")
+            except errors.ObjectNotFound:
+                return Response(status_code=200)  # source folder not marked complete: nothing copied
+        await self.engine.copy_object(NAMESPACE, src, dst, frozenset(skip_files))
+        return Response(status_code=200)
+
+    async def folder_size(self, request: Request, principal: Principal, content: str,
+                          query: dict[str, str]) -> Response:
+        key = normalize_key(content, allow_empty=True)
+        if key and not await self.engine.is_folder(NAMESPACE, key):
+            raise errors.ObjectNotFound(f"{_store_path(key)} is not a folder in the image store")
+        files = await self.engine.walk(NAMESPACE, key)
+        return JSONResponse({"StoreRelativePath": _store_path(key), "FolderSize": str(sum(f.size for f in files))})
+
+    async def info(self, request: Request, principal: Principal, content: str,
+                   query: dict[str, str]) -> Response:
+        usage = await self.engine.usage()
+        files = await self.engine.walk(NAMESPACE, "")
+        zero = {"UsedSpace": "0", "FileCount": "0"}
+        return JSONResponse({
+            "DiskInfo": {"Capacity": str(usage["capacity"]), "AvailableSpace": str(usage["available"])},
+            "UsedByMetadata": zero,
+            "UsedByStaging": {"UsedSpace": str(usage["staged_bytes"]), "FileCount": str(usage["staged_files"])},
+            "UsedByCopy": {"UsedSpace": str(sum(f.size for f in files)), "FileCount": str(len(files))},
+            "UsedByRegister": zero,
+        })
+
+    async def download(self, request: Request, principal: Principal, content: str,
+                       query: dict[str, str]) -> Response:
+        key = normalize_key(content)
+        info = await self.engine.stat_object(NAMESPACE, key)
+        return object_response(self.engine, info, request.headers.get("range"), head=request.method == "HEAD")
+
+
+# -- wire parsing ---------------------------------------------------------------------------------
+def _split_action(rest: str) -> tuple[str, str]:
+    """``/a/b/$/UploadChunk`` -> (``a/b``, ``UploadChunk``); ``/a/b`` -> (``a/b``, "")."""
+    segments = rest.split("/")
+    if "$" in segments:
+        i = segments.index("$")
+        return "/".join(segments[:i]).strip("/"), "/".join(segments[i + 1:])
+    return rest.strip("/"), ""
+
+
+def _check_api_version(value: str | None, minimum: float) -> None:
+    if value is None:
+        raise FabricError(400, "E_INVALIDARG", "api-version is required")
+    try:
+        version = float(value.split("-", 1)[0])
+    except ValueError as exc:
+        raise FabricError(400, "E_INVALIDARG", f"api-version {value!r} is not a version number") from exc
+    if version < minimum:
+        raise FabricError(400, "E_INVALIDARG", f"this operation needs api-version {minimum} or later")
+    if version > RUNTIME_VERSION:
+        raise FabricError(400, "E_INVALIDARG", f"api-version {value} is newer than this server ({RUNTIME_VERSION})")
+
+
+def _parse_timeout(value: str | None) -> float:
+    if value is None:
+        return 60.0
+    try:
+        seconds = int(value)
+    except ValueError as exc:
+        raise FabricError(400, "E_INVALIDARG", "timeout must be a whole number of seconds") from exc
+    if not 1 <= seconds <= 4294967295:
+        raise FabricError(400, "E_INVALIDARG", "timeout must be between 1 and 4294967295 seconds")
+    return float(seconds)
+
+
+def _session_id(value: str | None, code: str) -> str:
+    if not value or not _GUID.match(value) or set(value) <= {"0", "-"}:
+        raise FabricError(400, code, "session-id must be a GUID like 4a2340e8-d8d8-497c-95fe-cdaa1052f33b")
+    return value.lower()
+
+
+def _parse_content_range(value: str | None) -> tuple[int, int, int]:
+    """``bytes S-E/T`` (inclusive) -> half-open (start, end, total); ``0-0/0`` is the empty file."""
+    code = "FABRIC_E_UPLOAD_SESSION_RANGE_NOT_SATISFIABLE"
+    if not value:
+        raise FabricError(400, code, "the Content-Range header is required")
+    m = _CONTENT_RANGE.match(value.strip())
+    if not m:
+        raise FabricError(400, code, f"malformed Content-Range {value!r}; expected 'bytes S-E/T'")
+    start, last, total = (int(g) for g in m.groups())
+    if max(start, last, total) > _UINT64_MAX:
+        raise FabricError(400, code, "Content-Range values must be 64-bit unsigned integers")
+    if total == 0 and start == 0 and last == 0:
+        return 0, 0, 0
+    if start > last:
+        raise FabricError(400, code, "Content-Range start is after its end")
+    if last >= total:
+        raise FabricError(400, code, "Content-Range ends at or beyond the file size")
+    return start, last + 1, total
+
+
+def _check_content_length(request: Request, expected: int) -> None:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) != expected:
+        raise FabricError(400, "E_INVALIDARG",
+                          f"the body has {declared} bytes but Content-Range covers {expected}")
+
+
+def _reject_reserved(key: str) -> None:
+    if key.split("/", 1)[0].lower() in RESERVED_ROOTS:
+        raise FabricError(400, "FABRIC_E_IMAGEBUILDER_RESERVED_DIRECTORY_ERROR",
+                          "Store and WindowsFabricStore are reserved by the image store")

@@ -1,0 +1,1 @@
+"""Wiring: settings, the ASGI application, TLS plumbing and the uvicorn runner."""

@@ -1,0 +1,90 @@
+"""Builds the ASGI application: one engine, one authenticator, every protocol front end on one port."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import anyio
+from starlette.applications import Starlette
+from starlette.routing import BaseRoute
+
+from chunkd.auth.authenticator import Authenticator
+from chunkd.auth.tokens import TokenVerifier, load_or_create_secret
+from chunkd.core.engine import Engine, EngineConfig
+from chunkd.metadata import open_store
+from chunkd.protocols.servicefabric import ServiceFabricAPI
+from chunkd.server.config import Settings
+from chunkd.storage import open_storage
+
+log = logging.getLogger("chunkd.server")
+
+
+@dataclass
+class Components:
+    settings: Settings
+    engine: Engine
+    authenticator: Authenticator
+
+
+def build_components(settings: Settings) -> Components:
+    data_dir = settings.data_dir.resolve()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    store = open_store(settings.metadata, str(data_dir))
+    storage = open_storage(settings.storage, str(data_dir))
+    config = EngineConfig(session_ttl=settings.session_ttl, tombstone_ttl=settings.tombstone_ttl,
+                          durable=settings.durable, max_size=settings.max_size)
+    engine = Engine(store, storage, config)
+    verifier = TokenVerifier(load_or_create_secret(data_dir), settings.jwks_file, settings.jwt_issuer,
+                             settings.jwt_audience)
+    admin_names = frozenset(n.strip() for n in settings.tls_admin_names.split(",") if n.strip())
+    authenticator = Authenticator(verifier, enabled=not settings.no_auth, admin_names=admin_names)
+    return Components(settings, engine, authenticator)
+
+
+def describe(c: Components) -> str:
+    """The one start-up line: address, data directory, storage, metadata store, auth mode."""
+    s = c.settings
+    auth = c.authenticator.mode
+    if s.tls_client_ca:
+        auth += "+client-cert"
+    return (f"chunkd listening on {s.scheme}://{s.host}:{s.port} data={s.data_dir.resolve()} "
+            f"storage={c.engine.storage.name} metadata={c.engine.store.name} auth={auth} workers={s.workers}")
+
+
+def create_app(settings: Settings | None = None) -> Starlette:
+    c = build_components(settings or Settings())
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await c.engine.store.migrate()
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(_sweeper, c.engine, c.settings.sweep_interval)
+            yield
+            tg.cancel_scope.cancel()
+        await c.engine.store.close()
+
+    routes: list[BaseRoute] = []
+    routes += ServiceFabricAPI(c.engine, c.authenticator).routes
+    app = Starlette(routes=routes, lifespan=lifespan)
+    app.state.components = c
+    return app
+
+
+def create_app_from_env() -> Starlette:
+    """Factory for uvicorn workers: settings come from CHUNKD_* variables set by ``chunkd serve``."""
+    return create_app(Settings())
+
+
+async def _sweeper(engine: Engine, interval: float) -> None:
+    while True:
+        await anyio.sleep(interval)
+        try:
+            expired = await engine.sweep()
+            if expired:
+                log.info("expired %d idle sessions (pid %d)", expired, os.getpid())
+        except Exception:
+            log.exception("expiry sweep failed")

@@ -1,0 +1,38 @@
+"""Server settings. Every field can be set by a ``chunkd serve`` option or a ``CHUNKD_<NAME>`` variable."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CHUNKD_", extra="ignore")
+
+    host: str = Field("127.0.0.1", description="address to listen on")
+    port: int = Field(19080, description="port; 19080 is Service Fabric's HTTP gateway port")
+    data_dir: Path = Field(Path("./chunkd-data"), description="where bytes, metadata and keys live")
+    workers: int = Field(1, description="server processes sharing the port and the data directory")
+    storage: str = Field("local", description="byte storage: local | file:///path")
+    metadata: str = Field("sqlite", description="metadata store: sqlite | sqlite:///path | postgresql://...")
+    no_auth: bool = Field(False, description="switch authentication off (loopback only unless forced)")
+    force_no_auth: bool = Field(False, description="allow --no-auth on a non-loopback address")
+    jwks_file: Path | None = Field(None, description="JWKS file with RS256 keys of an identity provider")
+    jwt_issuer: str | None = Field(None, description="expected 'iss' of JWKS-signed tokens")
+    jwt_audience: str | None = Field(None, description="expected 'aud' of JWKS-signed tokens")
+    tls_cert: Path | None = Field(None, description="PEM certificate (chain) for HTTPS")
+    tls_key: Path | None = Field(None, description="PEM private key for HTTPS")
+    tls_client_ca: Path | None = Field(None, description="CA bundle; when set, client certificates are required")
+    tls_admin_names: str = Field("chunkd-admin", description="client-certificate CNs that get admin rights")
+    session_ttl: float = Field(1800.0, description="idle lifetime of an upload session, seconds")
+    tombstone_ttl: float = Field(86400.0, description="how long ended sessions are remembered, seconds")
+    sweep_interval: float = Field(60.0, description="seconds between expiry sweeps")
+    max_size: int = Field(1 << 40, description="largest upload, bytes")
+    durable: bool = Field(True, description="fdatasync every chunk before acknowledging it")
+    log_level: str = Field("info", description="log level")
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self.tls_cert else "http"

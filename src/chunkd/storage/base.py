@@ -1,0 +1,91 @@
+"""The byte storage interface.
+
+A byte store holds two kinds of bytes:
+
+* **staged** bytes of open sessions, addressed by an opaque ``ref`` the store hands out, written at
+  arbitrary offsets (sparse) by any number of writers in any number of processes;
+* **published** objects, addressed by ``(namespace, key)`` where ``key`` is an already validated
+  ``/``-separated relative path (see :func:`chunkd.core.paths.normalize_key`).
+
+Stores never see HTTP, sessions or principals. Every method may be called concurrently from several
+processes on the same data; stores must keep what they promise below under that condition.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Protocol
+
+from chunkd.core.models import Listing, ObjectInfo
+
+
+class StagedWriter(Protocol):
+    """Writes into one staged object, sequentially from the offset it was opened at."""
+
+    async def write(self, data: bytes | memoryview) -> None:
+        """Write ``data`` at the current position and advance it. May buffer."""
+
+    async def skip(self, count: int) -> None:
+        """Advance the position by ``count`` bytes without writing (bytes already stored)."""
+
+    async def seek(self, offset: int) -> None:
+        """Move to ``offset`` (flushes buffered data first)."""
+
+    async def flush(self, durable: bool) -> None:
+        """Write out buffered data; with ``durable`` the bytes survive a crash once this returns."""
+
+    async def close(self) -> None:
+        """Release resources. Does not imply durability: call ``flush(True)`` first."""
+
+
+class ByteStorage(Protocol):
+    """Staged and published bytes. See the module docstring for the model."""
+
+    name: str
+
+    async def stage_create(self, hint: str) -> str:
+        """Create an empty staged object and return its ref. ``hint`` (a session id) may appear in names."""
+
+    async def stage_open(self, ref: str, offset: int) -> StagedWriter:
+        """Open a writer at ``offset``. Raises FileNotFoundError if ``ref`` is unknown."""
+
+    def stage_read(self, ref: str, start: int, end: int) -> AsyncIterator[bytes]:
+        """Yield the staged bytes ``[start, end)``; bytes never written read as zeros."""
+
+    async def stage_discard(self, ref: str) -> None:
+        """Delete staged bytes. Idempotent."""
+
+    async def stage_exists(self, ref: str) -> bool:
+        """True while the staged object exists (it stops existing once published or discarded)."""
+
+    async def publish(self, ref: str, namespace: str, key: str, length: int) -> ObjectInfo:
+        """Make staged bytes ``[0, length)`` the object ``namespace/key``, atomically.
+
+        Readers see the previous object or the new one, never a mix; an existing object is replaced.
+        The staged object is consumed. Local storage does this without copying (rename), so the cost
+        does not grow with ``length``. Raises FileNotFoundError if ``ref`` no longer exists.
+        """
+
+    async def stat(self, namespace: str, key: str) -> ObjectInfo | None:
+        """The object at ``key``, or None (also when ``key`` is a folder)."""
+
+    async def is_folder(self, namespace: str, key: str) -> bool:
+        """True when ``key`` is a folder (has objects below it)."""
+
+    def read(self, namespace: str, key: str, start: int, end: int) -> AsyncIterator[bytes]:
+        """Yield bytes ``[start, end)`` of an object. Raises FileNotFoundError if it does not exist."""
+
+    async def list(self, namespace: str, prefix: str) -> Listing:
+        """Immediate children of folder ``prefix`` ("" = root): files and folder keys."""
+
+    async def walk(self, namespace: str, prefix: str) -> list[ObjectInfo]:
+        """Every object below folder ``prefix``, recursively."""
+
+    async def delete(self, namespace: str, key: str) -> bool:
+        """Delete an object, or a folder recursively. False when nothing was there."""
+
+    async def copy(self, namespace: str, src: str, dst: str, skip: frozenset[str]) -> int:
+        """Copy an object or folder to ``dst`` (replacing), skipping file names in ``skip``; count copied."""
+
+    async def usage(self) -> dict[str, int]:
+        """Capacity figures: ``capacity``, ``available``, ``staged_bytes``, ``staged_files``."""
