@@ -5,7 +5,6 @@ from __future__ import annotations
 import ctypes
 import ipaddress
 import os
-import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -129,4 +128,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

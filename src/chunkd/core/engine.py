@@ -32,7 +32,7 @@ from chunkd.core.errors import (
     TooLarge,
 )
 from chunkd.core.events import Event, EventBus
-from chunkd.core.models import Listing, ObjectInfo, Session, SessionState
+from chunkd.core.models import Listing, ObjectInfo, Resource, Session, SessionState
 from chunkd.core.principal import Principal
 from chunkd.core.ranges import Range, RangeSet
 from chunkd.metadata.base import SessionStore
@@ -140,7 +140,7 @@ class Engine:
 
     async def list_sessions(self, *, owner: str | None = None, family: str | None = None,
                             limit: int = 100, after: str = "") -> list[Session]:
-        return await self.store.list(owner=owner, family=family, limit=limit, after=after,
+        return await self.store.list_sessions(owner=owner, family=family, limit=limit, after=after,
                                      states=(SessionState.OPEN, SessionState.COMMITTING,
                                              SessionState.COMMITTED))
 
@@ -341,7 +341,7 @@ class Engine:
         return self.storage.read(namespace, key, start, end)
 
     async def list_folder(self, namespace: str, prefix: str) -> Listing:
-        return await self.storage.list(namespace, prefix)
+        return await self.storage.list_folder(namespace, prefix)
 
     async def is_folder(self, namespace: str, key: str) -> bool:
         return await self.storage.is_folder(namespace, key)
@@ -360,6 +360,29 @@ class Engine:
 
     async def usage(self) -> dict[str, int]:
         return await self.storage.usage()
+
+    # -- resources (protocol objects the core stores but does not interpret) -----------------------
+    async def create_resource(self, kind: str, resource_id: str, principal: Principal, data: dict[str, Any],
+                              *, parent: str = "") -> Resource:
+        now = self.clock()
+        return await self.store.put_resource(Resource(kind=kind, id=resource_id, tenant=principal.tenant,
+                                                      owner=principal.key, data=data, created_at=now,
+                                                      modified_at=now, parent=parent))
+
+    async def get_resource(self, kind: str, resource_id: str) -> Resource | None:
+        return await self.store.get_resource(kind, resource_id)
+
+    async def update_resource(self, resource: Resource, data: dict[str, Any]) -> Resource:
+        """Compare-and-set against ``resource.version``; raises Conflict if it changed meanwhile."""
+        return await self.store.update_resource(resource.kind, resource.id, resource.version, data, self.clock())
+
+    async def list_resources(self, kind: str, *, tenant: str | None = None, parent: str | None = None,
+                             owner: str | None = None, limit: int = 1000, after: str = "") -> list[Resource]:
+        return await self.store.list_resources(kind, tenant=tenant, parent=parent, owner=owner, limit=limit,
+                                               after=after)
+
+    async def delete_resource(self, kind: str, resource_id: str) -> bool:
+        return await self.store.delete_resource(kind, resource_id)
 
     # -- helpers ----------------------------------------------------------------------------------
     def _expiry(self, session: Session) -> float:

@@ -73,3 +73,20 @@ class Listing:
 
     files: list[ObjectInfo]
     folders: list[str]
+
+
+@dataclass(frozen=True)
+class Resource:
+    """A protocol-level object that is not a byte session: a printer, a print job, a data connector,
+    a blob container, a validation operation... ``data`` is the front end's JSON document; the core only
+    stores it. ``parent`` links children to parents (a job to its printer)."""
+
+    kind: str
+    id: str
+    tenant: str
+    owner: str
+    data: dict[str, Any]
+    created_at: float
+    modified_at: float
+    parent: str = ""
+    version: int = 0

@@ -21,10 +21,9 @@ def normalize_key(raw: str, *, allow_empty: bool = False) -> str:
     """
     if any(ch in _BAD_CHARS for ch in raw):
         raise InvalidPath("path contains control characters")
-    if raw.startswith(("/", "\\")) and raw.strip("/\\"):
-        # a single leading separator is how some clients write a relative path; more is suspicious
-        if raw.startswith(("//", "\\\\", "/\\", "\\/")):
-            raise InvalidPath("absolute or UNC paths are not allowed")
+    # a single leading separator is how some clients write a relative path; two start a UNC/absolute path
+    if raw.startswith(("//", "\\\\", "/\\", "\\/")):
+        raise InvalidPath("absolute or UNC paths are not allowed")
     if _DRIVE.match(raw):
         raise InvalidPath("drive letters are not allowed")
     segments = [s for s in re.split(r"[/\\]", raw) if s != ""]

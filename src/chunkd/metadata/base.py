@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from chunkd.core.models import Session, SessionState
+from chunkd.core.models import Resource, Session, SessionState
 from chunkd.core.ranges import Range, RangeSet
 
 
@@ -53,7 +53,7 @@ class SessionStore(Protocol):
     async def by_target(self, namespace: str, key: str) -> list[Session]:
         """Live sessions for one target, oldest first."""
 
-    async def list(
+    async def list_sessions(
         self,
         *,
         owner: str | None = None,
@@ -104,3 +104,22 @@ class SessionStore(Protocol):
 
     async def purge_dead(self, before: float) -> int:
         """Remove dead sessions last modified before ``before``; how many."""
+
+    # -- resources: small JSON documents of the front ends (printers, jobs, connectors, ...) ----------
+    async def put_resource(self, resource: Resource) -> Resource:
+        """Insert a resource; raises AlreadyExists if ``(kind, id)`` exists."""
+
+    async def get_resource(self, kind: str, resource_id: str) -> Resource | None:
+        """The resource or None."""
+
+    async def update_resource(self, kind: str, resource_id: str, expected_version: int,
+                              data: dict[str, Any], now: float) -> Resource:
+        """Compare-and-set the document; bumps the version. Raises Conflict when the version moved,
+        NotFound when the resource is gone."""
+
+    async def list_resources(self, kind: str, *, tenant: str | None = None, parent: str | None = None,
+                             owner: str | None = None, limit: int = 1000, after: str = "") -> list[Resource]:
+        """Resources of a kind ordered by id, filtered, starting after ``after``."""
+
+    async def delete_resource(self, kind: str, resource_id: str) -> bool:
+        """Delete; False when it did not exist."""

@@ -46,3 +46,17 @@ claims = sa.Table(
     sa.Column("token", sa.String(64), nullable=False),
     sa.Column("lease_until", sa.Float, nullable=False),
 )
+
+resources = sa.Table(
+    "resources",
+    meta,
+    sa.Column("kind", sa.String(64), primary_key=True),
+    sa.Column("id", sa.String(128), primary_key=True),
+    sa.Column("tenant", sa.String(100), nullable=False),
+    sa.Column("owner", sa.String(300), nullable=False),
+    sa.Column("parent", sa.String(300), nullable=False),
+    sa.Column("data", sa.Text, nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("modified_at", sa.Float, nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+)

@@ -22,11 +22,18 @@ import anyio.to_thread
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from chunkd.core.errors import Conflict, SessionConflict, SessionNotFound, WriteInterrupted
-from chunkd.core.models import Session, SessionState
+from chunkd.core.errors import (
+    AlreadyExists,
+    Conflict,
+    NotFound,
+    SessionConflict,
+    SessionNotFound,
+    WriteInterrupted,
+)
+from chunkd.core.models import Resource, Session, SessionState
 from chunkd.core.ranges import Range, RangeSet
 from chunkd.metadata.base import Claim
-from chunkd.metadata.schema import claims, session_ranges, sessions
+from chunkd.metadata.schema import claims, resources, session_ranges, sessions
 
 T = TypeVar("T")
 _LIVE = (SessionState.OPEN.value, SessionState.COMMITTING.value, SessionState.COMMITTED.value)
@@ -156,7 +163,7 @@ class SqlSessionStore:
 
         return await self._run(run)
 
-    async def list(self, *, owner: str | None = None, family: str | None = None,
+    async def list_sessions(self, *, owner: str | None = None, family: str | None = None,
                    states: tuple[SessionState, ...] | None = None, limit: int = 100,
                    after: str = "") -> list[Session]:
         def run() -> list[Session]:
@@ -356,5 +363,79 @@ class SqlSessionStore:
                 for sid in ids:
                     self._purge(conn, sid)
                 return len(ids)
+
+        return await self._run(run)
+
+    # -- resources --------------------------------------------------------------------------------
+    @staticmethod
+    def _row_to_resource(row: Any) -> Resource:
+        m = row._mapping
+        return Resource(kind=m["kind"], id=m["id"], tenant=m["tenant"], owner=m["owner"], parent=m["parent"],
+                        data=json.loads(m["data"]), created_at=m["created_at"], modified_at=m["modified_at"],
+                        version=m["version"])
+
+    async def put_resource(self, resource: Resource) -> Resource:
+        def run() -> Resource:
+            with self._write() as conn:
+                exists = conn.execute(sa.select(resources.c.id).where(
+                    resources.c.kind == resource.kind, resources.c.id == resource.id)).first()
+                if exists:
+                    raise AlreadyExists(f"{resource.kind} {resource.id} already exists")
+                conn.execute(resources.insert().values(
+                    kind=resource.kind, id=resource.id, tenant=resource.tenant, owner=resource.owner,
+                    parent=resource.parent, data=json.dumps(resource.data), created_at=resource.created_at,
+                    modified_at=resource.modified_at, version=resource.version))
+            return resource
+
+        return await self._run(run)
+
+    async def get_resource(self, kind: str, resource_id: str) -> Resource | None:
+        def run() -> Resource | None:
+            with self._read() as conn:
+                row = conn.execute(sa.select(resources).where(resources.c.kind == kind,
+                                                              resources.c.id == resource_id)).first()
+            return self._row_to_resource(row) if row else None
+
+        return await self._run(run)
+
+    async def update_resource(self, kind: str, resource_id: str, expected_version: int,
+                              data: dict[str, Any], now: float) -> Resource:
+        def run() -> Resource:
+            with self._write() as conn:
+                res = conn.execute(resources.update().where(
+                    resources.c.kind == kind, resources.c.id == resource_id,
+                    resources.c.version == expected_version).values(
+                    data=json.dumps(data), modified_at=now, version=resources.c.version + 1))
+                row = conn.execute(sa.select(resources).where(resources.c.kind == kind,
+                                                              resources.c.id == resource_id)).first()
+                if row is None:
+                    raise NotFound(f"{kind} {resource_id} does not exist")
+                if not res.rowcount:
+                    raise Conflict(f"{kind} {resource_id} changed concurrently")
+                return self._row_to_resource(row)
+
+        return await self._run(run)
+
+    async def list_resources(self, kind: str, *, tenant: str | None = None, parent: str | None = None,
+                             owner: str | None = None, limit: int = 1000, after: str = "") -> list[Resource]:
+        def run() -> list[Resource]:
+            q = sa.select(resources).where(resources.c.kind == kind, resources.c.id > after)
+            if tenant is not None:
+                q = q.where(resources.c.tenant == tenant)
+            if parent is not None:
+                q = q.where(resources.c.parent == parent)
+            if owner is not None:
+                q = q.where(resources.c.owner == owner)
+            with self._read() as conn:
+                return [self._row_to_resource(r) for r in conn.execute(q.order_by(resources.c.id).limit(limit))]
+
+        return await self._run(run)
+
+    async def delete_resource(self, kind: str, resource_id: str) -> bool:
+        def run() -> bool:
+            with self._write() as conn:
+                res = conn.execute(resources.delete().where(resources.c.kind == kind,
+                                                            resources.c.id == resource_id))
+                return bool(res.rowcount)
 
         return await self._run(run)

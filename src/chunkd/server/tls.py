@@ -14,7 +14,7 @@ from typing import Any
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 
-class ClientCertHttpProtocol(HttpToolsProtocol):  # type: ignore[misc]
+class ClientCertHttpProtocol(HttpToolsProtocol):
     _peer_pem: str | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]

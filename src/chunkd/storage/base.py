@@ -75,7 +75,7 @@ class ByteStorage(Protocol):
     def read(self, namespace: str, key: str, start: int, end: int) -> AsyncIterator[bytes]:
         """Yield bytes ``[start, end)`` of an object. Raises FileNotFoundError if it does not exist."""
 
-    async def list(self, namespace: str, prefix: str) -> Listing:
+    async def list_folder(self, namespace: str, prefix: str) -> Listing:
         """Immediate children of folder ``prefix`` ("" = root): files and folder keys."""
 
     async def walk(self, namespace: str, prefix: str) -> list[ObjectInfo]:

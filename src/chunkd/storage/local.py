@@ -198,7 +198,7 @@ class LocalStorage:
         finally:
             os.close(fd)
 
-    async def list(self, namespace: str, prefix: str) -> Listing:
+    async def list_folder(self, namespace: str, prefix: str) -> Listing:
         def scan() -> Listing:
             files: list[ObjectInfo] = []
             folders: list[str] = []

@@ -1,4 +1,4 @@
-"""Sessions, received ranges and write claims.
+"""Sessions, received ranges, write claims and protocol resources.
 
 Revision ID: 0001
 Revises:
@@ -50,3 +50,17 @@ def upgrade() -> None:
         sa.Column("token", sa.String(64), nullable=False),
         sa.Column("lease_until", sa.Float, nullable=False),
     )
+    op.create_table(
+        "resources",
+        sa.Column("kind", sa.String(64), primary_key=True),
+        sa.Column("id", sa.String(128), primary_key=True),
+        sa.Column("tenant", sa.String(100), nullable=False),
+        sa.Column("owner", sa.String(300), nullable=False),
+        sa.Column("parent", sa.String(300), nullable=False),
+        sa.Column("data", sa.Text, nullable=False),
+        sa.Column("created_at", sa.Float, nullable=False),
+        sa.Column("modified_at", sa.Float, nullable=False),
+        sa.Column("version", sa.Integer, nullable=False),
+    )
+    op.create_index("ix_resources_parent", "resources", ["kind", "parent"])
+    op.create_index("ix_resources_tenant", "resources", ["kind", "tenant"])
