@@ -8,4 +8,7 @@ role in :data:`ALL_ROLES`.
 IMAGESTORE_ADMIN = "ImageStore.Admin"  # write to the Service Fabric image store (reads need any token)
 IMAGESTORE_READ = "ImageStore.Read"
 
-ALL_ROLES: tuple[str, ...] = (IMAGESTORE_ADMIN,)
+TUS_READWRITE = "Tus.ReadWrite"  # create, append to, terminate and read one's own tus uploads
+TUS_READ = "Tus.Read"  # HEAD/GET of one's own tus uploads
+
+ALL_ROLES: tuple[str, ...] = (IMAGESTORE_ADMIN, TUS_READWRITE,)

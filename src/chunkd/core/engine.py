@@ -23,6 +23,7 @@ from chunkd.core.errors import (
     InvalidRange,
     LengthMismatch,
     ObjectNotFound,
+    OffsetMismatch,
     PermissionDenied,
     RangeBusy,
     SessionConflict,
@@ -242,6 +243,131 @@ class Engine:
             delay = min(delay * 2, 0.25)
             ranges = pending
 
+    # -- sequential appends (tus) -----------------------------------------------------------------
+    async def append_at(self, session_id: str, principal: Principal, offset: int, body: Body,
+                        count: int | None) -> Session:
+        """Append ``body`` at ``offset``, which must equal the received contiguous prefix.
+
+        ``count`` is the body's length when the client declared it; None reads until the body ends.
+        A body cut short by a disconnect keeps and records what arrived, then ClientGone is re-raised;
+        a body that raises anything else (a checksum mismatch from :func:`chunkd.core.checksum.verified`)
+        records nothing. Raises OffsetMismatch (with the real offset), InvalidRange beyond the length,
+        RangeBusy while another live request appends. A request that holds the upload but has received
+        no bytes for ``2 * renew_interval`` is stale and is taken over.
+        """
+        session = await self.get_session(session_id, principal=principal)
+        prefix = (await self.store.ranges(session.id)).contiguous_prefix()
+        if offset != prefix:
+            raise OffsetMismatch(f"the upload is at offset {prefix}, not {offset}", offset=prefix)
+        limit = session.length if session.length is not None else self.config.max_size
+        if count is not None and offset + count > limit:
+            raise TooLarge(f"{offset + count} bytes exceed the upload's length of {limit}")
+        end = offset + count if count is not None else limit
+        if end > offset:
+            await self._take_over_stale(session.id, offset, end)
+        try:
+            if count is not None:
+                return (await self.write_range(session.id, principal, offset, end, body, keep_partial=True)).session
+            await self.write_range(session.id, principal, offset, end, _ended(body), keep_partial=True)
+            raise LengthMismatch("the body is longer than the upload")  # pragma: no cover - write_range raises
+        except _BodyEnded:
+            session = await self.get_session(session.id)
+            if session.complete and session.received > offset:
+                await self._emit("completed", session)
+            return session
+
+    async def _take_over_stale(self, session_id: str, start: int, end: int) -> None:
+        """Drop claims on the session not renewed for ``2 * renew_interval`` (their holder's connection is
+        stale: a live holder renews before writing once its renewal is ``renew_interval`` old, so it
+        will notice the loss before writing again); RangeBusy if a live claim overlaps ``[start, end)``.
+
+        Uses a throw-away probe claim whose ``now`` is shifted so that the store's "drop expired claims"
+        step drops exactly the stale ones; the probe is released at once.
+        """
+        probe = secrets.token_hex(16)
+        shifted = self.clock() + self.config.lease - 2 * self.config.renew_interval
+        claim = await self.store.claim(session_id, probe, start, end, shifted, 0.0)
+        await self.store.release(session_id, probe)
+        if claim.busy:
+            raise RangeBusy("another request is still appending to this upload")
+
+    async def set_length(self, session_id: str, principal: Principal, length: int) -> Session:
+        """Fix the total length of a session opened without one (tus deferred length). Setting the same
+        length again is a no-op; another length raises LengthMismatch."""
+        self._check_length(length)
+        for _ in range(20):
+            session = await self.get_session(session_id, principal=principal)
+            if session.length is not None:
+                if session.length != length:
+                    raise LengthMismatch(f"the upload's length is already {session.length}")
+                return session
+            if length < session.received:
+                raise LengthMismatch(f"{session.received} bytes were already received")
+            try:
+                session = await self.store.update(session.id, session.version, length=length,
+                                                  modified_at=self.clock())
+            except Conflict:
+                await anyio.sleep(0.01)
+                continue
+            if session.complete:
+                await self._emit("completed", session)
+            return session
+        raise Conflict("the session is changing too fast to set its length")
+
+    async def concatenate(self, session_id: str, principal: Principal, parts: list[str]) -> Session:
+        """Finish the open session ``session_id`` as the concatenation of the complete sessions ``parts``
+        (tus final upload): their bytes become its published object through :meth:`compose` (no copy on
+        local storage), and the session becomes committed with ``received == length``.
+
+        Safe to race from several processes: a loser whose compose fails because the parts are already
+        consumed finds the object in place and only marks the session (or returns it as it is).
+        """
+        session = await self.get_session(session_id, principal=principal)
+        if session.state is not SessionState.OPEN:
+            return session
+        try:
+            await self._compose_parts(principal, parts, session.namespace, session.key)
+        except (SessionGone, SessionNotFound, SessionIncomplete, Conflict, InvalidRange):
+            info = await self.storage.stat(session.namespace, session.key)
+            if info is None or info.size != session.length:
+                raise
+        for _ in range(20):
+            session = await self.get_session(session_id)
+            if session.state is not SessionState.OPEN:
+                return session
+            try:
+                session = await self.store.update(session.id, session.version, state=SessionState.COMMITTED,
+                                                  received=session.length, modified_at=self.clock(),
+                                                  expires_at=self._expiry(session))
+            except Conflict:
+                await anyio.sleep(0.01)
+                continue
+            await self.storage.stage_discard(session.storage_ref)
+            await self._emit("completed", session)
+            await self._emit("committed", session)
+            return session
+        raise Conflict("the session is changing too fast to finish")
+
+    async def _compose_parts(self, principal: Principal, parts: list[str], namespace: str, key: str) -> None:
+        compose = getattr(self, "compose", None)
+        if compose is not None:
+            await compose(principal, parts, namespace, key)
+            return
+        # fallback until every engine has compose(): stream the staged parts into a new object
+        sessions = [await self.get_session(p, principal=principal) for p in parts]
+        if any(not s.complete or s.state is not SessionState.OPEN for s in sessions):
+            raise SessionIncomplete("a part is not complete")
+
+        async def chained() -> Body:
+            for s in sessions:
+                async for piece in self.storage.stage_read(s.storage_ref, 0, s.length or 0):
+                    yield piece
+
+        await self.put_object(namespace, key, chained())
+        for s in sessions:
+            await self.store.update(s.id, s.version, state=SessionState.COMMITTED, modified_at=self.clock())
+            await self.storage.stage_discard(s.storage_ref)
+
     # -- commit / delete --------------------------------------------------------------------------
     async def commit(self, session_id: str, principal: Principal) -> Session:
         """Publish a complete session atomically; committing a committed session is a no-op."""
@@ -432,3 +558,13 @@ async def _drain_exact(body: Body, expected: int) -> None:
             raise LengthMismatch("the body is longer than the declared range")
     if got != expected:
         raise LengthMismatch(f"the body has {got} bytes, the range needs {expected}")
+
+
+class _BodyEnded(ClientGone):
+    """A body of undeclared length ended normally (append_at keeps what arrived)."""
+
+
+async def _ended(body: Body) -> Body:
+    async for piece in body:
+        yield piece
+    raise _BodyEnded()

@@ -17,7 +17,9 @@ from chunkd.auth.tokens import TokenVerifier, load_or_create_secret
 from chunkd.core.engine import Engine, EngineConfig
 from chunkd.metadata import open_store
 from chunkd.protocols.servicefabric import ServiceFabricAPI
+from chunkd.protocols.tus import TusAPI, TusConfig
 from chunkd.server.config import Settings
+from chunkd.server.webhooks import from_settings as webhooks_from_settings
 from chunkd.storage import open_storage
 
 log = logging.getLogger("chunkd.server")
@@ -57,6 +59,10 @@ def describe(c: Components) -> str:
 
 def create_app(settings: Settings | None = None) -> Starlette:
     c = build_components(settings or Settings())
+    notifier = webhooks_from_settings(c.settings.webhook_urls, c.settings.webhook_events,
+                                      c.settings.webhook_retries, c.settings.webhook_backoff)
+    if notifier is not None:
+        c.engine.events.subscribe(notifier)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -69,9 +75,16 @@ def create_app(settings: Settings | None = None) -> Starlette:
 
     routes: list[BaseRoute] = []
     routes += ServiceFabricAPI(c.engine, c.authenticator).routes
+    routes += TusAPI(c.engine, c.authenticator, _tus_config(c.settings)).routes
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.components = c
     return app
+
+
+def _tus_config(s: Settings) -> TusConfig:
+    origins = tuple(o.strip() for o in s.cors_origins.split(",") if o.strip())
+    return TusConfig(max_size=min(s.tus_max_size or s.max_size, s.max_size), expiration=s.tus_expiration,
+                     cors_origins=origins, trust_proxy=s.trust_proxy)
 
 
 def create_app_from_env() -> Starlette:

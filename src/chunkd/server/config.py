@@ -32,6 +32,15 @@ class Settings(BaseSettings):
     max_size: int = Field(1 << 40, description="largest upload, bytes")
     durable: bool = Field(True, description="fdatasync every chunk before acknowledging it")
     log_level: str = Field("info", description="log level")
+    tus_max_size: int | None = Field(None, description="tus: largest upload (Tus-Max-Size), bytes; default max_size")
+    tus_expiration: float = Field(86400.0, description="tus: idle lifetime of an upload (Upload-Expires), seconds")
+    cors_origins: str = Field("", description="comma-separated origins allowed by CORS on /files/ ('*' = any)")
+    trust_proxy: bool = Field(False, description="build URLs from X-Forwarded-Host/Proto and Forwarded headers")
+    webhook_urls: str = Field("", description="comma-separated URLs that receive upload lifecycle events (POST JSON)")
+    webhook_events: str = Field("created,completed,committed,deleted,expired",
+                                description="comma-separated event kinds sent to webhooks ('*' = all, incl. progress)")
+    webhook_retries: int = Field(5, description="delivery attempts after the first one fails")
+    webhook_backoff: float = Field(0.5, description="first retry delay, seconds; doubles on each retry")
 
     @property
     def scheme(self) -> str:
