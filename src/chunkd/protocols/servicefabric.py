@@ -25,7 +25,7 @@ from chunkd.core import errors
 from chunkd.core.body import ClientGone
 from chunkd.core.engine import Engine
 from chunkd.core.models import ObjectInfo, Session
-from chunkd.core.paths import normalize_key
+from chunkd.core.paths import MAX_KEY_LENGTH, MAX_SEGMENT_LENGTH, normalize_key
 from chunkd.core.principal import Principal
 from chunkd.protocols._http import first_query, iso_date, object_response, request_body
 
@@ -40,6 +40,7 @@ PAGE_SIZE = 1000
 _GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 _CONTENT_RANGE = re.compile(r"^(?:bytes)?\s*(\d+)\s*-\s*(\d+)\s*/\s*(\d+)\s*$")
 _UINT64_MAX = (1 << 64) - 1
+_VERSION = re.compile(r"^(\d{1,4}(?:\.\d{1,4})?)(?:-[A-Za-z0-9.]*)?$")
 
 
 class FabricError(Exception):
@@ -165,7 +166,8 @@ class ServiceFabricAPI:
             return fabric_error_response(500, "E_FAIL", "internal error")
 
     async def _dispatch(self, request: Request) -> Response:
-        rest = request.url.path[len("/ImageStore"):]
+        # scope["path"] is percent-decoded; request.url.path would re-quote "\\", "?" and "#"
+        rest = request.scope["path"][len("/ImageStore"):]
         content, action = _split_action(rest)
         method = "GET" if request.method == "HEAD" and action != "Content" else request.method
         op = self._ops.get((method, action))
@@ -194,7 +196,7 @@ class ServiceFabricAPI:
     async def upload_chunk(self, request: Request, principal: Principal, content: str,
                            query: dict[str, str]) -> Response:
         session_id = _session_id(query.get("session-id"), "FABRIC_E_INVALID_UPLOAD_SESSION_ID")
-        key = normalize_key(content)
+        key = _content_key(content)
         start, end, total = _parse_content_range(request.headers.get("content-range"))
         _check_content_length(request, end - start)
         session = await self.engine.ensure_session(principal, FAMILY, session_id, NAMESPACE, key, total)
@@ -204,7 +206,7 @@ class ServiceFabricAPI:
     async def get_upload_session(self, request: Request, principal: Principal, content: str,
                                  query: dict[str, str]) -> Response:
         if content.strip("/\\"):
-            key = normalize_key(content)
+            key = _content_key(content)
             found = await self.engine.sessions_for_target(NAMESPACE, key)
             sessions = [s for s in found if s.family == FAMILY]
         else:
@@ -234,7 +236,7 @@ class ServiceFabricAPI:
     # -- content ----------------------------------------------------------------------------------
     async def upload_file(self, request: Request, principal: Principal, content: str,
                           query: dict[str, str]) -> Response:
-        key = normalize_key(content)
+        key = _content_key(content)
         if request.headers.get("content-range"):
             _parse_content_range(request.headers["content-range"])  # validated, then ignored (as the runtime)
         await self.engine.put_object(NAMESPACE, key, request_body(request))
@@ -242,7 +244,7 @@ class ServiceFabricAPI:
 
     async def get_content(self, request: Request, principal: Principal, content: str,
                           query: dict[str, str]) -> Response:
-        key = normalize_key(content, allow_empty=True)
+        key = _content_key(content, allow_empty=True)
         if key:
             try:
                 info = await self.engine.stat_object(NAMESPACE, key)
@@ -273,7 +275,7 @@ class ServiceFabricAPI:
 
     async def delete_content(self, request: Request, principal: Principal, content: str,
                              query: dict[str, str]) -> Response:
-        key = normalize_key(content)
+        key = _content_key(content)
         _reject_reserved(key)
         await self.engine.delete_object(NAMESPACE, key)
         return Response(status_code=200)
@@ -287,8 +289,8 @@ class ServiceFabricAPI:
         if not isinstance(desc, dict) or not isinstance(desc.get("RemoteSource"), str) \
                 or not isinstance(desc.get("RemoteDestination"), str):
             raise FabricError(400, "E_INVALIDARG", "RemoteSource and RemoteDestination are required strings")
-        src = normalize_key(desc["RemoteSource"])
-        dst = normalize_key(desc["RemoteDestination"])
+        src = _content_key(desc["RemoteSource"])
+        dst = _content_key(desc["RemoteDestination"])
         _reject_reserved(dst)
         skip_files = desc.get("SkipFiles") or []
         if not isinstance(skip_files, list) or not all(isinstance(s, str) for s in skip_files):
@@ -303,7 +305,7 @@ class ServiceFabricAPI:
 
     async def folder_size(self, request: Request, principal: Principal, content: str,
                           query: dict[str, str]) -> Response:
-        key = normalize_key(content, allow_empty=True)
+        key = _content_key(content, allow_empty=True)
         if key and not await self.engine.is_folder(NAMESPACE, key):
             raise errors.ObjectNotFound(f"{_store_path(key)} is not a folder in the image store")
         files = await self.engine.walk(NAMESPACE, key)
@@ -324,28 +326,47 @@ class ServiceFabricAPI:
 
     async def download(self, request: Request, principal: Principal, content: str,
                        query: dict[str, str]) -> Response:
-        key = normalize_key(content)
+        key = _content_key(content)
         info = await self.engine.stat_object(NAMESPACE, key)
         return object_response(self.engine, info, request.headers.get("range"), head=request.method == "HEAD")
 
 
 # -- wire parsing ---------------------------------------------------------------------------------
 def _split_action(rest: str) -> tuple[str, str]:
-    """``/a/b/$/UploadChunk`` -> (``a/b``, ``UploadChunk``); ``/a/b`` -> (``a/b``, "")."""
+    """``/a/b/$/UploadChunk`` -> (``a/b``, ``UploadChunk``); ``/a/b`` -> (``a/b``, "").
+
+    Only the one ``/`` after ``ImageStore`` is dropped, so ``/ImageStore//etc`` keeps its leading
+    separator and is refused as absolute by :func:`_content_key`.
+    """
     segments = rest.split("/")
+    action = ""
     if "$" in segments:
         i = segments.index("$")
-        return "/".join(segments[:i]).strip("/"), "/".join(segments[i + 1:])
-    return rest.strip("/"), ""
+        segments, action = segments[:i], "/".join(segments[i + 1:])
+    content = "/".join(segments)
+    return content.removeprefix("/"), action
+
+
+def _content_key(content: str, *, allow_empty: bool = False) -> str:
+    """A contentPath as a store key; 400 when it would leave the store root or is too long."""
+    if content.startswith(("/", "\\")):
+        raise FabricError(400, "E_INVALIDARG", "contentPath must be relative to the image store root")
+    try:
+        return normalize_key(content, allow_empty=allow_empty)
+    except errors.InvalidPath as exc:
+        segments = re.split(r"[/\\]", content)
+        if len(content.encode()) > MAX_KEY_LENGTH or any(len(s.encode()) > MAX_SEGMENT_LENGTH for s in segments):
+            raise FabricError(400, "FABRIC_E_PATH_TOO_LONG", exc.message) from exc
+        raise
 
 
 def _check_api_version(value: str | None, minimum: float) -> None:
     if value is None:
         raise FabricError(400, "E_INVALIDARG", "api-version is required")
-    try:
-        version = float(value.split("-", 1)[0])
-    except ValueError as exc:
-        raise FabricError(400, "E_INVALIDARG", f"api-version {value!r} is not a version number") from exc
+    m = _VERSION.match(value)
+    if not m:  # float() alone would take "nan", "inf" and "1e3"
+        raise FabricError(400, "E_INVALIDARG", f"api-version {value!r} is not a version number like 6.0")
+    version = float(m.group(1))
     if version < minimum:
         raise FabricError(400, "E_INVALIDARG", f"this operation needs api-version {minimum} or later")
     if version > RUNTIME_VERSION:
