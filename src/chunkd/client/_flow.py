@@ -1,0 +1,347 @@
+"""The upload algorithm, written once, as sans-I/O generators (the style of httpx's auth flows).
+
+A *flow* is a generator that yields steps and receives their outcome:
+
+* ``httpx.Request`` -> the ``httpx.Response`` (or :class:`ConnectionFailed` thrown in);
+* :class:`Sleep` -> ``None`` after the delay;
+* :class:`Digest` -> ``(status, size, sha256 hex)`` of the streamed response body;
+* :class:`Parallel` -> ``None`` once the scheduler has nothing left to run; the driver runs up to
+  ``limit`` chunk flows at once, asking :meth:`Parallel.take` for the next one whenever a slot is free.
+
+The drivers (``_sync.py`` over ``httpx.Client`` with threads, ``_async.py`` over ``httpx.AsyncClient``)
+only perform these steps; every decision lives here and in the protocol adapters.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import random
+import time
+from collections.abc import Callable, Generator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import httpx
+
+from chunkd.client._source import FileSource
+from chunkd.client._state import StateStore
+from chunkd.client.errors import (
+    AuthError,
+    NotFoundError,
+    RetriesExhausted,
+    ServerError,
+    SessionLost,
+    TransferError,
+    VerificationError,
+)
+
+if TYPE_CHECKING:
+    from chunkd.client.adapters.base import Adapter
+
+T = TypeVar("T")
+Range = tuple[int, int]  # half-open [start, end)
+
+
+@dataclass(frozen=True)
+class Sleep:
+    seconds: float
+
+
+@dataclass(frozen=True)
+class Digest:
+    """Stream ``request``'s response body through sha256 without buffering it."""
+
+    request: httpx.Request
+
+
+Step = Any  # httpx.Request | Sleep | Digest | Parallel
+Flow = Generator[Step, Any, T]
+
+
+# -- retries --------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Exponential back-off with jitter; ``Retry-After`` raises the delay (up to ``max_retry_after``).
+
+    ``max_retries`` counts consecutive failed rounds *without progress*: a round in which the server
+    received new bytes resets the count, so a long upload over a flaky link never gives up while it moves.
+    """
+
+    max_retries: int = 8
+    base: float = 0.5
+    cap: float = 30.0
+    max_retry_after: float = 120.0
+
+    def delay(self, attempt: int, retry_after: float | None = None) -> float:
+        ceiling = min(self.cap, self.base * (2 ** attempt))
+        wait = ceiling / 2 + random.uniform(0, ceiling / 2)
+        if retry_after is not None:
+            wait = max(wait, min(retry_after, self.max_retry_after))
+        return float(wait)
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """``Retry-After`` as seconds (delta-seconds or an HTTP-date)."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def error_for(response: httpx.Response, what: str, *, retryable: bool | None = None) -> ServerError:
+    """The typed error for an unexpected response."""
+    try:
+        text = response.text[:300].strip()
+    except Exception:
+        text = ""
+    message = f"{what}: {text}" if text else what
+    retry_after = parse_retry_after(response.headers.get("retry-after"))
+    status = response.status_code
+    if status in (401, 403):
+        return AuthError(status, message, retry_after=retry_after, retryable=False)
+    if status in (404, 410):
+        return NotFoundError(status, message, retry_after=retry_after, retryable=retryable)
+    return ServerError(status, message, retry_after=retry_after, retryable=retryable)
+
+
+def expect(response: httpx.Response, ok: tuple[int, ...], what: str, *, resync: tuple[int, ...] = ()) -> None:
+    """Raise the typed error unless the status is in ``ok``; ``resync`` statuses are retryable (the flow
+    re-asks the server what it has, which fixes them: a duplicate chunk, an offset mismatch)."""
+    if response.status_code not in ok:
+        raise error_for(response, what, retryable=True if response.status_code in resync else None)
+
+
+def send(request: httpx.Request) -> Flow[httpx.Response]:
+    response: httpx.Response = yield request
+    return response
+
+
+def retrying(make: Callable[[], Flow[T]], policy: RetryPolicy) -> Flow[T]:
+    """Run a sequential sub-flow again after retryable failures."""
+    attempt = 0
+    while True:
+        try:
+            return (yield from make())
+        except TransferError as exc:
+            if not exc.retryable or isinstance(exc, SessionLost) or attempt >= policy.max_retries:
+                raise
+            yield Sleep(policy.delay(attempt, exc.retry_after))
+            attempt += 1
+
+
+# -- progress -------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Progress:
+    """Reported after every state change of one file's upload.
+
+    ``done`` = bytes the server holds (as far as the client knows), ``sent`` = bytes sent by this run,
+    ``phase`` one of ``open``, ``upload``, ``commit``, ``verify``, ``done``.
+    """
+
+    name: str
+    done: int
+    total: int
+    sent: int
+    phase: str
+
+
+ProgressCallback = Callable[[Progress], None]
+
+
+@dataclass(frozen=True)
+class UploadResult:
+    path: Path
+    name: str
+    protocol: str
+    location: str  # where the file now lives (file URL, upload URL, blob URL...)
+    size: int
+    sha256: str
+    sent: int  # bytes this run sent and the server accepted
+    resumed_from: int  # bytes the server already had when this run started
+    verified: bool | None  # True: read back and compared; None: not asked for
+    seconds: float
+
+
+@dataclass
+class UploadOptions:
+    """How to upload. ``chunk_size`` None = the protocol's default."""
+
+    parallel: int = 4
+    chunk_size: int | None = None
+    resume: bool = True
+    verify: bool = False
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    state_dir: Path | None = None
+
+
+# -- the chunk scheduler --------------------------------------------------------------------------
+@dataclass
+class ChunkJob:
+    start: int
+    end: int
+    lane: object
+    flow: Flow[None]
+
+
+class Parallel:
+    """Hands out chunk flows in offset order, at most one per lane at a time (tus parts are sequential),
+    and stops handing out new ones after the first failure (the flow then re-asks the server).
+
+    Reading happens in :meth:`take`, in offset order, so the whole-file digest follows the reads and no
+    more than ``limit`` chunks are ever in memory.
+    """
+
+    def __init__(self, chunks: list[tuple[int, int, object]], limit: int, adapter: Adapter, source: FileSource,
+                 on_done: Callable[[int, int], None]) -> None:
+        self.limit = max(1, limit)
+        self._pending = list(chunks)
+        self._busy: set[object] = set()
+        self._adapter = adapter
+        self._source = source
+        self._on_done = on_done
+        self.failures: list[BaseException] = []
+
+    def take(self) -> ChunkJob | None:
+        if self.failures:
+            return None
+        for i, (start, end, lane) in enumerate(self._pending):
+            if lane is not None and lane in self._busy:
+                continue
+            del self._pending[i]
+            if lane is not None:
+                self._busy.add(lane)
+            data = self._source.read(start, end)
+            return ChunkJob(start, end, lane, self._adapter.send_chunk(start, end, data))
+        return None
+
+    def finished(self, job: ChunkJob, error: BaseException | None) -> None:
+        self._busy.discard(job.lane)
+        if error is None:
+            self._on_done(job.start, job.end)
+        else:
+            self.failures.append(error)
+
+    @property
+    def fatal(self) -> BaseException | None:
+        for exc in self.failures:
+            if not (isinstance(exc, TransferError) and exc.retryable):
+                return exc
+        return None
+
+
+def covered(ranges: list[Range]) -> int:
+    return sum(e - s for s, e in ranges)
+
+
+def plan(missing: list[Range], chunk_size: int, adapter: Adapter) -> list[tuple[int, int, object]]:
+    """Cut missing ranges at multiples of ``chunk_size`` (a stable grid: blob block ids depend on it)."""
+    out: list[tuple[int, int, object]] = []
+    for start, end in sorted(missing):
+        pos = start
+        while pos < end:
+            stop = min(end, (pos // chunk_size + 1) * chunk_size)
+            out.append((pos, stop, adapter.lane(pos)))
+            pos = stop
+    return out
+
+
+# -- the upload -----------------------------------------------------------------------------------
+class _Tracker:
+    def __init__(self, name: str, total: int, report: ProgressCallback | None) -> None:
+        self.name, self.total, self.report = name, total, report
+        self.done = self.sent = 0
+
+    def emit(self, phase: str) -> None:
+        if self.report is not None:
+            self.report(Progress(self.name, self.done, self.total, self.sent, phase))
+
+    def chunk_done(self, start: int, end: int) -> None:
+        self.done = min(self.total, self.done + end - start)
+        self.sent += end - start
+        self.emit("upload")
+
+
+def upload_flow(adapter: Adapter, source: FileSource, options: UploadOptions, store: StateStore | None,
+                report: ProgressCallback | None = None) -> Flow[UploadResult]:
+    """Create or resume, send missing chunks in parallel, re-ask after failures, commit, verify."""
+    began = time.monotonic()
+    policy = options.retry
+    key = StateStore.key(source.path.resolve(), source.size, source.mtime_ns, source.identity,
+                         adapter.protocol, adapter.identity())
+    saved = store.load(key) if (store is not None and options.resume) else None
+    adapter.chunk_size = adapter.clamp_chunk_size(
+        int(saved["chunk_size"]) if saved and saved.get("chunk_size") else options.chunk_size)
+    adapter.parallel = max(1, options.parallel)
+    track = _Tracker(adapter.name, source.size, report)
+    track.emit("open")
+    saved_adapter = saved.get("adapter") if saved else None
+    missing = yield from retrying(lambda: adapter.open(saved_adapter if isinstance(saved_adapter, dict) else None),
+                                  policy)
+
+    def remember() -> None:
+        if store is not None:
+            store.save(key, {"version": 1, "path": str(source.path.resolve()), "protocol": adapter.protocol,
+                             "target": adapter.identity(), "chunk_size": adapter.chunk_size,
+                             "adapter": adapter.state})
+
+    remember()
+    track.done = resumed_from = source.size - covered(missing)
+    track.emit("upload")
+    limit = max(1, min(options.parallel, adapter.max_parallel))
+    stalls = restarts = 0
+    while missing:
+        scheduler = Parallel(plan(missing, adapter.chunk_size, adapter), limit, adapter, source, track.chunk_done)
+        yield scheduler
+        if scheduler.fatal is not None:
+            raise scheduler.fatal
+        if not scheduler.failures:
+            break
+        before = track.done
+        last = scheduler.failures[-1]
+        yield Sleep(policy.delay(stalls, getattr(last, "retry_after", None)))
+        try:
+            missing = yield from retrying(adapter.status, policy)
+        except SessionLost:
+            restarts += 1
+            if restarts > 2:
+                raise
+            missing = yield from retrying(lambda: adapter.open(None), policy)
+            remember()
+        track.done = source.size - covered(missing)
+        stalls = 0 if track.done > before else stalls + 1
+        if stalls > policy.max_retries:
+            raise RetriesExhausted(f"no progress after {policy.max_retries} retries: {last}", last)
+        track.emit("upload")
+    track.done = source.size
+    track.emit("commit")
+    location = yield from retrying(adapter.finish, policy)
+    digest = source.sha256()
+    verified: bool | None = None
+    if options.verify:
+        track.emit("verify")
+        verified = yield from _verify(adapter, source.size, digest)
+    if store is not None:
+        store.delete(key)
+    track.emit("done")
+    return UploadResult(source.path, adapter.name, adapter.protocol, location, source.size, digest, track.sent,
+                        resumed_from, verified, time.monotonic() - began)
+
+
+def _verify(adapter: Adapter, size: int, digest: str) -> Flow[bool]:
+    request = adapter.download_request()
+    if request is None:
+        raise VerificationError(f"the {adapter.protocol} protocol offers no way to read {adapter.name} back")
+    status, got_size, got_digest = yield Digest(request)
+    if status not in (200, 206):
+        raise VerificationError(f"reading {adapter.name} back failed with HTTP {status}")
+    if got_size != size or got_digest != digest:
+        raise VerificationError(f"{adapter.name}: the server has {got_size} bytes with sha256 {got_digest}, "
+                                f"the local file {size} bytes with sha256 {digest}")
+    return True

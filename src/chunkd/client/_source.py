@@ -1,0 +1,69 @@
+"""The local file being uploaded: positional reads plus a whole-file sha256 computed while reading.
+
+Chunks are read in ascending offset order by the scheduler, so the digest can follow the reads; the
+parts the server already has (resume) are read only for the digest, in bounded pieces, when a later
+chunk or the end of the upload passes them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+_CATCH_UP = 1 << 20
+
+
+class FileSource:
+    """One open file. ``read`` is positional (thread-safe); the digest must be fed in order."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fd = os.open(path, os.O_RDONLY)
+        st = os.fstat(self._fd)
+        self.size = st.st_size
+        self.mtime_ns = st.st_mtime_ns
+        self.identity = (st.st_dev, st.st_ino)
+        self._hash = hashlib.sha256()
+        self._hashed = 0  # bytes [0, _hashed) are in the digest
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    def __enter__(self) -> FileSource:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def read(self, start: int, end: int) -> bytes:
+        """Bytes ``[start, end)``; feeds the digest when they continue it."""
+        self._catch_up(start)
+        data = self.pread(start, end)
+        if start == self._hashed:
+            self._hash.update(data)
+            self._hashed = end
+        return data
+
+    def pread(self, start: int, end: int) -> bytes:
+        """Raw read that leaves the digest alone (used for read-back comparisons)."""
+        out = bytearray()
+        while start + len(out) < end:
+            piece = os.pread(self._fd, end - start - len(out), start + len(out))
+            if not piece:
+                raise OSError(f"{self.path} shrank while it was being uploaded")
+            out += piece
+        return bytes(out)
+
+    def _catch_up(self, upto: int) -> None:
+        while self._hashed < upto:
+            n = min(_CATCH_UP, upto - self._hashed)
+            self._hash.update(self.pread(self._hashed, self._hashed + n))
+            self._hashed += n
+
+    def sha256(self) -> str:
+        """Hex digest of the whole file (reads what was not read yet)."""
+        self._catch_up(self.size)
+        return self._hash.hexdigest()
