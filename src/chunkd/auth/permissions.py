@@ -12,3 +12,12 @@ TUS_READWRITE = "Tus.ReadWrite"  # create, append to, terminate and read one's o
 TUS_READ = "Tus.Read"  # HEAD/GET of one's own tus uploads
 
 ALL_ROLES: tuple[str, ...] = (IMAGESTORE_ADMIN, TUS_READWRITE,)
+
+# Microsoft Graph Universal Print (seeds 001/004). Delegated: all five as scopes; application: the .All ones.
+PRINTJOB_READ = "PrintJob.Read"  # read one's own jobs, documents and upload sessions
+PRINTJOB_READWRITE = "PrintJob.ReadWrite"  # create and upload one's own jobs
+PRINTJOB_READ_ALL = "PrintJob.Read.All"  # read every job of the tenant
+PRINTJOB_READWRITE_ALL = "PrintJob.ReadWrite.All"  # create and upload any job of the tenant
+PRINTJOB_CREATE = "PrintJob.Create"  # create one's own jobs and upload their documents (not read them)
+PRINTERS_CREATE = "Printers.Create"  # register printers in one's tenant (chunkd's admin route)
+ALL_ROLES += (PRINTJOB_READ_ALL, PRINTJOB_READWRITE_ALL, PRINTERS_CREATE)

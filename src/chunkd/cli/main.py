@@ -123,6 +123,11 @@ def token(
                            lifetime=hours * 3600))
 
 
+from chunkd.cli.printers import printers_app  # noqa: E402 - sub-commands register after the main ones
+
+app.add_typer(printers_app, name="printers")
+
+
 def main() -> None:
     app(prog_name="chunkd")
 

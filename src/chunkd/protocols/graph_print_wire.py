@@ -1,0 +1,192 @@
+"""Wire shapes of Microsoft Graph Universal Print: JSON of printers, jobs, documents and upload sessions,
+and the parsing of request fields (upload properties, ``Content-Range``, ``If-Match``).
+
+Pure functions over resources and sessions: no engine calls, no HTTP objects.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from chunkd.core.models import Resource, Session
+from chunkd.core.ranges import Range
+from chunkd.protocols._graph import GraphError
+from chunkd.protocols._http import iso_date
+
+DEFAULT_CONTENT_TYPES = ("application/oxps", "application/pdf", "image/jpeg", "image/png", "image/pwg-raster",
+                         "image/urf", "text/plain")
+_CONTENT_RANGE = re.compile(r"^bytes(?:\s+|\s*=\s*)(\d{1,19})\s*-\s*(\d{1,19})\s*/\s*(\d{1,19}|\*)$", re.I)
+
+
+def _date(ts: float | None) -> str | None:
+    return iso_date(ts) if ts else None
+
+
+# -- resources --------------------------------------------------------------------------------------
+def printer_json(printer: Resource) -> dict[str, Any]:
+    d = printer.data
+    types = list(d.get("contentTypes") or DEFAULT_CONTENT_TYPES)
+    return {
+        "id": printer.id, "displayName": d.get("displayName", ""), "manufacturer": "chunkd",
+        "model": "chunkd virtual printer", "isShared": True, "isAcceptingJobs": True,
+        "registeredDateTime": _date(printer.created_at),
+        "status": {"state": "idle", "details": [], "description": ""},
+        "capabilities": {"contentTypes": types},
+        "defaults": {"contentType": types[0] if types else None},
+    }
+
+
+def share_json(printer: Resource) -> dict[str, Any]:
+    """A printer seen through ``print/shares``: chunkd shares every printer under its own id."""
+    out = printer_json(printer)
+    out["createdDateTime"] = out.pop("registeredDateTime")
+    return out
+
+
+def created_by(principal_data: dict[str, str]) -> dict[str, Any]:
+    """identitySet of the seeds' ``createdBy``: application and user ids from the token."""
+    out: dict[str, Any] = {}
+    if principal_data.get("app"):
+        out["application"] = {"id": principal_data["app"]}
+    if principal_data.get("user"):
+        out["user"] = {"id": principal_data["user"]}
+    return out
+
+
+def job_status(job: Resource) -> dict[str, Any]:
+    if job.data.get("started"):
+        # Nothing is printed: chunkd keeps the documents, so the job is finished once started.
+        return {"state": "completed", "description": "chunkd keeps the documents; nothing is printed.",
+                "isAcquiredByPrinter": False, "details": ["completedSuccessfully"]}
+    return {"state": "paused", "description": "The job is waiting for its document to be uploaded and started.",
+            "isAcquiredByPrinter": False, "details": ["uploadPending"]}
+
+
+def job_json(job: Resource, documents: list[Resource]) -> dict[str, Any]:
+    d = job.data
+    who = d.get("createdBy", {})
+    return {
+        "id": job.id, "createdDateTime": _date(job.created_at),
+        "createdBy": {"id": who.get("user") or who.get("app") or "", "displayName": who.get("user") or who.get("app"),
+                      "userPrincipalName": None},
+        "isFetchable": False, "redirectedFrom": None, "redirectedTo": None,
+        "configuration": d.get("configuration") or {},
+        "status": job_status(job),
+        "documents": [document_json(doc) for doc in documents],
+    }
+
+
+def document_json(doc: Resource) -> dict[str, Any]:
+    d = doc.data
+    return {
+        "id": doc.id, "displayName": d.get("displayName", ""), "documentName": d.get("displayName", ""),
+        "contentType": d.get("contentType", ""), "size": d.get("size", 0),
+        "uploadedDateTime": _date(d.get("uploadedAt")), "downloadedDateTime": None,
+    }
+
+
+# -- upload sessions --------------------------------------------------------------------------------
+def closed_ranges(missing: list[Range]) -> list[str]:
+    """Current form: ``["0-1023"]``, inclusive ends."""
+    return [f"{s}-{e - 1}" for s, e in missing]
+
+
+def integer_ranges(missing: list[Range]) -> list[dict[str, int]]:
+    """Seeds' form: integerRange objects ``{"start": 0, "end": 1023}``, inclusive ends."""
+    return [{"start": s, "end": e - 1} for s, e in missing]
+
+
+def print_upload_session_json(session: Session, missing: list[Range]) -> dict[str, Any]:
+    """The seeds' printUploadSession; both names of the expiry and of the range list are sent."""
+    expires = iso_date(float(session.extra["deadline"]))
+    ranges = integer_ranges(missing)
+    return {
+        "id": session.id, "size": session.length, "contentType": session.content_type,
+        "documentName": session.name, "expiryDateTime": expires, "expirationDateTime": expires,
+        "createdBy": created_by(session.extra.get("principal", {})),
+        "nextExpectedRanges": ranges, "missingRanges": ranges,
+    }
+
+
+def upload_session_json(session: Session, missing: list[Range], upload_url: str | None) -> dict[str, Any]:
+    """The current form's uploadSession."""
+    out: dict[str, Any] = {"expirationDateTime": iso_date(float(session.extra["deadline"])),
+                           "nextExpectedRanges": closed_ranges(missing)}
+    if upload_url is not None:
+        out = {"uploadUrl": upload_url, **out}
+    return out
+
+
+def etag(session: Session) -> str:
+    """The seeds' form's ETag: stable for the session's life, so parallel segment writers holding the same
+    value never invalidate each other (a per-write ETag would make If-Match useless with 4 writers)."""
+    return f'"{session.id}"'
+
+
+def check_if_match(header: str | None, session: Session) -> None:
+    """If-Match, when sent, must name this session: ``*``, the ETag, ``W/`` + ETag or the bare id."""
+    if header is None:
+        return
+    for item in header.split(","):
+        tag = item.strip()
+        if tag == "*":
+            return
+        tag = tag.removeprefix("W/").strip().strip('"')
+        if tag == session.id:
+            return
+    raise GraphError(412, "resourceModified", "If-Match does not match the upload session's ETag")
+
+
+def upload_properties(body: dict[str, Any], content_types: list[str], max_size: int) -> tuple[int, str, str]:
+    """(size, contentType, documentName) from createUploadSession ``properties`` or the seeds' PUT body."""
+    size = body.get("size")
+    if size is None:
+        raise GraphError(400, "invalidRequest", "size is required")
+    if isinstance(size, str) and size.strip().isdigit():
+        size = int(size)  # Int64 may arrive as a string (OData IEEE754Compatible)
+    if not isinstance(size, int) or isinstance(size, bool):
+        raise GraphError(400, "invalidRequest", "size must be an integer")
+    if size < 0:
+        raise GraphError(400, "invalidRequest", "size must not be negative")
+    if size > max_size:
+        raise GraphError(400, "invalidRequest", f"size exceeds the maximum of {max_size} bytes", "maxFileSizeExceeded")
+    content_type = body.get("contentType")
+    if not isinstance(content_type, str) or not content_type.strip():
+        raise GraphError(400, "invalidRequest", "contentType is required")
+    media = content_type.split(";", 1)[0].strip().lower()
+    if media not in {t.lower() for t in content_types}:
+        raise GraphError(400, "invalidRequest", f"the printer does not support content type {content_type!r} "
+                                                f"(supported: {', '.join(content_types)})")
+    name = body.get("documentName", "")
+    if name is None:
+        name = ""
+    if not isinstance(name, str):
+        raise GraphError(400, "invalidRequest", "documentName must be a string")
+    return size, media, name
+
+
+def parse_content_range(header: str | None, declared_length: str | None, size: int) -> tuple[int, int]:
+    """``bytes S-E/T`` or ``bytes=S-E/T`` (inclusive) -> half-open ``(start, end)`` within ``size``."""
+    if not header:
+        raise GraphError(400, "invalidRequest", "the Content-Range header is required")
+    m = _CONTENT_RANGE.match(header.strip())
+    if not m:
+        raise GraphError(400, "invalidRequest", f"malformed Content-Range {header!r}; expected 'bytes S-E/T'")
+    start, last = int(m.group(1)), int(m.group(2))
+    if m.group(3) == "*":
+        raise GraphError(400, "invalidRequest", "the total in Content-Range must be the document size")
+    total = int(m.group(3))
+    if total != size:
+        raise GraphError(400, "invalidRequest", f"Content-Range total {total} differs from the document size {size}",
+                         "fragmentLengthMismatch")
+    if start > last:
+        raise GraphError(400, "invalidRequest", "Content-Range start is after its end")
+    if last >= size:
+        raise GraphError(416, "invalidRange", f"Content-Range ends at {last}, beyond the last byte {size - 1}",
+                         "invalidStartIndex" if start >= size else None)
+    if declared_length is not None and (not declared_length.strip().isdigit()
+                                        or int(declared_length) != last - start + 1):
+        raise GraphError(400, "invalidRequest", f"Content-Length {declared_length} differs from the "
+                                                f"{last - start + 1} bytes of Content-Range", "fragmentLengthMismatch")
+    return start, last + 1
