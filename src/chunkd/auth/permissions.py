@@ -21,3 +21,7 @@ PRINTJOB_READWRITE_ALL = "PrintJob.ReadWrite.All"  # create and upload any job o
 PRINTJOB_CREATE = "PrintJob.Create"  # create one's own jobs and upload their documents (not read them)
 PRINTERS_CREATE = "Printers.Create"  # register printers in one's tenant (chunkd's admin route)
 ALL_ROLES += (PRINTJOB_READ_ALL, PRINTJOB_READWRITE_ALL, PRINTERS_CREATE)
+
+# chunkd's own admin API (/chunkd/v1): see and cancel every owner's sessions, read server counters.
+CHUNKD_ADMIN = "Chunkd.Admin"
+ALL_ROLES += (CHUNKD_ADMIN,)

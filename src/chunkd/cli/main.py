@@ -127,6 +127,10 @@ from chunkd.cli.printers import printers_app  # noqa: E402 - sub-commands regist
 
 app.add_typer(printers_app, name="printers")
 
+from chunkd.cli.upload import register as register_upload  # noqa: E402
+
+register_upload(app)
+
 
 def main() -> None:
     app(prog_name="chunkd")

@@ -224,7 +224,7 @@ class Engine:
         if claim.busy:
             session = await self._wait_for(session, claim.busy)
         new_bytes = sum(e - s for s, e in claim.to_write)
-        await self._emit("progress", session, new_bytes=new_bytes)
+        await self._emit("progress", session, new_bytes=new_bytes, body_bytes=end - start)
         if new_bytes and session.complete:
             await self._emit("completed", session)
         return WriteResult(session, new_bytes)

@@ -16,6 +16,7 @@ from chunkd.auth.authenticator import Authenticator
 from chunkd.auth.tokens import TokenVerifier, load_or_create_secret
 from chunkd.core.engine import Engine, EngineConfig
 from chunkd.metadata import open_store
+from chunkd.protocols.admin import AdminAPI
 from chunkd.protocols.graph_print import GraphPrintAPI, signer_for
 from chunkd.protocols.servicefabric import ServiceFabricAPI
 from chunkd.protocols.tus import TusAPI, TusConfig
@@ -78,6 +79,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     routes += ServiceFabricAPI(c.engine, c.authenticator).routes
     routes += GraphPrintAPI(c.engine, c.authenticator, signer_for(c.settings.data_dir.resolve())).routes
     routes += TusAPI(c.engine, c.authenticator, _tus_config(c.settings)).routes
+    routes += AdminAPI(c.engine, c.authenticator).routes
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.components = c
     return app

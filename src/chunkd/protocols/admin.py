@@ -1,0 +1,185 @@
+"""chunkd's own JSON admin API under ``/chunkd/v1``: list, inspect and cancel upload sessions of every
+API family, and per-process transfer counters. Used by ``chunkd sessions`` and the web dashboard.
+
+Owner-scoped: a caller sees and deletes only its own sessions unless it holds the ``Chunkd.Admin`` role
+(then ``?all=true`` lists everyone's). Ranges are half-open ``[start, end)`` byte pairs.
+
+=========================================  =====================================================
+``GET /chunkd/v1/sessions``                 ``?family=&limit=&after=&all=`` -> ``{"sessions": [...], "next": id}``
+``GET /chunkd/v1/sessions/{id}``            one session with ``received`` / ``missing`` ranges and counters
+``DELETE /chunkd/v1/sessions/{id}``         cancel (staged bytes discarded; a committed file stays) -> 204
+``GET /chunkd/v1/stats``                    this process's counters (bytes in request bodies, new bytes...)
+=========================================  =====================================================
+
+The transfer counters live in the serving process only (they are diagnostics, not state): with several
+workers each reports its own share.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from chunkd.auth.authenticator import Authenticator, Unauthenticated
+from chunkd.auth.permissions import CHUNKD_ADMIN
+from chunkd.core import errors
+from chunkd.core.engine import Engine
+from chunkd.core.events import Event
+from chunkd.core.models import Session
+from chunkd.core.principal import Principal
+from chunkd.protocols._http import iso_date
+
+log = logging.getLogger("chunkd.admin")
+
+PREFIX = "/chunkd/v1"
+MAX_TRACKED = 10_000
+
+_ERRORS: dict[type[errors.ChunkdError], tuple[int, str]] = {
+    errors.InvalidInput: (400, "invalidRequest"),
+    errors.NotFound: (404, "notFound"),
+    errors.SessionGone: (404, "notFound"),
+    errors.PermissionDenied: (404, "notFound"),  # do not reveal other owners' sessions
+    errors.Conflict: (409, "conflict"),
+}
+
+
+def _error(status: int, code: str, message: str) -> JSONResponse:
+    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
+
+
+class TransferStats:
+    """Counts what the engine reports for every write: request-body bytes, new bytes, duplicate writes."""
+
+    def __init__(self) -> None:
+        self.totals = {"writes": 0, "body_bytes": 0, "new_bytes": 0, "duplicate_writes": 0}
+        self.sessions: OrderedDict[str, dict[str, int]] = OrderedDict()
+
+    async def __call__(self, event: Event) -> None:
+        if event.kind != "progress" or "new_bytes" not in event.detail:
+            return
+        new = int(event.detail.get("new_bytes", 0))  # type: ignore[call-overload]
+        body = int(event.detail.get("body_bytes", new))  # type: ignore[call-overload]
+        per = self.sessions.setdefault(event.session.id, {"writes": 0, "body_bytes": 0, "new_bytes": 0,
+                                                          "duplicate_writes": 0})
+        self.sessions.move_to_end(event.session.id)
+        while len(self.sessions) > MAX_TRACKED:
+            self.sessions.popitem(last=False)
+        for counters in (self.totals, per):
+            counters["writes"] += 1
+            counters["body_bytes"] += body
+            counters["new_bytes"] += new
+            counters["duplicate_writes"] += 1 if body and not new else 0
+
+
+def owner_principal(owner: str) -> Principal:
+    """The principal a session owner key (``Principal.key``) stands for, so an admin can act as it."""
+    kind, _, rest = owner.partition(":")
+    if kind == "user":
+        tenant, _, user = rest.partition(":")
+        return Principal(kind="user", tenant=tenant, user=user)
+    if kind == "app":
+        tenant, _, app = rest.partition(":")
+        return Principal(kind="app", tenant=tenant, app=app)
+    if kind == "cert":
+        return Principal(kind="cert", user=rest)
+    return Principal(kind="anonymous")
+
+
+def session_json(session: Session) -> dict[str, Any]:
+    return {
+        "id": session.id, "family": session.family, "state": session.state.value, "owner": session.owner,
+        "tenant": session.tenant, "namespace": session.namespace, "key": session.key, "name": session.name,
+        "contentType": session.content_type, "length": session.length, "received": session.received,
+        "createdAt": iso_date(session.created_at), "modifiedAt": iso_date(session.modified_at),
+        "expiresAt": iso_date(session.expires_at),
+    }
+
+
+class AdminAPI:
+    def __init__(self, engine: Engine, authenticator: Authenticator) -> None:
+        self.engine = engine
+        self.auth = authenticator
+        self.stats = TransferStats()
+        engine.events.subscribe(self.stats)
+
+    @property
+    def routes(self) -> list[BaseRoute]:
+        return [
+            Route(f"{PREFIX}/sessions", self._wrap(self.list_sessions), methods=["GET"]),
+            Route(f"{PREFIX}/sessions/{{session_id}}", self._wrap(self.get_session), methods=["GET"]),
+            Route(f"{PREFIX}/sessions/{{session_id}}", self._wrap(self.delete_session), methods=["DELETE"]),
+            Route(f"{PREFIX}/stats", self._wrap(self.get_stats), methods=["GET"]),
+        ]
+
+    def _wrap(self, handler: Any) -> Any:
+        async def endpoint(request: Request) -> Response:
+            try:
+                principal = self.auth.authenticate(request.headers, request.scope)
+            except Unauthenticated as exc:
+                return _error(401, "unauthenticated", str(exc))
+            try:
+                response: Response = await handler(request, principal)
+                return response
+            except errors.ChunkdError as exc:
+                for cls in type(exc).__mro__:
+                    if cls in _ERRORS:
+                        return _error(*_ERRORS[cls], exc.message)
+                log.exception("unexpected core error")
+                return _error(500, "internal", "internal error")
+            except Exception:
+                log.exception("unexpected error in %s %s", request.method, request.url.path)
+                return _error(500, "internal", "internal error")
+        return endpoint
+
+    @staticmethod
+    def _is_admin(principal: Principal) -> bool:
+        return principal.has_any(CHUNKD_ADMIN)
+
+    async def list_sessions(self, request: Request, principal: Principal) -> Response:
+        q = request.query_params
+        try:
+            limit = max(1, min(1000, int(q.get("limit", "100"))))
+        except ValueError:
+            return _error(400, "invalidRequest", "limit must be a number")
+        everyone = q.get("all", "").lower() in ("1", "true", "yes")
+        if everyone and not self._is_admin(principal):
+            return _error(403, "accessDenied", f"listing every owner's sessions needs the {CHUNKD_ADMIN} role")
+        owner = None if everyone else principal.key
+        sessions = await self.engine.list_sessions(owner=owner, family=q.get("family") or None, limit=limit + 1,
+                                                   after=q.get("after", ""))
+        more = len(sessions) > limit
+        sessions = sessions[:limit]
+        return JSONResponse({"sessions": [session_json(s) for s in sessions],
+                             "next": sessions[-1].id if more else None})
+
+    async def _load(self, request: Request, principal: Principal) -> Session:
+        session_id = request.path_params["session_id"]
+        if self._is_admin(principal):
+            return await self.engine.get_session(session_id)
+        return await self.engine.get_session(session_id, principal=principal)
+
+    async def get_session(self, request: Request, principal: Principal) -> Response:
+        session = await self._load(request, principal)
+        received = list(await self.engine.received(session))
+        missing = await self.engine.missing(session) if session.length is not None else []
+        body = session_json(session)
+        body["receivedRanges"] = [[s, e] for s, e in received]
+        body["missingRanges"] = [[s, e] for s, e in missing]
+        body["transfer"] = self.stats.sessions.get(session.id, {})
+        return JSONResponse(body)
+
+    async def delete_session(self, request: Request, principal: Principal) -> Response:
+        session = await self._load(request, principal)
+        await self.engine.delete_session(session.id, owner_principal(session.owner)
+                                         if self._is_admin(principal) else principal)
+        return Response(status_code=204)
+
+    async def get_stats(self, request: Request, principal: Principal) -> Response:
+        if not self._is_admin(principal):
+            return _error(403, "accessDenied", f"server statistics need the {CHUNKD_ADMIN} role")
+        return JSONResponse({"scope": "process", **self.stats.totals})
