@@ -18,10 +18,11 @@ Range = tuple[int, int]
 class RangeSet:
     """Disjoint, merged half-open byte ranges; adjacent ranges merge."""
 
-    __slots__ = ("_starts",)
+    __slots__ = ("_covered", "_starts")
 
     def __init__(self, ranges: Iterable[Range] = ()) -> None:
         self._starts: SortedDict = SortedDict()
+        self._covered = 0  # kept up to date by add() so that ``covered`` is O(1)
         for start, end in ranges:
             self.add(start, end)
 
@@ -40,7 +41,7 @@ class RangeSet:
     @property
     def covered(self) -> int:
         """Number of bytes covered."""
-        return sum(end - start for start, end in self._starts.items())
+        return self._covered
 
     def add(self, start: int, end: int) -> None:
         """Add ``[start, end)``, merging with every range it overlaps or touches."""
@@ -61,9 +62,12 @@ class RangeSet:
         keys = starts.keys()
         while idx < len(keys) and keys[idx] <= end:
             key = keys[idx]
-            end = max(end, starts[key])
+            stop = starts[key]
+            self._covered -= stop - key
+            end = max(end, stop)
             del starts[key]
         starts[start] = end
+        self._covered += end - start
 
     def contains(self, start: int, end: int) -> bool:
         """True when every byte of ``[start, end)`` is covered (an empty range is always covered)."""
