@@ -44,6 +44,7 @@ class ServiceFabricAdapter(Adapter):
         super().__init__(target)
         self.base, self.path = split_target(target.url)
         self.session_id = ""
+        self.confirmed = False  # the server has shown it knows the session (the first chunk creates it)
 
     def _url(self, action: str, content: bool = True) -> str:
         where = f"/ImageStore/{quote(self.path, safe='/')}" if content else "/ImageStore"
@@ -62,19 +63,24 @@ class ServiceFabricAdapter(Adapter):
             return []
         if saved and isinstance(saved.get("session_id"), str):
             self.session_id = str(saved["session_id"])
+            self.confirmed = True
             try:
                 return (yield from self.status())
             except SessionLost:
                 pass
         self.session_id = str(uuid.uuid4())
+        self.confirmed = False
         self.state = {"session_id": self.session_id}
         return [(0, self.size)]
 
     def status(self) -> Flow[list[Range]]:
         r = yield from send(self._request("GET", "GetUploadSession", content=False))
         if r.status_code in (204, 404):
+            if not self.confirmed:
+                return [(0, self.size)]  # no chunk has arrived yet, so the session does not exist yet
             raise SessionLost(f"the image store forgot upload session {self.session_id}")
         expect(r, (200,), "GetUploadSession")
+        self.confirmed = True
         sessions = r.json().get("UploadSessions") or []
         if not sessions:
             raise SessionLost(f"the image store forgot upload session {self.session_id}")
@@ -90,6 +96,7 @@ class ServiceFabricAdapter(Adapter):
         if r.status_code in (404, 410):
             raise SessionLost(f"the image store forgot upload session {self.session_id}")
         expect(r, (200,), f"UploadChunk {start}-{end - 1}", resync=RANGE_CONFLICT)
+        self.confirmed = True
 
     def finish(self) -> Flow[str]:
         if self.size == 0:
