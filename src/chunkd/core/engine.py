@@ -31,6 +31,7 @@ from chunkd.core.errors import (
     SessionIncomplete,
     SessionNotFound,
     TooLarge,
+    WriteInterrupted,
 )
 from chunkd.core.events import Event, EventBus
 from chunkd.core.models import Listing, ObjectInfo, Resource, Session, SessionState
@@ -109,6 +110,8 @@ class Engine:
             try:
                 session = await self.get_session(session_id)
             except (SessionNotFound, SessionGone):
+                # an expired session the sweep has not reached yet still holds its id: expire it now
+                await self._expire_if_due(session_id)
                 try:
                     return await self.create_session(principal, family, namespace, key, length,
                                                      session_id=session_id)
@@ -171,6 +174,8 @@ class Engine:
             raise InvalidRange("start must not exceed end")
         if session.length is not None and end > session.length:
             raise InvalidRange("the range ends beyond the session's length")
+        if end > self.config.max_size:
+            raise TooLarge(f"the upload is larger than the maximum of {self.config.max_size} bytes")
         if session.state is not SessionState.OPEN:
             if (await self.store.ranges(session.id)).contains(start, end):
                 await _drain_exact(body, end - start)
@@ -182,6 +187,17 @@ class Engine:
         pos = start
         renewed = time.monotonic()
         todo = list(claim.to_write)
+
+        async def keep_claim() -> None:
+            # Called before anything reaches the staged file (each piece, and the final flush of the
+            # writer's buffer): once our renewal is older than renew_interval we must learn whether a
+            # newer request took the range over, or we could overwrite bytes it already acknowledged.
+            nonlocal renewed
+            if time.monotonic() - renewed > self.config.renew_interval:
+                if not await self.store.renew(session.id, token, self.clock(), self.config.lease):
+                    raise WriteInterrupted("another request took over this range")
+                renewed = time.monotonic()
+
         try:
             if todo:
                 writer = await self.storage.stage_open(session.storage_ref, todo[0][0])
@@ -191,22 +207,19 @@ class Engine:
                 if pos + n > end:
                     raise LengthMismatch("the body is longer than the declared range")
                 if todo and writer is not None:
-                    if time.monotonic() - renewed > self.config.renew_interval:
-                        if not await self.store.renew(session.id, token, self.clock(), self.config.lease):
-                            from chunkd.core.errors import WriteInterrupted
-
-                            raise WriteInterrupted("another request took over this range")
-                        renewed = time.monotonic()
+                    await keep_claim()
                     cursor = await _write_piece(writer, todo, piece, pos, cursor)
                 pos += n
             if pos != end:
                 raise LengthMismatch(f"the body has {pos - start} bytes, the range needs {end - start}")
             if writer is not None:
+                await keep_claim()
                 await writer.flush(self.config.durable)
             session = await self.store.record(session.id, token, claim.to_write, self.clock(),
                                               self._expiry(session))
         except ClientGone:
             if keep_partial and writer is not None and pos > start:
+                await keep_claim()
                 await writer.flush(self.config.durable)
                 kept = [(s, min(e, pos)) for s, e in claim.to_write if s < pos]
                 session = await self.store.record(session.id, token, kept, self.clock(), self._expiry(session))
@@ -242,6 +255,30 @@ class Engine:
             await anyio.sleep(delay)
             delay = min(delay * 2, 0.25)
             ranges = pending
+
+    async def take_over_stale_claims(self, session_id: str, start: int, end: int) -> None:
+        """Make way for a new write of ``[start, end)``: drop claims on it that were not renewed for
+        ``2 * renew_interval`` (their writer died with its process, or its client stalled).
+
+        A live writer renews its claim while bytes flow, so it is waited for (up to ``busy_wait``, then
+        RangeBusy); a stalled one that wakes up finds its claim gone and stops with WriteInterrupted
+        before writing. Call before :meth:`write_range` when a resend after a crash must not wait for
+        the dead request's lease to run out.
+        """
+        deadline = time.monotonic() + self.config.busy_wait
+        delay = 0.05
+        while True:
+            probe = secrets.token_hex(16)
+            # "now" shifted so that the store's drop-expired-claims step drops exactly the stale ones
+            shifted = self.clock() + self.config.lease - 2 * self.config.renew_interval
+            claim = await self.store.claim(session_id, probe, start, end, shifted, 0.0)
+            await self.store.release(session_id, probe)
+            if not claim.busy:
+                return
+            if time.monotonic() > deadline:
+                raise RangeBusy("another request is still writing part of this range; retry")
+            await anyio.sleep(delay)
+            delay = min(delay * 2, 0.5)
 
     # -- sequential appends (tus) -----------------------------------------------------------------
     async def append_at(self, session_id: str, principal: Principal, offset: int, body: Body,
@@ -350,7 +387,7 @@ class Engine:
 
     async def _compose_parts(self, principal: Principal, parts: list[str], namespace: str, key: str) -> None:
         compose = getattr(self, "compose", None)
-        if compose is not None:
+        if compose is not None and hasattr(self.storage, "publish_composite"):
             await compose(principal, parts, namespace, key)
             return
         # fallback until every engine has compose(): stream the staged parts into a new object
@@ -367,6 +404,64 @@ class Engine:
         for s in sessions:
             await self.store.update(s.id, s.version, state=SessionState.COMMITTED, modified_at=self.clock())
             await self.storage.stage_discard(s.storage_ref)
+
+    # -- composing objects from parts ---------------------------------------------------------------
+    async def compose(self, principal: Principal, parts: list[str], namespace: str, key: str) -> ObjectInfo:
+        """Publish the concatenation of the complete, live sessions ``parts`` (session ids, in order, all
+        owned by ``principal``) as object ``namespace/key``, atomically, without copying bytes on local
+        storage. The parts' staged bytes are consumed and the parts become committed.
+
+        A part may be listed more than once. Repeating a compose that succeeded (every part committed
+        into this same target) returns the object again. Raises SessionIncomplete when a part has
+        missing bytes, SessionConflict when a part is already committed (or being composed elsewhere),
+        Conflict when a part changed concurrently (nothing is consumed then), and the usual
+        SessionNotFound / SessionGone / PermissionDenied of :meth:`get_session`.
+        """
+        target = [namespace, key]
+        unique: dict[str, Session] = {}
+        for sid in parts:
+            if sid not in unique:
+                unique[sid] = await self.get_session(sid, principal=principal)
+        if unique and all(s.state is SessionState.COMMITTED and s.extra.get("composed_into") == target
+                          for s in unique.values()):
+            info = await self.storage.stat(namespace, key)
+            if info is not None:
+                return info  # a retry after a lost response
+        for s in unique.values():
+            if s.state is not SessionState.OPEN:
+                raise SessionConflict(f"part {s.id} is already committed")
+            if not s.complete:
+                raise SessionIncomplete(f"part {s.id} has missing ranges")
+        # Reserve every part with a compare-and-set so that no write, commit, delete or other compose of a
+        # part can run meanwhile; the reservation names the target so that a retry can be recognised.
+        reserved: list[Session] = []
+        try:
+            for sid, s in unique.items():
+                s = await self.store.update(s.id, s.version, state=SessionState.COMMITTING,
+                                            extra={**s.extra, "composed_into": target},
+                                            modified_at=self.clock(), expires_at=self._expiry(s))
+                unique[sid] = s
+                reserved.append(s)
+            info = await self.storage.publish_composite(
+                [(unique[sid].storage_ref, unique[sid].length or 0) for sid in parts], namespace, key)
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                for s in reserved:  # the storage left the parts' bytes in place: give the parts back
+                    extra = {k: v for k, v in s.extra.items() if k != "composed_into"}
+                    try:
+                        await self.store.update(s.id, s.version, state=SessionState.OPEN, extra=extra)
+                    except (Conflict, SessionNotFound):
+                        pass
+            raise
+        now = self.clock()
+        for s in reserved:
+            try:
+                done = await self.store.update(s.id, s.version, state=SessionState.COMMITTED, modified_at=now,
+                                               expires_at=self._expiry(s))
+            except (Conflict, SessionNotFound):
+                continue
+            await self._emit("committed", done, composed_into=f"{namespace}/{key}")
+        return info
 
     # -- commit / delete --------------------------------------------------------------------------
     async def commit(self, session_id: str, principal: Principal) -> Session:
@@ -392,6 +487,15 @@ class Engine:
             await self.storage.publish(session.storage_ref, session.namespace, session.key, session.length)
         except FileNotFoundError:
             pass  # another process published it first
+        except BaseException:
+            # e.g. PathConflict (a folder has the target's name): the staged bytes are untouched, so make
+            # the session usable again instead of leaving it stuck in COMMITTING
+            with anyio.CancelScope(shield=True):
+                try:
+                    await self.store.update(session.id, session.version, state=SessionState.OPEN)
+                except (Conflict, SessionNotFound):
+                    pass
+            raise
         now = self.clock()
         session = await self.store.update(session.id, session.version, state=SessionState.COMMITTED,
                                           modified_at=now, expires_at=self._expiry(session))
@@ -422,18 +526,45 @@ class Engine:
         count = 0
         for session in await self.store.expired(now, limit):
             try:
-                if session.state is SessionState.COMMITTING:
-                    await self._finish_commit(session)
-                    continue
-                session = await self.store.update(session.id, session.version, state=SessionState.EXPIRED,
-                                                  modified_at=now)
-            except (Conflict, SessionNotFound):
-                continue
-            await self.storage.stage_discard(session.storage_ref)
-            await self._emit("expired", session)
-            count += 1
+                count += await self._expire(session, now)
+            except Exception:  # one bad session must not stop the sweep of the others
+                log.exception("could not expire session %s", session.id)
         await self.store.purge_dead(now - self.config.tombstone_ttl)
+        try:
+            await self.storage.collect_garbage()
+        except Exception:
+            log.exception("byte storage garbage collection failed")
         return count
+
+    async def _expire(self, session: Session, now: float) -> bool:
+        """Expire one session whose time ran out; True when an upload that was still open lost its bytes.
+
+        A commit interrupted by a crash (COMMITTING) is finished instead; a committed session is only
+        forgotten (its published object stays, and no ``expired`` event is sent for it).
+        """
+        if session.state is SessionState.COMMITTING and "composed_into" not in session.extra:
+            try:
+                await self._finish_commit(session)
+            except (Conflict, SessionNotFound):
+                pass
+            return False  # if publishing failed the session is open again and a later sweep expires it
+        was = session.state
+        try:
+            session = await self.store.update(session.id, session.version, state=SessionState.EXPIRED,
+                                              modified_at=now)
+        except (Conflict, SessionNotFound):
+            return False
+        await self.storage.stage_discard(session.storage_ref)
+        if was is SessionState.COMMITTED:
+            return False
+        await self._emit("expired", session)
+        return True
+
+    async def _expire_if_due(self, session_id: str) -> None:
+        session = await self.store.get(session_id)
+        now = self.clock()
+        if session is not None and session.state.alive and session.expires_at < now:
+            await self._expire(session, now)
 
     # -- published objects ------------------------------------------------------------------------
     async def put_object(self, namespace: str, key: str, body: Body) -> ObjectInfo:

@@ -160,6 +160,8 @@ class TusAPI:
                     raise TusError(400, "ERR_INVALID_CONCAT", f"upload {part.id} is not a partial upload")
                 if part.length is None:
                     raise TusError(400, "ERR_INVALID_CONCAT", f"partial upload {part.id} has no length yet")
+                if part.state is not SessionState.OPEN:
+                    raise TusError(400, "ERR_INVALID_CONCAT", f"partial upload {part.id} was already concatenated")
             length = sum(p.length or 0 for p in parts)
         elif length is not None and deferred is not None:
             raise TusError(400, "ERR_AMBIGUOUS_UPLOAD_LENGTH", "send Upload-Length or Upload-Defer-Length, not both")
@@ -312,7 +314,10 @@ class TusAPI:
                     return session
         except (errors.NotFound, errors.SessionGone):
             return session  # a part expired or was terminated: the final can never finish
-        session = await self.engine.concatenate(session.id, principal, parts)
+        try:
+            session = await self.engine.concatenate(session.id, principal, parts)
+        except errors.SessionConflict:
+            return session  # another final consumed a shared part first: this one can never finish
         for part_id in parts:
             await self.engine.delete_resource(PENDING_FINAL, f"{session.id}.{part_id}")
         return session
