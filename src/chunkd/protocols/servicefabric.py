@@ -200,6 +200,8 @@ class ServiceFabricAPI:
         start, end, total = _parse_content_range(request.headers.get("content-range"))
         _check_content_length(request, end - start)
         session = await self.engine.ensure_session(principal, FAMILY, session_id, NAMESPACE, key, total)
+        # a resend after a crash or a dropped connection must not wait for the dead request's lease
+        await self.engine.take_over_stale_claims(session.id, start, end)
         await self.engine.write_range(session.id, principal, start, end, request_body(request))
         return Response(status_code=200)
 
