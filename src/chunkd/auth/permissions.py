@@ -22,6 +22,13 @@ PRINTJOB_CREATE = "PrintJob.Create"  # create one's own jobs and upload their do
 PRINTERS_CREATE = "Printers.Create"  # register printers in one's tenant (chunkd's admin route)
 ALL_ROLES += (PRINTJOB_READ_ALL, PRINTJOB_READWRITE_ALL, PRINTERS_CREATE)
 
+# Microsoft Graph Industry Data (seed 000). Delegated and application alike (Upload is an application permission too).
+INDUSTRYDATA_UPLOAD = "IndustryData-DataConnector.Upload"  # getUploadSession and validate only
+INDUSTRYDATA_READWRITE_ALL = "IndustryData-DataConnector.ReadWrite.All"  # connectors: create/read/update/delete
+INDUSTRYDATA_READ_ALL = "IndustryData-DataConnector.Read.All"  # list and read connectors
+INDUSTRYDATA_READBASIC_ALL = "IndustryData.ReadBasic.All"  # read operations (validation results)
+ALL_ROLES += (INDUSTRYDATA_READWRITE_ALL, INDUSTRYDATA_READBASIC_ALL)
+
 # chunkd's own admin API (/chunkd/v1): see and cancel every owner's sessions, read server counters.
 CHUNKD_ADMIN = "Chunkd.Admin"
 ALL_ROLES += (CHUNKD_ADMIN,)

@@ -13,11 +13,14 @@ from starlette.applications import Starlette
 from starlette.routing import BaseRoute
 
 from chunkd.auth.authenticator import Authenticator
+from chunkd.auth.sas import load_or_create_account_key
 from chunkd.auth.tokens import TokenVerifier, load_or_create_secret
 from chunkd.core.engine import Engine, EngineConfig
 from chunkd.metadata import open_store
 from chunkd.protocols.admin import AdminAPI
+from chunkd.protocols.blob import BlobAPI
 from chunkd.protocols.graph_print import GraphPrintAPI, signer_for
+from chunkd.protocols.industry_data import IndustryDataAPI, IndustryDataConfig
 from chunkd.protocols.servicefabric import ServiceFabricAPI
 from chunkd.protocols.tus import TusAPI, TusConfig
 from chunkd.server.config import Settings
@@ -79,6 +82,10 @@ def create_app(settings: Settings | None = None) -> Starlette:
     routes += ServiceFabricAPI(c.engine, c.authenticator).routes
     routes += GraphPrintAPI(c.engine, c.authenticator, signer_for(c.settings.data_dir.resolve())).routes
     routes += TusAPI(c.engine, c.authenticator, _tus_config(c.settings)).routes
+    blob_key = load_or_create_account_key(c.settings.data_dir.resolve())
+    routes += BlobAPI(c.engine, blob_key, c.settings.blob_account).routes
+    routes += IndustryDataAPI(c.engine, c.authenticator, blob_key, IndustryDataConfig(
+        c.settings.industry_session_ttl, c.settings.industry_container_ttl, c.settings.blob_account)).routes
     routes += AdminAPI(c.engine, c.authenticator).routes
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.components = c

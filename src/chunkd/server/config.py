@@ -32,6 +32,10 @@ class Settings(BaseSettings):
     max_size: int = Field(1 << 40, description="largest upload, bytes")
     durable: bool = Field(True, description="fdatasync every chunk before acknowledging it")
     log_level: str = Field("info", description="log level")
+    industry_session_ttl: float = Field(6 * 3600.0, description="Industry Data upload session (SAS) lifetime, seconds")
+    industry_container_ttl: float = Field(48 * 3600.0, description="Industry Data container lifetime from its "
+                                          "session's start, seconds (validated files stay this long)")
+    blob_account: str = Field("chunkd", description="account name in blob container URLs and SAS signatures")
     tus_max_size: int | None = Field(None, description="tus: largest upload (Tus-Max-Size), bytes; default max_size")
     tus_expiration: float = Field(86400.0, description="tus: idle lifetime of an upload (Upload-Expires), seconds")
     cors_origins: str = Field("", description="comma-separated origins allowed by CORS on /files/ ('*' = any)")

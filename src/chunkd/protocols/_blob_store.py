@@ -1,0 +1,371 @@
+"""Blob containers as the blob and Industry Data front ends share them: containers, blobs and staged blocks
+kept as engine resources, bytes as engine objects and sessions. No HTTP here.
+
+Resources (all tenant-scoped by the container's tenant):
+
+* ``blobcontainer`` ``{containerId}``: ``state`` (``open`` | ``validated`` | ``discarded``), ``owner``
+  (e.g. the data connector id), ``sessionExpires`` / ``containerExpires`` (epoch seconds), ``etag``.
+* ``blob`` ``{containerId}:{sha256(name)}``, parent = container: ``name``, ``object`` (engine key),
+  ``size``, ``etag``, content headers, ``md5``, ``meta`` (x-ms-meta-*), ``blocks`` (committed list).
+* ``blobblock`` ``{containerId}:{h(name)}:{h(blockId)}``, parent = container: ``name``, ``blockId``,
+  ``session`` (the core upload session holding the block's bytes), ``size``.
+
+Resource ids are hashes because blob names (up to 1024 characters) exceed the id column; listings are sorted
+by name in memory, which is fine for upload containers of a few thousand blobs.
+
+Bytes: each blob version is the object ``blob/{containerId}/{random}`` (never the blob name, so any name
+works and an overwrite never exposes a half-written blob); each staged block is one complete core session,
+and Put Block List publishes the listed sessions with ``Engine.compose`` -- no copy on local storage.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+
+from chunkd.core import errors
+from chunkd.core.body import Body
+from chunkd.core.engine import Engine
+from chunkd.core.models import Resource
+from chunkd.core.principal import Principal
+
+NAMESPACE = "blob"
+FAMILY = "blobblock"
+K_CONTAINER, K_BLOB, K_BLOCK = "blobcontainer", "blob", "blobblock"
+OPEN, VALIDATED, DISCARDED = "open", "validated", "discarded"
+
+
+class BlobError(Exception):
+    """An Azure Blob error: HTTP status, ``x-ms-error-code`` and message."""
+
+    def __init__(self, status: int, code: str, message: str, **extra: str) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message, self.extra = status, code, message, extra
+
+
+def container_not_found() -> BlobError:
+    return BlobError(404, "ContainerNotFound", "The specified container does not exist.")
+
+
+def blob_not_found() -> BlobError:
+    return BlobError(404, "BlobNotFound", "The specified blob does not exist.")
+
+
+def new_etag() -> str:
+    return "0x8D" + secrets.token_hex(7).upper()[:13]
+
+
+def _h(text: str, n: int = 64) -> str:
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:n]
+
+
+def blob_id(container: str, name: str) -> str:
+    return f"{container}:{_h(name)}"
+
+
+def block_prefix(container: str, name: str) -> str:
+    return f"{container}:{_h(name, 40)}:"
+
+
+@dataclass
+class Conditions:
+    """Conditional headers of a request (If-Match / If-None-Match)."""
+
+    if_match: str = ""
+    if_none_match: str = ""
+
+    def check_write(self, existing: Resource | None) -> None:
+        etag = existing.data["etag"] if existing else None
+        if self.if_none_match == "*" and existing is not None:
+            raise BlobError(409, "BlobAlreadyExists", "The specified blob already exists.")
+        if self.if_none_match and self.if_none_match != "*" and etag is not None \
+                and _etag_in(etag, self.if_none_match):
+            raise BlobError(412, "ConditionNotMet", "The condition specified using HTTP conditional header(s) "
+                            "is not met.")
+        if self.if_match and (etag is None or not (self.if_match.strip() == "*" or _etag_in(etag, self.if_match))):
+            if etag is None:
+                raise blob_not_found()
+            raise BlobError(412, "ConditionNotMet", "The condition specified using HTTP conditional header(s) "
+                            "is not met.")
+
+
+def _etag_in(etag: str, header: str) -> bool:
+    return etag in {t.strip().strip('"') for t in header.split(",")}
+
+
+@dataclass
+class BlobProps:
+    """Settable blob properties: content headers and user metadata."""
+
+    content_type: str = "application/octet-stream"
+    content_encoding: str = ""
+    content_language: str = ""
+    content_disposition: str = ""
+    cache_control: str = ""
+    md5: str = ""  # base64, as Content-MD5
+    meta: dict[str, str] = field(default_factory=dict)
+
+    def as_data(self) -> dict[str, Any]:
+        return {"contentType": self.content_type, "contentEncoding": self.content_encoding,
+                "contentLanguage": self.content_language, "contentDisposition": self.content_disposition,
+                "cacheControl": self.cache_control, "md5": self.md5, "meta": dict(self.meta)}
+
+
+class BlobStore:
+    """Containers, blobs and blocks over one engine."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    # -- containers --------------------------------------------------------------------------------
+    async def create_container(self, principal: Principal, owner: str, session_ttl: float,
+                               container_ttl: float) -> Resource:
+        now = time.time()
+        cid = str(uuid.uuid4())
+        data = {"state": OPEN, "owner": owner, "sessionExpires": now + session_ttl,
+                "containerExpires": now + container_ttl, "etag": new_etag()}
+        return await self.engine.create_resource(K_CONTAINER, cid, principal, data, parent=owner)
+
+    async def container(self, cid: str) -> Resource | None:
+        """The container if it exists, is not discarded and has not expired (an expired one is discarded)."""
+        res = await self.engine.get_resource(K_CONTAINER, cid)
+        if res is None or res.data.get("state") == DISCARDED:
+            return None
+        if res.data.get("containerExpires", 0) < time.time():
+            await self.discard(cid)
+            return None
+        return res
+
+    async def set_state(self, cid: str, state: str) -> Resource | None:
+        for _ in range(20):
+            res = await self.engine.get_resource(K_CONTAINER, cid)
+            if res is None:
+                return None
+            try:
+                return await self.engine.update_resource(res, {**res.data, "state": state})
+            except errors.Conflict:
+                await anyio.sleep(0.01)
+        raise errors.Conflict("the container is changing too fast")
+
+    async def discard(self, cid: str) -> None:
+        """Mark the container discarded and delete its blobs, staged blocks and bytes. Idempotent."""
+        await self.set_state(cid, DISCARDED)
+        for res in await self._all(K_BLOCK, cid):
+            await self._drop_block(res)
+        for res in await self._all(K_BLOB, cid):
+            await self.engine.delete_resource(K_BLOB, res.id)
+        await self.engine.delete_object(NAMESPACE, cid)
+
+    def principal(self, container: Resource) -> Principal:
+        """The owner of the container's block sessions (SAS requests have no user)."""
+        return Principal(kind="app", tenant=container.tenant, app=f"blobcontainer:{container.id}")
+
+    async def _all(self, kind: str, cid: str, after: str = "") -> list[Resource]:
+        out: list[Resource] = []
+        while True:
+            page = await self.engine.list_resources(kind, parent=cid, after=after, limit=1000)
+            out += page
+            if len(page) < 1000:
+                return out
+            after = page[-1].id
+
+    # -- blobs -------------------------------------------------------------------------------------
+    async def get_blob(self, cid: str, name: str) -> Resource | None:
+        return await self.engine.get_resource(K_BLOB, blob_id(cid, name))
+
+    async def list_blobs(self, cid: str) -> list[Resource]:
+        """Every committed blob of the container, sorted by name (UTF-8 byte order, as Azure sorts)."""
+        return sorted(await self._all(K_BLOB, cid), key=lambda r: str(r.data["name"]).encode("utf-8", "replace"))
+
+    async def uncommitted_names(self, cid: str) -> set[str]:
+        return {str(r.data["name"]) for r in await self._all(K_BLOCK, cid)}
+
+    def read(self, blob: Resource, start: int, end: int) -> AsyncIterator[bytes]:
+        return self.engine.read_object(NAMESPACE, blob.data["object"], start, end)
+
+    async def put_blob(self, container: Resource, name: str, body: Body, props: BlobProps, cond: Conditions,
+                       digest: Callable[[], str] | None = None) -> Resource:
+        """Single-shot upload; the body must already be length- and digest-checked by the caller's wrapper.
+        ``digest`` gives the body's base64 MD5 once it has been read (stored unless the client set one)."""
+        cond.check_write(await self.get_blob(container.id, name))
+        key = f"{container.id}/{uuid.uuid4().hex}"
+        info = await self.engine.put_object(NAMESPACE, key, body)
+        if digest is not None and not props.md5:
+            props.md5 = digest()
+        return await self._install(container, name, key, info.size, props, [], cond)
+
+    async def _install(self, container: Resource, name: str, key: str, size: int, props: BlobProps,
+                       blocks: list[list[Any]], cond: Conditions) -> Resource:
+        """Point the blob at a newly published object (compare-and-set), then drop what it replaced."""
+        now = time.time()
+        data: dict[str, Any] = {"name": name, "object": key, "size": size, "etag": new_etag(), "modified": now,
+                                "created": now, "blocks": blocks, **props.as_data()}
+        try:
+            for _ in range(50):
+                existing = await self.get_blob(container.id, name)
+                cond.check_write(existing)
+                try:
+                    if existing is None:
+                        res = await self.engine.create_resource(K_BLOB, blob_id(container.id, name),
+                                                                self.principal(container), data, parent=container.id)
+                    else:
+                        data["created"] = existing.data.get("created", now)
+                        res = await self.engine.update_resource(existing, data)
+                except (errors.AlreadyExists, errors.Conflict):
+                    await anyio.sleep(0.005)
+                    continue
+                if existing is not None:
+                    await self.engine.delete_object(NAMESPACE, existing.data["object"])
+                break
+            else:
+                raise errors.Conflict("the blob is changing too fast")
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await self.engine.delete_object(NAMESPACE, key)
+            raise
+        for block in await self.blocks(container.id, name):
+            await self._drop_block(block)
+        await self._recheck(container, res)
+        return res
+
+    async def _recheck(self, container: Resource, blob: Resource) -> None:
+        """A write that raced with a reset/validate must not survive in a container that is no longer open."""
+        current = await self.engine.get_resource(K_CONTAINER, container.id)
+        if current is None or current.data.get("state") != OPEN:
+            await self.delete_blob(container.id, str(blob.data["name"]))
+            raise container_not_found()
+
+    async def delete_blob(self, cid: str, name: str) -> bool:
+        blob = await self.get_blob(cid, name)
+        blocks = await self.blocks(cid, name)
+        for block in blocks:
+            await self._drop_block(block)
+        if blob is None:
+            return bool(blocks)
+        await self.engine.delete_resource(K_BLOB, blob.id)
+        await self.engine.delete_object(NAMESPACE, blob.data["object"])
+        return True
+
+    # -- blocks ------------------------------------------------------------------------------------
+    async def blocks(self, cid: str, name: str) -> list[Resource]:
+        """Uncommitted blocks of one blob, oldest first."""
+        prefix = block_prefix(cid, name)
+        out: list[Resource] = []
+        after = prefix
+        while True:
+            page = [r for r in await self.engine.list_resources(K_BLOCK, parent=cid, after=after, limit=1000)]
+            mine = [r for r in page if r.id.startswith(prefix)]
+            out += mine
+            if len(page) < 1000 or len(mine) < len(page):
+                break
+            after = page[-1].id
+        return sorted(out, key=lambda r: (r.created_at, r.id))
+
+    async def stage_block(self, container: Resource, name: str, block_id: str, length: int, body: Body) -> None:
+        principal = self.principal(container)
+        ttl = max(1.0, float(container.data["containerExpires"]) - time.time())
+        session = await self.engine.create_session(principal, FAMILY, NAMESPACE, f"{container.id}/{uuid.uuid4().hex}",
+                                                   length, ttl=ttl, extra={"ttl": ttl})
+        try:
+            await self.engine.write_range(session.id, principal, 0, length, body)
+            data = {"name": name, "blockId": block_id, "session": session.id, "size": length}
+            rid = block_prefix(container.id, name) + _h(block_id, 40)
+            for _ in range(50):
+                old = await self.engine.get_resource(K_BLOCK, rid)
+                try:
+                    if old is None:
+                        await self.engine.create_resource(K_BLOCK, rid, principal, data, parent=container.id)
+                    else:
+                        await self.engine.update_resource(old, data)
+                        await self._drop_session(principal, str(old.data["session"]))
+                    break
+                except (errors.AlreadyExists, errors.Conflict):
+                    await anyio.sleep(0.005)
+            else:
+                raise errors.Conflict("the block is changing too fast")
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await self._drop_session(principal, session.id)
+            raise
+        current = await self.engine.get_resource(K_CONTAINER, container.id)
+        if current is None or current.data.get("state") != OPEN:
+            await self.delete_blob(container.id, name)
+            raise container_not_found()
+
+    async def commit_blocks(self, container: Resource, name: str, wanted: list[tuple[str, str]], props: BlobProps,
+                            cond: Conditions) -> Resource:
+        """Put Block List: ``wanted`` is ``[(Latest|Committed|Uncommitted, blockId)]`` in blob order."""
+        existing = await self.get_blob(container.id, name)
+        cond.check_write(existing)
+        staged = {str(r.data["blockId"]): r for r in await self.blocks(container.id, name)}
+        committed: dict[str, tuple[int, int]] = {}  # id -> (offset, size) in the current blob
+        offset = 0
+        for bid, size in (existing.data.get("blocks", []) if existing else []):
+            committed.setdefault(bid, (offset, size))
+            offset += size
+        principal = self.principal(container)
+        parts: list[str] = []
+        copies: list[str] = []
+        blocks: list[list[Any]] = []
+        try:
+            for kind, bid in wanted:
+                if kind in ("Latest", "Uncommitted") and bid in staged:
+                    parts.append(str(staged[bid].data["session"]))
+                    blocks.append([bid, int(staged[bid].data["size"])])
+                elif kind in ("Latest", "Committed") and bid in committed and existing is not None:
+                    start, size = committed[bid]
+                    sid = await self._copy_range(container, existing, start, size)
+                    copies.append(sid)
+                    parts.append(sid)
+                    blocks.append([bid, size])
+                else:
+                    raise BlobError(400, "InvalidBlockList", "The specified block list is invalid.")
+            key = f"{container.id}/{uuid.uuid4().hex}"
+            if parts:
+                info = await self.engine.compose(principal, parts, NAMESPACE, key)
+                size = info.size
+            else:
+                size = (await self.engine.put_object(NAMESPACE, key, _empty())).size
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                for sid in copies:
+                    await self._drop_session(principal, sid)
+            raise
+        return await self._install(container, name, key, size, props, blocks, cond)
+
+    async def _copy_range(self, container: Resource, blob: Resource, start: int, size: int) -> str:
+        """A new session holding ``size`` bytes of the current blob (a committed block listed again)."""
+        principal = self.principal(container)
+        session = await self.engine.create_session(principal, FAMILY, NAMESPACE, f"{container.id}/{uuid.uuid4().hex}",
+                                                   size, ttl=3600)
+        await self.engine.write_range(session.id, principal, 0, size, self.read(blob, start, start + size))
+        return session.id
+
+    async def _drop_block(self, block: Resource) -> None:
+        await self.engine.delete_resource(K_BLOCK, block.id)
+        cid = block.parent
+        principal = Principal(kind="app", tenant=block.tenant, app=f"blobcontainer:{cid}")
+        await self._drop_session(principal, str(block.data["session"]))
+
+    async def _drop_session(self, principal: Principal, session_id: str) -> None:
+        try:
+            session = await self.engine.get_session(session_id)
+        except (errors.SessionNotFound, errors.SessionGone):
+            return
+        if session.state.value == "open":
+            try:
+                await self.engine.delete_session(session_id, principal)
+            except (errors.SessionNotFound, errors.SessionGone, errors.PermissionDenied):
+                pass
+
+
+async def _empty() -> Body:
+    return
+    yield b""  # pragma: no cover
