@@ -73,8 +73,13 @@ class PrintEnv:
 
 
 def start(root: Path, env: dict[str, str] | None = None) -> PrintEnv:
+    """A server with one printer, registered through the admin route (the CLI has its own test)."""
     server = ServerProcess(root / "data", [], {"CHUNKD_MAX_SIZE": str(MAX_SIZE), **(env or {})}).start()
-    return PrintEnv(server, add_printer(server.data_dir))
+    e = PrintEnv(server, "")
+    r = e.client.post("/v1.0/print/printers", json={"displayName": "Office"}, headers=e.auth(roles="Printers.Create"))
+    assert r.status_code == 201, r.text
+    e.printer = r.json()["id"]
+    return e
 
 
 @pytest.fixture(scope="module")
