@@ -9,6 +9,11 @@ A byte store holds two kinds of bytes:
 
 Stores never see HTTP, sessions or principals. Every method may be called concurrently from several
 processes on the same data; stores must keep what they promise below under that condition.
+
+``namespace`` is chosen by a front end (``imagestore``, ``tus``, ``blob``...): one or more ``/``-separated
+segments, never empty, ``.`` or ``..``. A store refuses (InvalidPath) any namespace or key that would
+leave its area, even though the core validates keys first. Every implementation must pass
+``tests/conformance/storage_suite.py``.
 """
 
 from __future__ import annotations
@@ -17,6 +22,8 @@ from collections.abc import AsyncIterator
 from typing import Protocol
 
 from chunkd.core.models import Listing, ObjectInfo
+
+__all__ = ["ByteStorage", "StagedWriter"]
 
 
 class StagedWriter(Protocol):
@@ -59,12 +66,32 @@ class ByteStorage(Protocol):
         """True while the staged object exists (it stops existing once published or discarded)."""
 
     async def publish(self, ref: str, namespace: str, key: str, length: int) -> ObjectInfo:
-        """Make staged bytes ``[0, length)`` the object ``namespace/key``, atomically.
+        """Make staged bytes ``[0, length)`` the object ``namespace/key``, atomically and durably.
 
-        Readers see the previous object or the new one, never a mix; an existing object is replaced.
-        The staged object is consumed. Local storage does this without copying (rename), so the cost
-        does not grow with ``length``. Raises FileNotFoundError if ``ref`` no longer exists.
+        Readers see the previous object or the new one, never a mix; an existing object is replaced;
+        missing parent folders are created. The staged object is consumed. Local storage does this
+        without copying (rename), so the cost does not grow with ``length``. Raises FileNotFoundError
+        if ``ref`` no longer exists, PathConflict when a folder has the target's name or a file stands
+        where one of its parent folders should be (nothing is consumed then).
         """
+
+    async def publish_composite(self, parts: list[tuple[str, int]], namespace: str, key: str) -> ObjectInfo:
+        """Make the concatenation of staged parts the object ``namespace/key``, atomically.
+
+        ``parts`` are ``(ref, length)`` pairs in order; each contributes its staged bytes ``[0, length)``.
+        The same ref may appear more than once (with the same length). Like :meth:`publish`: readers see
+        the previous object or the new one, an existing object is replaced, and the staged parts are
+        consumed. No parts publishes an empty object. If this raises, every part is still staged and
+        unchanged (nothing was consumed). Local storage does not copy bytes: the object's listings,
+        ``stat``, ``read``, ``walk``, ``copy`` and ``delete`` treat it like any other object of the
+        parts' total size. Raises FileNotFoundError if a ref does not exist, PathConflict when a
+        folder has the target's name.
+        """
+
+    async def collect_garbage(self) -> int:
+        """Remove storage-internal leftovers (parts of replaced composite objects once no reader can still
+        need them, debris of crashed operations). Never touches staged objects or live objects. Safe to
+        run in every process at once; returns how many items were removed."""
 
     async def stat(self, namespace: str, key: str) -> ObjectInfo | None:
         """The object at ``key``, or None (also when ``key`` is a folder)."""
