@@ -8,16 +8,24 @@ __all__ = ["Claim", "SessionStore", "open_store"]
 
 
 def open_store(url: str, data_dir: str) -> SessionStore:
-    """Open a metadata store: ``sqlite`` (default, ``DATA_DIR/chunkd.db``), ``sqlite:///path`` or
-    ``postgresql://...`` (needs the ``postgres`` extra: ``pip install 'chunkd[postgres]'``)."""
+    """Open a metadata store from the ``--metadata`` / ``CHUNKD_METADATA`` setting.
+
+    * ``sqlite`` (default): ``DATA_DIR/chunkd.db``; ``sqlite:///relative/path`` or ``sqlite:////abs/path``.
+    * ``postgresql://USER[:PASSWORD]@HOST[:PORT]/DATABASE[?options]`` (``postgres://`` works too), e.g.
+      ``chunkd serve --metadata postgresql://postgres@127.0.0.1:5432/chunkd``. The database must exist;
+      chunkd creates its tables on start. Needs the ``postgres`` extra (``pip install 'chunkd[postgres]'``,
+      psycopg 3), which is the driver used: ``postgresql+psycopg://`` URLs are accepted unchanged. Several
+      server processes may share one database (and one byte store) safely.
+    """
     from pathlib import Path
 
     from chunkd.metadata.sql import SqlSessionStore
 
     if url in ("", "sqlite"):
         url = f"sqlite:///{Path(data_dir).resolve() / 'chunkd.db'}"
-    if url.startswith("postgresql://"):
-        url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
+    for alias in ("postgresql://", "postgres://", "postgresql+psycopg2://"):
+        if url.startswith(alias):
+            url = "postgresql+psycopg://" + url.removeprefix(alias)
     if not (url.startswith("sqlite:///") or url.startswith("postgresql+psycopg://")):
         raise ValueError(f"unknown metadata store {url!r} (known: sqlite, sqlite:///path, postgresql://...)")
     return SqlSessionStore(url)

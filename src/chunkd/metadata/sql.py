@@ -27,6 +27,7 @@ from chunkd.core.errors import (
     Conflict,
     NotFound,
     SessionConflict,
+    SessionGone,
     SessionNotFound,
     WriteInterrupted,
 )
@@ -143,7 +144,12 @@ class SqlSessionStore:
                 conn.execute(sessions.insert().values(**_session_values(session)))
             return session
 
-        return await self._run(run)
+        try:
+            return await self._run(run)
+        except sa.exc.IntegrityError as exc:
+            # PostgreSQL: FOR UPDATE cannot lock a row that does not exist yet, so two creators of one id
+            # both insert and the primary key refuses the second
+            raise SessionConflict(f"session {session.id} already exists") from exc
 
     async def get(self, session_id: str) -> Session | None:
         def run() -> Session | None:
@@ -264,6 +270,8 @@ class SqlSessionStore:
                 row = conn.execute(sa.select(sessions).where(sessions.c.id == session_id)).first()
                 if row is None:
                     raise SessionNotFound()
+                if written and row.state not in _LIVE:
+                    raise SessionGone("the upload session was deleted or expired while it was written")
                 if written:
                     held = conn.execute(sa.select(sa.func.count()).select_from(claims).where(
                         claims.c.session_id == session_id, claims.c.token == token)).scalar_one()
@@ -387,7 +395,10 @@ class SqlSessionStore:
                     modified_at=resource.modified_at, version=resource.version))
             return resource
 
-        return await self._run(run)
+        try:
+            return await self._run(run)
+        except sa.exc.IntegrityError as exc:  # a concurrent insert of the same (kind, id) on PostgreSQL
+            raise AlreadyExists(f"{resource.kind} {resource.id} already exists") from exc
 
     async def get_resource(self, kind: str, resource_id: str) -> Resource | None:
         def run() -> Resource | None:

@@ -1,0 +1,319 @@
+"""The SessionStore conformance suite: every metadata store runs these tests unchanged.
+
+Implementations: SQLite (a fresh file per test) and PostgreSQL (one uniquely named database per test
+session on 127.0.0.1:5432, user ``postgres``, trust auth, dropped at the end; tables are emptied between
+tests). When PostgreSQL is unreachable its tests fail under CI (``CI=true``) and are skipped elsewhere.
+
+What a store must guarantee (see :mod:`chunkd.metadata.base`):
+
+* ``create`` inserts; a *dead* session with the same id is replaced (ranges and claims forgotten), a live
+  one raises SessionConflict.
+* ``claim`` hands out only the gaps of a range that no live claim holds, reports ranges other live claims
+  hold as ``busy``, and first drops expired claims so the next writer takes over; the old holder's
+  ``renew`` then returns False and its ``record`` raises WriteInterrupted.
+* ``record`` merges adjacent and overlapping ranges, counts exactly the new bytes in ``received``, drops
+  the writer's claims and bumps ``version``.
+* ``update`` is a compare-and-set on ``version``; ``expired`` lists live sessions past their expiry;
+  ``purge_dead`` forgets dead sessions; resources are documents with compare-and-set updates and
+  keyset-paginated, filtered listings.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from chunkd.core.errors import AlreadyExists, Conflict, NotFound, SessionConflict, SessionNotFound, WriteInterrupted
+from chunkd.core.models import Resource, Session, SessionState
+from chunkd.core.ranges import RangeSet
+from chunkd.metadata import open_store
+from chunkd.metadata.base import SessionStore
+
+PG_ADMIN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres connect_timeout=3"
+
+
+def pg_url(db: str) -> str:
+    return f"postgresql://postgres@127.0.0.1:5432/{db}"
+
+
+@pytest.fixture(scope="session")
+def pg_database() -> Iterator[str]:
+    """A PostgreSQL database for this test session (name returned), dropped afterwards."""
+    try:
+        import psycopg
+
+        admin = psycopg.connect(PG_ADMIN, autocommit=True)
+    except Exception as exc:  # not installed or not running
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail(f"PostgreSQL at 127.0.0.1:5432 is required in CI: {exc}")
+        pytest.skip(f"PostgreSQL at 127.0.0.1:5432 is not reachable: {exc}")
+    name = f"chunkd_test_{uuid.uuid4().hex[:12]}"
+    with admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+        try:
+            yield name
+        finally:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[SessionStore]:
+    if request.param == "sqlite":
+        s = open_store(f"sqlite:///{tmp_path / 'meta.db'}", str(tmp_path))
+        await s.migrate()
+    else:
+        db = request.getfixturevalue("pg_database")
+        s = open_store(pg_url(db), str(tmp_path))
+        await s.migrate()
+        await _truncate(s)
+    try:
+        yield s
+    finally:
+        await s.close()
+
+
+async def _truncate(s: SessionStore) -> None:
+    import sqlalchemy as sa
+
+    from chunkd.metadata.sql import SqlSessionStore
+
+    assert isinstance(s, SqlSessionStore)
+    with s._writer.begin() as conn:
+        conn.execute(sa.text("TRUNCATE sessions, session_ranges, claims, resources"))
+
+
+def make(session_id: str | None = None, *, length: int | None = 100, expires_at: float = 1000.0,
+         owner: str = "user:t:u", family: str = "test", state: SessionState = SessionState.OPEN,
+         key: str = "a/b") -> Session:
+    return Session(id=session_id or uuid.uuid4().hex, family=family, owner=owner, namespace="ns", key=key,
+                   length=length, state=state, created_at=1.0, modified_at=1.0, expires_at=expires_at,
+                   tenant="t", content_type="text/plain", name="b", metadata={"k": "v"}, storage_ref="ref-1",
+                   extra={"ttl": 60, "nested": {"x": [1, 2]}})
+
+
+# -- sessions -------------------------------------------------------------------------------------
+@pytest.mark.anyio
+async def test_create_and_get_round_trip(store: SessionStore) -> None:
+    s = make()
+    await store.create(s)
+    got = await store.get(s.id)
+    assert got == s
+    assert await store.get("nope") is None
+    assert await store.ranges(s.id) == RangeSet()
+
+
+@pytest.mark.anyio
+async def test_create_conflicts_with_live_and_replaces_dead(store: SessionStore) -> None:
+    s = make()
+    await store.create(s)
+    with pytest.raises(SessionConflict):
+        await store.create(make(s.id, key="other"))
+    claim = await store.claim(s.id, "tok", 0, 10, now=0.0, lease=30.0)
+    await store.record(s.id, "tok", claim.to_write, now=1.0, expires_at=100.0)
+    dead = await store.update(s.id, 1, state=SessionState.DELETED)
+    assert dead.state is SessionState.DELETED
+    fresh = make(s.id, key="again", length=5)
+    await store.create(fresh)
+    got = await store.get(s.id)
+    assert got is not None and got.key == "again" and got.received == 0 and got.version == 0
+    assert list(await store.ranges(s.id)) == []
+    # the old session's claims are gone too: the whole range is claimable
+    assert (await store.claim(s.id, "t2", 0, 5, now=0.0, lease=30.0)).to_write == [(0, 5)]
+
+
+@pytest.mark.anyio
+async def test_by_target_and_list_sessions(store: SessionStore) -> None:
+    ids = sorted(uuid.uuid4().hex for _ in range(5))
+    for i, sid in enumerate(ids):
+        await store.create(make(sid, owner=f"o{i % 2}", family="f" if i < 3 else "g", key="same" if i < 2 else "x"))
+    await store.update(ids[4], 0, state=SessionState.EXPIRED)
+    assert [s.id for s in await store.by_target("ns", "same")] == ids[:2]
+    assert [s.id for s in await store.list_sessions()] == ids
+    assert [s.id for s in await store.list_sessions(owner="o0")] == [ids[0], ids[2], ids[4]]
+    assert [s.id for s in await store.list_sessions(family="g")] == ids[3:]
+    assert [s.id for s in await store.list_sessions(states=(SessionState.OPEN,))] == ids[:4]
+    assert [s.id for s in await store.list_sessions(limit=2)] == ids[:2]
+    assert [s.id for s in await store.list_sessions(after=ids[1], limit=2)] == ids[2:4]
+
+
+# -- claims and records ---------------------------------------------------------------------------
+@pytest.mark.anyio
+async def test_claim_hands_out_gaps_and_reports_busy(store: SessionStore) -> None:
+    s = make()
+    await store.create(s)
+    a = await store.claim(s.id, "A", 10, 30, now=0.0, lease=30.0)
+    assert a.to_write == [(10, 30)] and a.busy == []
+    await store.record(s.id, "A", [(10, 20)], now=1.0, expires_at=100.0)  # A recorded part and released all
+    b = await store.claim(s.id, "B", 0, 50, now=1.0, lease=30.0)
+    assert b.to_write == [(0, 10), (20, 50)] and b.busy == []
+    c = await store.claim(s.id, "C", 5, 60, now=2.0, lease=30.0)
+    assert c.to_write == [(50, 60)]
+    assert c.busy == [(5, 10), (20, 50)]
+    # fully received range: nothing to write, nothing busy
+    assert await store.claim(s.id, "D", 12, 18, now=2.0, lease=30.0) == type(a)([], [])
+    with pytest.raises(SessionNotFound):
+        await store.claim("nope", "E", 0, 1, now=0.0, lease=30.0)
+
+
+@pytest.mark.anyio
+async def test_expired_claim_is_taken_over(store: SessionStore) -> None:
+    s = make()
+    await store.create(s)
+    assert (await store.claim(s.id, "old", 0, 40, now=0.0, lease=10.0)).to_write == [(0, 40)]
+    assert (await store.claim(s.id, "new", 0, 40, now=5.0, lease=10.0)).busy == [(0, 40)]
+    assert await store.renew(s.id, "old", now=9.0, lease=10.0)  # renewed until 19
+    assert (await store.claim(s.id, "new", 0, 40, now=15.0, lease=10.0)).to_write == []
+    taken = await store.claim(s.id, "new", 0, 40, now=20.0, lease=10.0)
+    assert taken.to_write == [(0, 40)] and taken.busy == []
+    assert not await store.renew(s.id, "old", now=21.0, lease=10.0)
+    with pytest.raises(WriteInterrupted):
+        await store.record(s.id, "old", [(0, 40)], now=21.0, expires_at=100.0)
+    assert list(await store.ranges(s.id)) == []
+    done = await store.record(s.id, "new", [(0, 40)], now=22.0, expires_at=100.0)
+    assert done.received == 40
+
+
+@pytest.mark.anyio
+async def test_release_drops_claims_without_recording(store: SessionStore) -> None:
+    s = make()
+    await store.create(s)
+    await store.claim(s.id, "A", 0, 10, now=0.0, lease=30.0)
+    await store.release(s.id, "A")
+    assert (await store.claim(s.id, "B", 0, 10, now=0.0, lease=30.0)).to_write == [(0, 10)]
+    assert (await store.get(s.id)).received == 0  # type: ignore[union-attr]
+
+
+@pytest.mark.anyio
+async def test_record_merges_and_counts_new_bytes_exactly(store: SessionStore) -> None:
+    s = make(length=1000)
+    await store.create(s)
+    version = 0
+    model: set[int] = set()
+    # written lists may overlap what is already there (the store must not double count)
+    steps = [[(100, 200)], [(300, 400)], [(200, 300)], [(0, 50), (50, 60)], [(90, 110), (390, 500)],
+             [(0, 1000)]]
+    for i, written in enumerate(steps):
+        tok = f"t{i}"
+        await store.claim(s.id, tok, 0, 1000, now=0.0, lease=30.0)
+        got = await store.record(s.id, tok, written, now=float(i), expires_at=500.0 + i)
+        for a, b in written:
+            model.update(range(a, b))
+        assert got.received == len(model)
+        assert got.version == version + 1
+        assert got.modified_at == float(i) and got.expires_at == 500.0 + i
+        version = got.version
+        expected = RangeSet((p, p + 1) for p in model)
+        assert await store.ranges(s.id) == expected
+    assert list(await store.ranges(s.id)) == [(0, 1000)]
+    assert await store.received_within(s.id, 10, 20) == [(10, 20)]
+
+
+@pytest.mark.anyio
+async def test_received_within_clips(store: SessionStore) -> None:
+    s = make()
+    await store.create(s)
+    await store.claim(s.id, "t", 0, 100, now=0.0, lease=30.0)
+    await store.record(s.id, "t", [(10, 20), (30, 40), (50, 60)], now=1.0, expires_at=100.0)
+    assert await store.received_within(s.id, 15, 55) == [(15, 20), (30, 40), (50, 55)]
+    assert await store.received_within(s.id, 20, 30) == []
+    assert await store.received_within(s.id, 0, 100) == [(10, 20), (30, 40), (50, 60)]
+
+
+@pytest.mark.anyio
+async def test_record_can_set_a_deferred_length_once(store: SessionStore) -> None:
+    s = make(length=None)
+    await store.create(s)
+    got = await store.record(s.id, "t", [], now=1.0, expires_at=100.0, length=50)
+    assert got.length == 50
+    got = await store.record(s.id, "t", [], now=1.0, expires_at=100.0, length=70)
+    assert got.length == 50
+
+
+# -- compare-and-set, expiry, purge ---------------------------------------------------------------
+@pytest.mark.anyio
+async def test_update_is_compare_and_set(store: SessionStore) -> None:
+    s = make()
+    await store.create(s)
+    got = await store.update(s.id, 0, state=SessionState.COMMITTING, extra={"a": 1}, metadata={"m": "n"})
+    assert got.version == 1 and got.state is SessionState.COMMITTING
+    assert got.extra == {"a": 1} and got.metadata == {"m": "n"}
+    with pytest.raises(Conflict):
+        await store.update(s.id, 0, state=SessionState.OPEN)
+    assert (await store.get(s.id)).state is SessionState.COMMITTING  # type: ignore[union-attr]
+    with pytest.raises(SessionNotFound):
+        await store.update("nope", 0, state=SessionState.OPEN)
+
+
+@pytest.mark.anyio
+async def test_expired_lists_live_sessions_past_expiry(store: SessionStore) -> None:
+    soon, later, dead = make(expires_at=10.0), make(expires_at=20.0), make(expires_at=5.0)
+    committed = make(expires_at=8.0, state=SessionState.COMMITTED)
+    for s in (soon, later, dead, committed):
+        await store.create(s)
+    await store.update(dead.id, 0, state=SessionState.DELETED)
+    assert [s.id for s in await store.expired(15.0, 100)] == [committed.id, soon.id]
+    assert [s.id for s in await store.expired(15.0, 1)] == [committed.id]
+    assert await store.expired(1.0, 100) == []
+
+
+@pytest.mark.anyio
+async def test_purge_dead_and_purge(store: SessionStore) -> None:
+    old, recent, live = make(), make(), make()
+    for s in (old, recent, live):
+        await store.create(s)
+    await store.claim(old.id, "t", 0, 10, now=0.0, lease=30.0)
+    await store.record(old.id, "t", [(0, 5)], now=0.0, expires_at=10.0)
+    await store.update(old.id, 1, state=SessionState.EXPIRED, modified_at=100.0)
+    await store.update(recent.id, 0, state=SessionState.DELETED, modified_at=300.0)
+    assert await store.purge_dead(200.0) == 1
+    assert await store.get(old.id) is None
+    assert list(await store.ranges(old.id)) == []
+    assert await store.get(recent.id) is not None and await store.get(live.id) is not None
+    await store.purge(live.id)
+    assert await store.get(live.id) is None
+
+
+# -- resources ------------------------------------------------------------------------------------
+def resource(rid: str, *, tenant: str = "t1", parent: str = "", owner: str = "o1") -> Resource:
+    return Resource(kind="printer", id=rid, tenant=tenant, owner=owner, data={"name": rid, "n": [1]},
+                    created_at=1.0, modified_at=1.0, parent=parent)
+
+
+@pytest.mark.anyio
+async def test_resources_crud_and_cas(store: SessionStore) -> None:
+    r = await store.put_resource(resource("r1"))
+    assert await store.get_resource("printer", "r1") == r
+    assert await store.get_resource("job", "r1") is None
+    with pytest.raises(AlreadyExists):
+        await store.put_resource(resource("r1"))
+    updated = await store.update_resource("printer", "r1", 0, {"name": "new"}, now=5.0)
+    assert updated.version == 1 and updated.data == {"name": "new"} and updated.modified_at == 5.0
+    with pytest.raises(Conflict):
+        await store.update_resource("printer", "r1", 0, {"name": "lost update"}, now=6.0)
+    assert (await store.get_resource("printer", "r1")).data == {"name": "new"}  # type: ignore[union-attr]
+    with pytest.raises(NotFound):
+        await store.update_resource("printer", "missing", 0, {}, now=6.0)
+    assert await store.delete_resource("printer", "r1")
+    assert not await store.delete_resource("printer", "r1")
+    assert await store.get_resource("printer", "r1") is None
+
+
+@pytest.mark.anyio
+async def test_resource_listing_filters_and_pages(store: SessionStore) -> None:
+    for rid, tenant, parent, owner in [("a", "t1", "", "o1"), ("b", "t1", "p", "o2"), ("c", "t2", "p", "o1"),
+                                       ("d", "t1", "p", "o1")]:
+        await store.put_resource(resource(rid, tenant=tenant, parent=parent, owner=owner))
+    await store.put_resource(Resource(kind="job", id="j", tenant="t1", owner="o1", data={}, created_at=0.0,
+                                      modified_at=0.0))
+    ids = lambda rs: [r.id for r in rs]  # noqa: E731
+    assert ids(await store.list_resources("printer")) == ["a", "b", "c", "d"]
+    assert ids(await store.list_resources("printer", tenant="t1")) == ["a", "b", "d"]
+    assert ids(await store.list_resources("printer", parent="p")) == ["b", "c", "d"]
+    assert ids(await store.list_resources("printer", owner="o1", tenant="t1")) == ["a", "d"]
+    assert ids(await store.list_resources("printer", limit=2)) == ["a", "b"]
+    assert ids(await store.list_resources("printer", after="b")) == ["c", "d"]
+    assert ids(await store.list_resources("job")) == ["j"]

@@ -1,0 +1,3 @@
+"""Runs the SessionStore conformance suite against SQLite and PostgreSQL."""
+
+from tests.conformance.metadata_suite import *  # noqa: F403
