@@ -1,0 +1,346 @@
+"""The Engine in-process over real SQLite and LocalStorage; two Engine objects stand for two processes."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import anyio
+import pytest
+
+from chunkd.core.body import Body
+from chunkd.core.engine import Engine, EngineConfig
+from chunkd.core.errors import (
+    LengthMismatch,
+    PathConflict,
+    PermissionDenied,
+    SessionConflict,
+    SessionGone,
+    SessionIncomplete,
+    WriteInterrupted,
+)
+from chunkd.core.models import SessionState
+from chunkd.core.principal import Principal
+from chunkd.metadata import open_store
+from chunkd.storage.local import LocalStorage
+
+ALICE = Principal(kind="user", tenant="t", user="alice")
+BOB = Principal(kind="user", tenant="t", user="bob")
+NS = "test"
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+async def engines(tmp_path: Path, clock: FakeClock) -> AsyncIterator[Callable[..., Engine]]:
+    """Make Engines on one data directory, each with its own store and storage objects."""
+    made: list[Engine] = []
+
+    async def make(**config: object) -> Engine:
+        store = open_store(f"sqlite:///{tmp_path / 'meta.db'}", str(tmp_path))
+        await store.migrate()
+        engine = Engine(store, LocalStorage(tmp_path / "store"),
+                        EngineConfig(durable=False, **config), clock=clock)  # type: ignore[arg-type]
+        made.append(engine)
+        return engine
+
+    yield make  # type: ignore[misc]
+    for engine in made:
+        await engine.store.close()
+
+
+@pytest.fixture
+async def engine(engines: Callable[..., Engine]) -> Engine:
+    return await engines()  # type: ignore[misc, no-any-return]
+
+
+async def body(data: bytes, piece: int = 4096) -> Body:
+    for i in range(0, len(data), piece):
+        yield data[i:i + piece]
+        await anyio.sleep(0)
+
+
+async def read(engine: Engine, key: str) -> bytes:
+    return b"".join([p async for p in engine.read_object(NS, key, 0, 1 << 40)])
+
+
+async def staged(engine: Engine, session_id: str, length: int) -> bytes:
+    session = await engine.get_session(session_id)
+    return b"".join([p async for p in engine.storage.stage_read(session.storage_ref, 0, length)])
+
+
+# -- writing ----------------------------------------------------------------------------------------
+@pytest.mark.anyio
+async def test_partly_overlapping_chunk_stores_only_the_new_part(engine: Engine) -> None:
+    s = await engine.create_session(ALICE, "test", NS, "f", 300)
+    first = os.urandom(200)
+    assert (await engine.write_range(s.id, ALICE, 0, 200, body(first, 64))).new_bytes == 200
+    second = b"X" * 200  # different bytes for the overlap [100, 200): they must be dropped
+    result = await engine.write_range(s.id, ALICE, 100, 300, body(second, 64))
+    assert result.new_bytes == 100
+    assert result.session.received == 300 and result.session.complete
+    await engine.commit(s.id, ALICE)
+    assert await read(engine, "f") == first + b"X" * 100
+
+
+@pytest.mark.anyio
+async def test_identical_retry_is_a_no_op_success(engine: Engine) -> None:
+    s = await engine.create_session(ALICE, "test", NS, "f", 100)
+    data = os.urandom(100)
+    await engine.write_range(s.id, ALICE, 0, 50, body(data[:50]))
+    again = await engine.write_range(s.id, ALICE, 0, 50, body(data[:50]))
+    assert again.new_bytes == 0 and again.session.received == 50
+    assert await engine.missing(again.session) == [(50, 100)]
+    await engine.write_range(s.id, ALICE, 50, 100, body(data[50:]))
+    await engine.commit(s.id, ALICE)
+    # a retry after the commit (its response was lost) still succeeds
+    late = await engine.write_range(s.id, ALICE, 50, 100, body(data[50:]))
+    assert late.new_bytes == 0
+    assert await read(engine, "f") == data
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("size", [99, 101, 0])
+async def test_body_length_mismatch_records_nothing(engine: Engine, size: int) -> None:
+    s = await engine.create_session(ALICE, "test", NS, "f", 200)
+    with pytest.raises(LengthMismatch):
+        await engine.write_range(s.id, ALICE, 0, 100, body(b"a" * size, 30))
+    after = await engine.get_session(s.id)
+    assert after.received == 0 and list(await engine.received(after)) == []
+    # the claim was released: the same range can be written right away
+    assert (await engine.write_range(s.id, ALICE, 0, 100, body(b"b" * 100))).new_bytes == 100
+
+
+@pytest.mark.anyio
+async def test_other_principal_may_not_write(engine: Engine) -> None:
+    s = await engine.create_session(ALICE, "test", NS, "f", 10)
+    with pytest.raises(PermissionDenied):
+        await engine.write_range(s.id, BOB, 0, 10, body(b"x" * 10))
+    assert (await engine.get_session(s.id)).received == 0
+
+
+def pattern(writer: int, start: int, end: int) -> bytes:
+    """Content that tells, at every position, which writer wrote it."""
+    return bytes((p * 7 + writer * 100) % 251 for p in range(start, end))
+
+
+@pytest.mark.anyio
+async def test_two_processes_overlapping_writes_never_overwrite_acknowledged_bytes(
+        engines: Callable[..., Engine]) -> None:
+    one, two = await engines(), await engines()  # type: ignore[misc]
+    total = 96_000
+    s = await one.create_session(ALICE, "test", NS, "shared", total)
+    acked: list[tuple[int, int, bytes]] = []
+
+    async def writer(engine: Engine, n: int, ranges: list[tuple[int, int]]) -> None:
+        for start, end in ranges:
+            await engine.write_range(s.id, ALICE, start, end, body(pattern(n, start, end), 1000))
+            # what the store holds for this range right after the acknowledgement must never change
+            acked.append((start, end, await staged(engine, s.id, total)))
+
+    step = 8000
+    ranges_one = [(i, min(i + 2 * step, total)) for i in range(0, total, step)]
+    ranges_two = [(i + step // 2, min(i + step // 2 + 3 * step, total)) for i in range(0, total, step)][::-1]
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(writer, one, 1, ranges_one)
+        tg.start_soon(writer, two, 2, ranges_two)
+    final = await staged(two, s.id, total)
+    for start, end, snapshot in acked:
+        assert final[start:end] == snapshot[start:end]
+    for p in range(total):
+        assert final[p] in (pattern(1, p, p + 1)[0], pattern(2, p, p + 1)[0])
+    session = await one.get_session(s.id)
+    assert session.received == total
+    await two.commit(s.id, ALICE)
+    assert await read(one, "shared") == final
+
+
+@pytest.mark.anyio
+async def test_claim_takeover_after_lease_expiry(engines: Callable[..., Engine], clock: FakeClock) -> None:
+    # renew_interval=0: the stalled writer checks its claim before every disk write, including the final flush
+    one = await engines(lease=30.0, renew_interval=0.0)  # type: ignore[misc]
+    two = await engines(lease=30.0, renew_interval=0.0)  # type: ignore[misc]
+    s = await one.create_session(ALICE, "test", NS, "f", 100)
+    resume = anyio.Event()
+    stalled = anyio.Event()
+
+    async def stalling_body() -> Body:
+        yield b"A" * 100  # every byte arrived, buffered in the writer...
+        stalled.set()
+        await resume.wait()  # ...but the body's end comes after the lease ran out
+
+    outcome: list[BaseException] = []
+
+    async def slow_writer() -> None:
+        try:
+            await one.write_range(s.id, ALICE, 0, 100, stalling_body())
+        except BaseException as exc:
+            outcome.append(exc)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(slow_writer)
+        await stalled.wait()
+        two_cfg_wait = anyio.fail_after(10)
+        with two_cfg_wait:
+            clock.now += 31  # the first claim's lease is over: the next writer takes it over
+            result = await two.write_range(s.id, ALICE, 0, 100, body(b"B" * 100))
+        assert result.new_bytes == 100
+        resume.set()
+    assert len(outcome) == 1 and isinstance(outcome[0], WriteInterrupted)
+    assert await staged(one, s.id, 100) == b"B" * 100
+    assert (await one.get_session(s.id)).received == 100
+
+
+# -- commit ---------------------------------------------------------------------------------------
+@pytest.mark.anyio
+async def test_commit_only_when_complete_atomic_idempotent_and_without_copy(engine: Engine) -> None:
+    old = await engine.create_session(ALICE, "test", NS, "pkg/file", 5)
+    await engine.write_range(old.id, ALICE, 0, 5, body(b"older"))
+    await engine.commit(old.id, ALICE)
+    data = os.urandom(1 << 20)
+    s = await engine.create_session(ALICE, "test", NS, "pkg/file", len(data))
+    await engine.write_range(s.id, ALICE, 0, 1000, body(data[:1000]))
+    with pytest.raises(SessionIncomplete):
+        await engine.commit(s.id, ALICE)
+    await engine.write_range(s.id, ALICE, 1000, len(data), body(data[1000:], 65536))
+    assert isinstance(engine.storage, LocalStorage)
+    inode = os.stat(engine.storage.staging / s.storage_ref).st_ino
+    assert await read(engine, "pkg/file") == b"older"  # readers see the old file until the commit
+    committed = await engine.commit(s.id, ALICE)
+    assert committed.state is SessionState.COMMITTED
+    assert os.stat(engine.storage.objects / NS / "pkg" / "file").st_ino == inode  # renamed, not copied
+    assert await read(engine, "pkg/file") == data
+    again = await engine.commit(s.id, ALICE)
+    assert again.state is SessionState.COMMITTED and again.version == committed.version
+    assert await read(engine, "pkg/file") == data
+
+
+@pytest.mark.anyio
+async def test_zero_byte_commit(engine: Engine) -> None:
+    s = await engine.create_session(ALICE, "test", NS, "empty", 0)
+    await engine.commit(s.id, ALICE)
+    info = await engine.stat_object(NS, "empty")
+    assert info.size == 0 and await read(engine, "empty") == b""
+
+
+@pytest.mark.anyio
+async def test_commit_onto_a_folder_fails_and_leaves_the_session_usable(engine: Engine) -> None:
+    await engine.put_object(NS, "dir/inside", body(b"x"))
+    s = await engine.create_session(ALICE, "test", NS, "dir", 3)
+    await engine.write_range(s.id, ALICE, 0, 3, body(b"abc"))
+    with pytest.raises(PathConflict):
+        await engine.commit(s.id, ALICE)
+    assert (await engine.get_session(s.id)).state is SessionState.OPEN
+    await engine.delete_session(s.id, ALICE)
+    assert await read(engine, "dir/inside") == b"x"
+
+
+# -- expiry and deletion --------------------------------------------------------------------------
+@pytest.mark.anyio
+async def test_sweep_expires_idle_sessions_and_their_bytes(engines: Callable[..., Engine],
+                                                           clock: FakeClock) -> None:
+    engine = await engines(session_ttl=60.0)  # type: ignore[misc]
+    idle = await engine.create_session(ALICE, "test", NS, "idle", 100)
+    await engine.write_range(idle.id, ALICE, 0, 50, body(b"x" * 50))
+    busy = await engine.create_session(ALICE, "test", NS, "busy", 100)
+    clock.now += 50
+    await engine.write_range(busy.id, ALICE, 0, 50, body(b"y" * 50))  # a write extends the lifetime
+    clock.now += 20
+    assert await engine.sweep() == 1
+    assert not await engine.storage.stage_exists(idle.storage_ref)
+    with pytest.raises(SessionGone):
+        await engine.get_session(idle.id)
+    assert (await engine.get_session(busy.id)).received == 50
+    assert await engine.sweep() == 0
+
+
+@pytest.mark.anyio
+async def test_expired_session_id_can_be_reused_before_the_sweep(engines: Callable[..., Engine],
+                                                                 clock: FakeClock) -> None:
+    engine = await engines(session_ttl=60.0)  # type: ignore[misc]
+    sid = "reused-id"
+    first = await engine.ensure_session(ALICE, "test", sid, NS, "k", 10)
+    await engine.write_range(sid, ALICE, 0, 5, body(b"aaaaa"))
+    clock.now += 61
+    again = await engine.ensure_session(ALICE, "test", sid, NS, "k", 10)
+    assert again.received == 0 and again.storage_ref != first.storage_ref
+    assert not await engine.storage.stage_exists(first.storage_ref)
+
+
+@pytest.mark.anyio
+async def test_delete_keeps_committed_file_and_discards_open_bytes(engine: Engine) -> None:
+    s = await engine.create_session(ALICE, "test", NS, "kept", 4)
+    await engine.write_range(s.id, ALICE, 0, 4, body(b"kept"))
+    await engine.commit(s.id, ALICE)
+    await engine.delete_session(s.id, ALICE)
+    assert await read(engine, "kept") == b"kept"
+    with pytest.raises(SessionGone):
+        await engine.get_session(s.id)
+    o = await engine.create_session(ALICE, "test", NS, "open", 4)
+    await engine.write_range(o.id, ALICE, 0, 2, body(b"op"))
+    await engine.delete_session(o.id, ALICE)
+    assert not await engine.storage.stage_exists(o.storage_ref)
+    assert await engine.storage.stat(NS, "open") is None
+
+
+# -- compose --------------------------------------------------------------------------------------
+@pytest.mark.anyio
+async def test_compose_publishes_parts_without_copying(engine: Engine) -> None:
+    datas = [os.urandom(n) for n in (10_000, 0, 3)]
+    parts = []
+    for i, d in enumerate(datas):
+        p = await engine.create_session(ALICE, "test", NS, f"part{i}", len(d))
+        if d:
+            await engine.write_range(p.id, ALICE, 0, len(d), body(d))
+        parts.append(p)
+    assert isinstance(engine.storage, LocalStorage)
+    inode = os.stat(engine.storage.staging / parts[0].storage_ref).st_ino
+    ids = [parts[0].id, parts[1].id, parts[2].id, parts[0].id]
+    info = await engine.compose(ALICE, ids, NS, "whole")
+    whole = datas[0] + datas[2] + datas[0]
+    assert info.size == len(whole)
+    assert await read(engine, "whole") == whole
+    assert inode in {os.stat(p).st_ino for p in engine.storage.composites.glob("*/*")}
+    for p in parts:
+        got = await engine.get_session(p.id)
+        assert got.state is SessionState.COMMITTED
+        assert not await engine.storage.stage_exists(p.storage_ref)
+    assert (await engine.compose(ALICE, ids, NS, "whole")).size == len(whole)  # retry after a lost response
+    with pytest.raises(SessionConflict):
+        await engine.compose(ALICE, ids, NS, "elsewhere")
+    assert [(o.key, o.size) for o in await engine.walk(NS, "")] == [("whole", len(whole))]
+
+
+@pytest.mark.anyio
+async def test_compose_refuses_incomplete_or_foreign_parts_and_consumes_nothing(engine: Engine) -> None:
+    done = await engine.create_session(ALICE, "test", NS, "a", 2)
+    await engine.write_range(done.id, ALICE, 0, 2, body(b"ab"))
+    partial = await engine.create_session(ALICE, "test", NS, "b", 4)
+    await engine.write_range(partial.id, ALICE, 0, 2, body(b"cd"))
+    with pytest.raises(SessionIncomplete):
+        await engine.compose(ALICE, [done.id, partial.id], NS, "whole")
+    with pytest.raises(PermissionDenied):
+        await engine.compose(BOB, [done.id], NS, "whole")
+    await engine.put_object(NS, "folder/x", body(b"x"))
+    with pytest.raises(PathConflict):
+        await engine.compose(ALICE, [done.id, done.id], NS, "folder")
+    assert await engine.storage.stat(NS, "whole") is None
+    for s in (done, partial):
+        got = await engine.get_session(s.id)
+        assert got.state is SessionState.OPEN and "composed_into" not in got.extra
+        assert await engine.storage.stage_exists(s.storage_ref)
+    await engine.write_range(partial.id, ALICE, 2, 4, body(b"ef"))
+    await engine.compose(ALICE, [done.id, partial.id], NS, "whole")
+    assert await read(engine, "whole") == b"abcdef"
