@@ -107,6 +107,11 @@ def test_expired_upload_is_gone(tmp_path: Path) -> None:
             head = c.head(url, headers=TUS)
             assert head.status_code == 410 and "upload-offset" not in head.headers
             assert patch(c, url, 5, b"67890").status_code == 410
+            done = httpx.URL(c.post("/files/", headers={**TUS, "Upload-Length": "2"}).headers["location"]).path
+            assert patch(c, done, 0, b"ok").status_code == 204
+            assert c.get(done).content == b"ok"
+            time.sleep(2.5)  # a finished upload stays addressable for the expiration time after finishing
+            assert c.get(done).status_code == 410
     finally:
         server.stop()
 
