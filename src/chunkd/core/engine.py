@@ -363,7 +363,7 @@ class Engine:
         if session.state is not SessionState.OPEN:
             return session
         try:
-            await self._compose_parts(principal, parts, session.namespace, session.key)
+            await self.compose(principal, parts, session.namespace, session.key)
         except (SessionGone, SessionNotFound, SessionIncomplete, Conflict, InvalidRange):
             info = await self.storage.stat(session.namespace, session.key)
             if info is None or info.size != session.length:
@@ -384,26 +384,6 @@ class Engine:
             await self._emit("committed", session)
             return session
         raise Conflict("the session is changing too fast to finish")
-
-    async def _compose_parts(self, principal: Principal, parts: list[str], namespace: str, key: str) -> None:
-        compose = getattr(self, "compose", None)
-        if compose is not None and hasattr(self.storage, "publish_composite"):
-            await compose(principal, parts, namespace, key)
-            return
-        # fallback until every engine has compose(): stream the staged parts into a new object
-        sessions = [await self.get_session(p, principal=principal) for p in parts]
-        if any(not s.complete or s.state is not SessionState.OPEN for s in sessions):
-            raise SessionIncomplete("a part is not complete")
-
-        async def chained() -> Body:
-            for s in sessions:
-                async for piece in self.storage.stage_read(s.storage_ref, 0, s.length or 0):
-                    yield piece
-
-        await self.put_object(namespace, key, chained())
-        for s in sessions:
-            await self.store.update(s.id, s.version, state=SessionState.COMMITTED, modified_at=self.clock())
-            await self.storage.stage_discard(s.storage_ref)
 
     # -- composing objects from parts ---------------------------------------------------------------
     async def compose(self, principal: Principal, parts: list[str], namespace: str, key: str) -> ObjectInfo:
