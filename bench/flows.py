@@ -70,7 +70,7 @@ def parallel(fns: list[Callable[[], object]]) -> None:
         except BaseException as exc:  # re-raised below
             errors.append(exc)
 
-    threads = [threading.Thread(target=run, args=(fn,)) for fn in fns]
+    threads = [threading.Thread(target=run, args=(fn,), daemon=True) for fn in fns]
     for t in threads:
         t.start()
     for t in threads:

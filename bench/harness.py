@@ -64,13 +64,14 @@ class Plan:
     rss_uploads: int = 16
     rss_size: int = 1 * GiB
     rss_chunk: int = 64 * MiB
+    sync: bool = True  # os.sync() before every timed run, so no run pays for another's writeback
 
 
 QUICK = Plan(big=16 * MiB, chunks=(1 * MiB, 4 * MiB), reps=2, small_seconds=0.2, small_reps=1, many=10,
              many_size=64 << 10,
              many_reps=1, sessions=(1, 4), scale_total=16 * MiB, scale_chunk=1 * MiB, scale_reps=1,
              commit_sizes=(1 * MiB, 4 * MiB, 16 * MiB), range_counts=(1, 100, 1_000), range_reps=3,
-             meta_counts=(100, 1_000), meta_reps=3, rss_uploads=4, rss_size=8 * MiB, rss_chunk=4 * MiB)
+             meta_counts=(100, 1_000), meta_reps=3, rss_uploads=4, rss_size=8 * MiB, rss_chunk=4 * MiB, sync=False)
 
 
 def _mb_s(nbytes: int, seconds: float) -> float:
@@ -128,7 +129,8 @@ class Bench:
         for rep in range(reps):
             order = entries[rep % len(entries):] + entries[:rep % len(entries)]
             for label, peer, fn in order:
-                os.sync()
+                if self.plan.sync:
+                    os.sync()
                 try:
                     value = fn()
                 except Exception as exc:
@@ -232,7 +234,7 @@ class Bench:
             counts[i] = n
             c.close()
 
-        threads = [threading.Thread(target=worker, args=(i,)) for i in range(conns)]
+        threads = [threading.Thread(target=worker, args=(i,), daemon=True) for i in range(conns)]
         for t in threads:
             t.start()
         stop_at[0] = time.perf_counter() + 0.05 + plan.small_seconds
@@ -349,7 +351,8 @@ class Bench:
         self.r.scaling["missing"] = res
         for n, t in res.items():
             print(f"    {n:>9,} ranges {t * 1e3:10.3f} ms", flush=True)
-        self.r.scaling["chunk_inproc"] = anyio.run(inproc.chunk_cost_inproc, self.work, self.source(), 200)
+        self.r.scaling["chunk_inproc"] = anyio.run(inproc.chunk_cost_inproc, self.work, self.source(),
+                                                    10 * self.plan.range_reps)
 
     def meta(self) -> None:
         print("5d. metadata operations against sessions in the store ...", flush=True)
@@ -378,7 +381,8 @@ class Bench:
             peer.workdir = self.work / peer.name
             peer.start()
             try:
-                os.sync()
+                if plan.sync:
+                    os.sync()
 
                 def one(c: Conn, k: str = k) -> None:
                     if k == "tus":
@@ -487,7 +491,9 @@ def main(argv: list[str] | None = None) -> int:
         bench.start_peers()
         for name in SECTIONS:
             if name in only:
+                t1 = time.monotonic()
                 getattr(bench, name)()
+                print(f"  ({name}: {time.monotonic() - t1:.1f} s)", flush=True)
         bench.targets()
     finally:
         stop_all()

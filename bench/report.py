@@ -112,6 +112,9 @@ def scaling_tables(r: Results) -> str:
     if m:
         out += ["| disjoint received ranges | missing-range query (ms) |", "|---:|---:|"]
         out += [f"| {int(n):,} | {t * 1e3:.3f} |" for n, t in m.items()]
+        if r.scaling.get("chunk_inproc"):
+            out.append(f"| (one durable 64 KiB write_range, in-process, for scale) | "
+                       f"{r.scaling['chunk_inproc'] * 1e3:.3f} |")
         out.append("")
     meta = r.scaling.get("metadata")
     if meta:
