@@ -20,6 +20,7 @@ What a store must guarantee (see :mod:`chunkd.metadata.base`):
 
 from __future__ import annotations
 
+import itertools
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -317,3 +318,52 @@ async def test_resource_listing_filters_and_pages(store: SessionStore) -> None:
     assert ids(await store.list_resources("printer", limit=2)) == ["a", "b"]
     assert ids(await store.list_resources("printer", after="b")) == ["c", "d"]
     assert ids(await store.list_resources("job")) == ["j"]
+
+
+# -- concurrency ----------------------------------------------------------------------------------
+@pytest.mark.anyio
+async def test_concurrent_claims_never_hand_out_a_byte_twice(store: SessionStore) -> None:
+    import random
+
+    import anyio
+
+    s = make(length=10_000)
+    await store.create(s)
+    rnd = random.Random(7)
+    requests = [(f"w{i}", a, a + rnd.randint(1, 3000)) for i, a in enumerate(rnd.sample(range(0, 7000), 24))]
+    granted: list[tuple[int, int]] = []
+
+    async def claimer(token: str, start: int, end: int) -> None:
+        claim = await store.claim(s.id, token, start, end, now=0.0, lease=30.0)
+        granted.extend(claim.to_write)
+        if int(token[1:]) % 2:  # half of the writers record at once, so later claims see received ranges
+            await store.record(s.id, token, claim.to_write, now=1.0, expires_at=100.0)
+
+    async with anyio.create_task_group() as tg:
+        for token, start, end in requests:
+            tg.start_soon(claimer, token, start, end)
+    granted.sort()
+    for a, b in itertools.pairwise(granted):
+        assert a[1] <= b[0], f"{a} and {b} were both handed out"
+    union = RangeSet(granted)
+    assert union == RangeSet((a, b) for _, a, b in requests)
+
+
+@pytest.mark.anyio
+async def test_concurrent_creates_of_one_id_admit_exactly_one(store: SessionStore) -> None:
+    import anyio
+
+    sid = uuid.uuid4().hex
+    outcomes: list[str] = []
+
+    async def creator(n: int) -> None:
+        try:
+            await store.create(make(sid, key=f"k{n}"))
+            outcomes.append("created")
+        except SessionConflict:
+            outcomes.append("conflict")
+
+    async with anyio.create_task_group() as tg:
+        for n in range(8):
+            tg.start_soon(creator, n)
+    assert sorted(outcomes) == ["conflict"] * 7 + ["created"]

@@ -32,7 +32,7 @@ def runs(positions: set[int], start: int, end: int) -> list[tuple[int, int]]:
     return out
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(st.lists(ranges, max_size=25), queries)
 def test_rangeset_matches_model(added: list[tuple[int, int]], query: tuple[int, int]) -> None:
     rs = RangeSet()

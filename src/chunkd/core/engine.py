@@ -450,6 +450,8 @@ class Engine:
             session = await self.get_session(session_id, principal=principal)
             if session.state is SessionState.COMMITTED:
                 return session
+            if "composed_into" in session.extra:
+                raise SessionConflict("the session is a part being composed into another object")
             if session.length is None or session.received < session.length:
                 raise SessionIncomplete("the session has missing ranges")
             try:
