@@ -124,7 +124,7 @@ class IndustryDataAPI:
         _require(principal, WRITE, "creating a data connector")
         body = await json_object(request)
         if str(body.get("@odata.type", "")).lstrip("#") != CONNECTOR_TYPE.lstrip("#"):
-            raise GraphError(400, "invalidRequest", f"@odata.type must be {CONNECTOR_TYPE}; chunkd supports "
+            raise GraphError(400, "BadRequest", f"@odata.type must be {CONNECTOR_TYPE}; chunkd supports "
                              "azureDataLakeConnector only")
         data = _connector_fields(body, create=True)
         res = await self.engine.create_resource(K_CONNECTOR, str(uuid.uuid4()), principal, data)
@@ -145,7 +145,7 @@ class IndustryDataAPI:
             return Response(status_code=204)
         body = await json_object(request)
         if "@odata.type" in body and str(body["@odata.type"]).lstrip("#") != CONNECTOR_TYPE.lstrip("#"):
-            raise GraphError(400, "invalidRequest", "the connector's @odata.type cannot change")
+            raise GraphError(400, "BadRequest", "the connector's @odata.type cannot change")
         changes = _connector_fields(body, create=False)
         for _ in range(20):
             res = await self._get_connector(principal, cid)
