@@ -6,6 +6,7 @@ upload, raising on any unexpected status so a failed upload can never count as a
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 import time
@@ -166,6 +167,31 @@ def tus_available(conn: Conn) -> str:
     if resp.status not in (200, 204) or not resp.header("tus-version"):
         return f"no tus endpoint at /files/ yet (OPTIONS answered {resp.status})"
     return ""
+
+
+# -- Microsoft Graph Universal Print: createUploadSession -> uploadUrl --------------------------------
+def graph_printer(conn: Conn) -> str:
+    """Register a printer for the benchmark's jobs; its id."""
+    resp = conn.request("POST", "/v1.0/print/printers", {"Content-Type": "application/json"},
+                        json.dumps({"displayName": "bench"}).encode(), expect=(200, 201))
+    return str(json.loads(resp.body)["id"])
+
+
+def graph_upload(conn: Conn, printer: str, src: Source, chunk: int) -> None:
+    """A job, its document's upload session, then the file PUT to the uploadUrl in ``chunk`` pieces."""
+    js = {"Content-Type": "application/json"}
+    job = json.loads(conn.request("POST", f"/v1.0/print/printers/{printer}/jobs", js, b"{}", expect=(200, 201)).body)
+    doc = f"/v1.0/print/printers/{printer}/jobs/{job['id']}/documents/{job['documents'][0]['id']}"
+    props = {"properties": {"documentName": "bench.pdf", "contentType": "application/pdf", "size": src.size}}
+    session = json.loads(conn.request("POST", doc + "/createUploadSession", js, json.dumps(props).encode(),
+                                      expect=(200, 201)).body)
+    target = urlsplit(session["uploadUrl"])
+    path = f"{target.path}?{target.query}"
+    for start, size in pieces(0, src.size, chunk):
+        last = start + size >= src.size
+        conn.request("PUT", path, {"Content-Range": f"bytes {start}-{start + size - 1}/{src.size}",
+                                   "Content-Type": "application/octet-stream"}, src.body(start, size),
+                     expect=(200, 201) if last else (200, 202))
 
 
 def timed(fn: Callable[[], object]) -> float:

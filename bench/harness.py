@@ -89,6 +89,7 @@ class Bench:
         self.peers: dict[str, Peer] = {}
         self.tus_why = ""
         self.graph_why = "Graph print front end not mounted yet"
+        self.printer = ""
 
     # -- plumbing ----------------------------------------------------------------------------------
     def source(self) -> Source:
@@ -117,6 +118,11 @@ class Bench:
         self.tus_why = flows.tus_available(self.peers["chunkd"].conn())
         if self.tus_why:
             self.r.skip("chunkd tus measurements", self.tus_why)
+        try:
+            self.printer = flows.graph_printer(self.peers["chunkd"].conn())
+            self.graph_why = ""
+        except Exception as exc:
+            self.graph_why = f"no Graph print front end ({exc})"[:200]
 
     def measure(self, series_args: tuple[str, str, str], entries: list[tuple[str, Peer, Callable[[], float]]],
                 reps: int, higher_better: bool = True, note: str = "") -> None:
@@ -170,7 +176,7 @@ class Bench:
                 add(TUS_NODE, self.p(TUS_NODE), lambda c, ch=chunk: flows.tus_upload(c, src, ch))
             add(C_SF, self.p("chunkd"), lambda c, ch=chunk: flows.sf_upload(c, src, f"b/{uuid.uuid4().hex}", ch))
             if not self.graph_why:
-                pass  # Graph print upload: added when the front end is mounted
+                add(C_GRAPH, self.p("chunkd"), lambda c, ch=chunk: flows.graph_upload(c, self.printer, src, ch))
             add(NULL, self.p(NULL), lambda c: flows.nginx_put(c, src, "x"))
             self.measure(("1. one upload", f"{_size(src.size)} in {_size(chunk)} chunks", "MB/s"),
                          entries, plan.reps, note="nginx and the null sink take one PUT of the whole file")
