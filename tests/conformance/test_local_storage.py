@@ -31,6 +31,7 @@ async def test_publish_and_composite_do_not_copy(tmp_path: Path) -> None:
 
 @pytest.mark.anyio
 async def test_garbage_collection_of_replaced_composites(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(local, "ORPHAN_SCAN_INTERVAL", -1.0)  # no rate limit in this test
     storage = LocalStorage(tmp_path)
     refs = [(await staged(storage, b"ab"), 2), (await staged(storage, b"cd"), 2)]
     await storage.publish_composite(refs, NS, "k")

@@ -366,8 +366,12 @@ class SqlSessionStore:
     async def purge_dead(self, before: float) -> int:
         def run() -> int:
             with self._write() as conn:
-                ids = [r.id for r in conn.execute(sa.select(sessions.c.id).where(
-                    sessions.c.state.notin_(_LIVE), sessions.c.modified_at < before).limit(1000))]
+                # lock the rows (PostgreSQL) so that a concurrent create() that replaces one of these dead
+                # sessions with a live one waits, and then finds no row, instead of losing its new session
+                q = sa.select(sessions.c.id).where(sessions.c.state.notin_(_LIVE), sessions.c.modified_at < before)
+                if not self.sqlite:
+                    q = q.with_for_update(skip_locked=True)
+                ids = [r.id for r in conn.execute(q.limit(1000))]
                 for sid in ids:
                     self._purge(conn, sid)
                 return len(ids)

@@ -40,6 +40,7 @@ READ_SIZE = 1 << 20
 COMPOSITE_PREFIX = "chunkd-composite:"
 TRASH_GRACE = 3600.0  # parts of a replaced composite stay this long for readers that opened it before
 ORPHAN_AGE = 600.0  # leftovers younger than this may belong to an operation still in progress
+ORPHAN_SCAN_INTERVAL = 3600.0  # orphans only come from crashes and lost races: look for them rarely
 
 
 def _fsync_dir(path: Path) -> None:
@@ -117,6 +118,7 @@ class LocalStorage:
         self.trash = self.root / "trash"
         for d in (self.staging, self.objects, self.composites, self.trash):
             d.mkdir(parents=True, exist_ok=True)
+        self._next_orphan_scan = 0.0  # only a rate limit: any process may scan, results live on disk
 
     # -- paths ------------------------------------------------------------------------------------
     def _stage_path(self, ref: str) -> Path:
@@ -500,6 +502,9 @@ class LocalStorage:
                 if now - entry.stat(follow_symlinks=False).st_mtime > TRASH_GRACE:
                     shutil.rmtree(entry.path, ignore_errors=True)
                     removed += 1
+            if now < self._next_orphan_scan:
+                return removed
+            self._next_orphan_scan = now + ORPHAN_SCAN_INTERVAL
             for entry in list(os.scandir(self.composites)):
                 if now - entry.stat(follow_symlinks=False).st_mtime < ORPHAN_AGE:
                     continue  # may be a publish_composite in progress
