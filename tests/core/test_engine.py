@@ -344,3 +344,45 @@ async def test_compose_refuses_incomplete_or_foreign_parts_and_consumes_nothing(
     await engine.write_range(partial.id, ALICE, 2, 4, body(b"ef"))
     await engine.compose(ALICE, [done.id, partial.id], NS, "whole")
     assert await read(engine, "whole") == b"abcdef"
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("keep_partial", [True, False])
+async def test_disconnect_keeps_the_prefix_only_when_asked(engine: Engine, keep_partial: bool) -> None:
+    from chunkd.core.body import ClientGone
+
+    s = await engine.create_session(ALICE, "test", NS, "f", 100)
+
+    async def cut() -> Body:
+        yield b"a" * 30
+        raise ClientGone()
+
+    with pytest.raises(ClientGone):
+        await engine.write_range(s.id, ALICE, 0, 100, cut(), keep_partial=keep_partial)
+    got = await engine.get_session(s.id)
+    assert list(await engine.received(got)) == ([(0, 30)] if keep_partial else [])
+    # either way the claim is gone: the rest (or everything) can be written at once
+    assert (await engine.write_range(s.id, ALICE, 0, 100, body(b"a" * 100))).new_bytes == (70 if keep_partial else 100)
+
+
+@pytest.mark.anyio
+async def test_sweep_finishes_an_interrupted_commit_and_survives_a_failing_one(
+        engines: Callable[..., Engine], clock: FakeClock) -> None:
+    engine = await engines(session_ttl=60.0)  # type: ignore[misc]
+    crashed = await engine.create_session(ALICE, "test", NS, "crashed", 3)
+    await engine.write_range(crashed.id, ALICE, 0, 3, body(b"abc"))
+    blocked = await engine.create_session(ALICE, "test", NS, "blocked", 3)
+    await engine.write_range(blocked.id, ALICE, 0, 3, body(b"xyz"))
+    idle = await engine.create_session(ALICE, "test", NS, "idle", 3)
+    for s in (crashed, blocked):  # a process died right after marking these COMMITTING
+        current = await engine.get_session(s.id)
+        await engine.store.update(s.id, current.version, state=SessionState.COMMITTING)
+    await engine.put_object(NS, "blocked/child", body(b"!"))  # publishing "blocked" will fail
+    clock.now += 61
+    assert await engine.sweep() == 1  # only the idle open session lost bytes
+    assert await read(engine, "crashed") == b"abc"
+    assert (await engine.store.get(crashed.id)).state is SessionState.COMMITTED  # type: ignore[union-attr]
+    assert (await engine.store.get(blocked.id)).state is SessionState.OPEN  # type: ignore[union-attr]
+    assert (await engine.store.get(idle.id)).state is SessionState.EXPIRED  # type: ignore[union-attr]
+    assert await engine.sweep() == 1  # the blocked session is an idle open session now
+    assert not await engine.storage.stage_exists(blocked.storage_ref)

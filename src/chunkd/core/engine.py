@@ -219,13 +219,20 @@ class Engine:
                                               self._expiry(session))
         except ClientGone:
             if keep_partial and writer is not None and pos > start:
-                await keep_claim()
-                await writer.flush(self.config.durable)
-                kept = [(s, min(e, pos)) for s, e in claim.to_write if s < pos]
-                session = await self.store.record(session.id, token, kept, self.clock(), self._expiry(session))
+                try:
+                    await keep_claim()
+                    await writer.flush(self.config.durable)
+                    kept = [(s, min(e, pos)) for s, e in claim.to_write if s < pos]
+                    session = await self.store.record(session.id, token, kept, self.clock(),
+                                                      self._expiry(session))
+                except BaseException:
+                    with anyio.CancelScope(shield=True):  # e.g. a full disk: do not block the range for a lease
+                        await self.store.release(session.id, token)
+                    raise
                 await self._emit("progress", session)
             else:
-                await self.store.release(session.id, token)
+                with anyio.CancelScope(shield=True):
+                    await self.store.release(session.id, token)
             raise
         except BaseException:
             with anyio.CancelScope(shield=True):
