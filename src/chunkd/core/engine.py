@@ -40,6 +40,8 @@ from chunkd.core.ranges import Range, RangeSet
 from chunkd.metadata.base import SessionStore
 from chunkd.storage.base import ByteStorage, StagedWriter
 
+__all__ = ["Engine", "EngineConfig", "WriteResult"]
+
 log = logging.getLogger("chunkd.engine")
 
 

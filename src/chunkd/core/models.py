@@ -6,6 +6,8 @@ import enum
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+__all__ = ["Listing", "ObjectInfo", "Resource", "Session", "SessionState"]
+
 
 class SessionState(enum.StrEnum):
     OPEN = "open"

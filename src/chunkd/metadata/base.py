@@ -9,6 +9,8 @@ lease ran out may be taken by the next writer, and the old holder then learns fr
 ``record`` (WriteInterrupted) that it lost it. Because a holder always renews before writing once its
 last renewal is older than ``renew_interval < lease``, it can never write into a range after another
 writer took it over.
+
+Every implementation must pass ``tests/conformance/metadata_suite.py`` (run against SQLite and PostgreSQL).
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from typing import Any, Protocol
 
 from chunkd.core.models import Resource, Session, SessionState
 from chunkd.core.ranges import Range, RangeSet
+
+__all__ = ["Claim", "SessionStore"]
 
 
 @dataclass(frozen=True)
@@ -44,7 +48,7 @@ class SessionStore(Protocol):
         """Insert a new session with no received ranges.
 
         An existing *dead* session (deleted/expired) with the same id is replaced. Raises
-        SessionConflict if a live session has that id.
+        SessionConflict if a live session has that id, also when another process creates it concurrently.
         """
 
     async def get(self, session_id: str) -> Session | None:
@@ -86,7 +90,8 @@ class SessionStore(Protocol):
         """Atomically merge ``written`` into the received ranges, drop the token's claims and bump the
         session (``received``, ``version``, ``modified_at``, ``expires_at``; ``length`` when given and
         the session had none). Raises WriteInterrupted when ``written`` is non-empty and the token no
-        longer holds a claim.
+        longer holds a claim, SessionGone when ``written`` is non-empty and the session is dead
+        (deleted/expired while the bytes were written), SessionNotFound when it does not exist.
         """
 
     async def release(self, session_id: str, token: str) -> None:
