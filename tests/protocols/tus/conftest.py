@@ -16,7 +16,8 @@ MAX_SIZE = 8 << 20
 
 
 def start_server(root: Path, *args: str, env: dict[str, str] | None = None) -> ServerProcess:
-    return ServerProcess(root / "data", list(args), {"CHUNKD_TUS_MAX_SIZE": str(MAX_SIZE), **(env or {})}).start()
+    proc = ServerProcess(root / "data", list(args), {"CHUNKD_TUS_MAX_SIZE": str(MAX_SIZE), **(env or {})})
+    return proc.start(timeout=120)  # generous: a loaded 2-core CI machine starts workers slowly
 
 
 @pytest.fixture(scope="module")

@@ -66,3 +66,37 @@ def test_final_is_terminated_like_any_upload(client: httpx.Client, create: Creat
     url = final(client, a).headers["location"]
     assert client.delete(url, headers=TUS).status_code == 204
     assert client.get(url).status_code == 410
+
+
+def test_unfinished_finals_complete_across_two_worker_processes(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tests.protocols.tus.conftest import start_server
+
+    server = start_server(tmp_path, "--no-auth", "--workers", "2")
+    try:
+        finals: list[tuple[str, list[bytes]]] = []
+        pending: list[tuple[str, bytes]] = []
+        with httpx.Client(base_url=server.url) as c:
+            for _ in range(6):
+                parts = [os.urandom(n) for n in (3000, 5000, 7)]
+                paths = []
+                for data in parts:
+                    r = c.post("/files/", headers={**TUS, "Upload-Length": str(len(data)), "Upload-Concat": "partial"})
+                    paths.append(httpx.URL(r.headers["location"]).path)
+                finals.append((final(c, *paths).headers["location"], parts))
+                pending += list(zip(paths, parts, strict=True))
+
+        def send(item: tuple[str, bytes]) -> int:
+            with httpx.Client(base_url=server.url) as fresh:  # a new connection: either worker may take it
+                return patch(fresh, item[0], 0, item[1]).status_code
+
+        with ThreadPoolExecutor(6) as pool:
+            assert set(pool.map(send, pending)) == {204}
+        with httpx.Client() as c:
+            for url, parts in finals:
+                head = c.head(url, headers=TUS)
+                assert head.headers["upload-offset"] == str(sum(map(len, parts)))
+                assert c.get(url).content == b"".join(parts)
+    finally:
+        server.stop()
