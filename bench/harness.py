@@ -18,6 +18,7 @@ import shutil
 import sys
 import threading
 import time
+import traceback
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -498,7 +499,11 @@ def main(argv: list[str] | None = None) -> int:
         for name in SECTIONS:
             if name in only:
                 t1 = time.monotonic()
-                getattr(bench, name)()
+                try:
+                    getattr(bench, name)()
+                except Exception as exc:  # one broken section must not lose the others' figures
+                    results.skip(f"the rest of section {name!r}", f"{type(exc).__name__}: {exc}"[:300])
+                    traceback.print_exc()
                 print(f"  ({name}: {time.monotonic() - t1:.1f} s)", flush=True)
         bench.targets()
     finally:

@@ -110,3 +110,17 @@ def test_large_offsets() -> None:
 def test_bad_ranges_are_refused(start: int, end: int) -> None:
     with pytest.raises(ValueError):
         RangeSet().add(start, end)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(ranges, max_size=25), st.booleans())
+def test_from_sorted_equals_adding_one_by_one(added: list[tuple[int, int]], presort: bool) -> None:
+    rows = sorted(added) if presort else added  # unsorted input must still be right (slow path)
+    rs = RangeSet.from_sorted(rows)
+    assert rs == RangeSet(added)
+    assert rs.covered == len(model(added))
+
+
+def test_from_sorted_refuses_bad_ranges() -> None:
+    with pytest.raises(ValueError):
+        RangeSet.from_sorted([(0, 4), (9, 3)])

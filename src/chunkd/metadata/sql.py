@@ -192,10 +192,7 @@ class SqlSessionStore:
             q = (sa.select(session_ranges.c.start, session_ranges.c.stop)
                  .where(session_ranges.c.session_id == session_id).order_by(session_ranges.c.start))
             with self._read() as conn:
-                rs = RangeSet()
-                for start, stop in conn.execute(q):
-                    rs.add(start, stop)
-                return rs
+                return RangeSet.from_sorted((start, stop) for start, stop in conn.execute(q))
 
         return await self._run(run)
 
