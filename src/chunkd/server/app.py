@@ -76,6 +76,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
             tg.start_soon(_sweeper, c.engine, c.settings.sweep_interval)
             yield
             tg.cancel_scope.cancel()
+        if notifier is not None:
+            await notifier.drain()  # give queued webhook deliveries a last chance before exiting
         await c.engine.store.close()
 
     routes: list[BaseRoute] = []

@@ -79,10 +79,12 @@ class WebhookNotifier:
             await asyncio.sleep(delay)
             delay *= 2
 
-    async def drain(self) -> None:
-        """Wait for queued deliveries (used at shutdown) and close the HTTP client."""
+    async def drain(self, grace: float = 5.0) -> None:
+        """At shutdown: wait up to ``grace`` seconds for queued deliveries, drop the rest, close the HTTP client."""
         if self._tasks:
-            await asyncio.wait(list(self._tasks), timeout=self.timeout)
+            await asyncio.wait(list(self._tasks), timeout=grace)
+            for task in list(self._tasks):
+                task.cancel()
         if self._client is not None:
             await self._client.aclose()
             self._client = None
