@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import NameOID
 
 from chunkd.auth.permissions import IMAGESTORE_ADMIN, IMAGESTORE_READ
@@ -22,8 +23,9 @@ class Authenticator:
     """``enabled=False`` (``--no-auth``) makes every caller the anonymous principal with every role.
 
     Client certificates are only present when the server runs TLS and requires them (the TLS layer has
-    already verified the chain against the configured CA). A certificate whose subject common name is in
-    ``admin_names`` maps to the image-store admin role, any other to read-only.
+    already verified the chain against the configured CA). Like Service Fabric's admin client common names
+    and thumbprints, a certificate whose subject common name or SHA-1 thumbprint (hex, any case, colons
+    allowed) is in ``admin_names`` maps to the image-store admin role; any other to read-only.
     """
 
     def __init__(self, verifier: TokenVerifier | None, *, enabled: bool = True,
@@ -31,6 +33,7 @@ class Authenticator:
         self.verifier = verifier
         self.enabled = enabled
         self.admin_names = admin_names
+        self._admin_thumbprints = frozenset(_thumbprint_key(n) for n in admin_names)
 
     @property
     def mode(self) -> str:
@@ -59,11 +62,12 @@ class Authenticator:
         cert = x509.load_pem_x509_certificate(pem.encode())
         names = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
         common_name = str(names[0].value) if names else ""
-        thumbprint = hashlib.sha1(cert.public_bytes(_DER)).hexdigest().upper()  # noqa: S324 - SF thumbprints are SHA-1
-        role = IMAGESTORE_ADMIN if common_name in self.admin_names else IMAGESTORE_READ
+        thumbprint = hashlib.sha1(cert.public_bytes(Encoding.DER)).hexdigest().upper()  # noqa: S324 - SF uses SHA-1
+        admin = (bool(common_name) and common_name in self.admin_names) or thumbprint in self._admin_thumbprints
+        role = IMAGESTORE_ADMIN if admin else IMAGESTORE_READ
         return Principal(kind="cert", user=common_name or thumbprint, app=thumbprint, roles=frozenset({role}))
 
 
-from cryptography.hazmat.primitives.serialization import Encoding  # noqa: E402
-
-_DER = Encoding.DER
+def _thumbprint_key(name: str) -> str:
+    """How a configured admin name compares with a certificate thumbprint (upper-case hex, no colons)."""
+    return name.replace(":", "").replace(" ", "").upper()

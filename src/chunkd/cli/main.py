@@ -52,6 +52,10 @@ def serve(
     tls_cert: Annotated[Path | None, typer.Option(help="PEM certificate for HTTPS")] = None,
     tls_key: Annotated[Path | None, typer.Option(help="PEM key for HTTPS")] = None,
     tls_client_ca: Annotated[Path | None, typer.Option(help="require client certificates from this CA")] = None,
+    tls_admin_names: Annotated[str | None, typer.Option(
+        envvar="CHUNKD_TLS_ADMIN_NAMES",
+        help="comma-separated client-certificate CNs or SHA-1 thumbprints with admin rights [default: chunkd-admin]",
+    )] = None,
     metadata: Annotated[str | None, typer.Option(help="sqlite | sqlite:///path | postgresql://...")] = None,
     storage: Annotated[str | None, typer.Option(help="local | file:///path")] = None,
 ) -> None:
@@ -60,42 +64,42 @@ def serve(
 
     from chunkd.server.app import build_components, describe
 
-    if no_auth and not _is_loopback(host) and not force:
-        typer.echo(f"refusing --no-auth on non-loopback address {host}; add --force if you mean it", err=True)
-        raise typer.Exit(2)
-    if bool(tls_cert) != bool(tls_key):
-        typer.echo("--tls-cert and --tls-key go together", err=True)
-        raise typer.Exit(2)
     env = {"CHUNKD_HOST": host, "CHUNKD_PORT": str(port), "CHUNKD_DATA_DIR": str(data_dir.resolve()),
            "CHUNKD_WORKERS": str(workers)}
     if no_auth:
         env["CHUNKD_NO_AUTH"] = "1"
     for name, value in (("TLS_CERT", tls_cert), ("TLS_KEY", tls_key), ("TLS_CLIENT_CA", tls_client_ca),
-                        ("METADATA", metadata), ("STORAGE", storage)):
+                        ("TLS_ADMIN_NAMES", tls_admin_names), ("METADATA", metadata), ("STORAGE", storage)):
         if value is not None:
             env[f"CHUNKD_{name}"] = str(value.resolve() if isinstance(value, Path) else value)
     os.environ.update(env)  # workers are separate processes: they read their settings from here
     _tune_malloc()
 
     from chunkd.server.config import Settings
+    from chunkd.server.tls import TLSConfigError, uvicorn_tls_options
 
     settings = Settings()
+    # Checked on the settings, not the flags: CHUNKD_NO_AUTH / CHUNKD_TLS_* in the environment count too.
+    if settings.no_auth and not _is_loopback(settings.host) and not (force or settings.force_no_auth):
+        typer.echo(f"refusing --no-auth on non-loopback address {settings.host}: anyone who can reach it could "
+                   "write and delete; add --force if you mean it", err=True)
+        raise typer.Exit(2)
+    try:
+        ssl, http = uvicorn_tls_options(settings)
+    except TLSConfigError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from exc
     components = build_components(settings)
     anyio.run(components.engine.store.migrate)  # once, before workers race to do it
     anyio.run(components.engine.store.close)
     typer.echo(describe(components), err=True)
-    ssl: dict[str, object] = {}
-    http = "httptools"
-    if settings.tls_cert:
-        import ssl as ssl_mod
-
-        ssl = {"ssl_certfile": str(settings.tls_cert), "ssl_keyfile": str(settings.tls_key)}
-        if settings.tls_client_ca:
-            ssl.update(ssl_ca_certs=str(settings.tls_client_ca), ssl_cert_reqs=ssl_mod.CERT_REQUIRED)
-            http = "chunkd.server.tls:ClientCertHttpProtocol"
     uvicorn.run("chunkd.server.app:create_app_from_env", factory=True, host=host, port=port,
                 workers=workers, loop="uvloop", http=http, log_level=settings.log_level,
-                timeout_keep_alive=75, access_log=False, **ssl)  # type: ignore[arg-type]
+                timeout_keep_alive=75, access_log=False,
+                # uvicorn kills a worker that does not answer its health ping within this many seconds. The
+                # default 5 s is shorter than a spawned worker's imports on a busy 2-core machine, which made
+                # --workers N restart its workers forever.
+                timeout_worker_healthcheck=30, **ssl)
 
 
 @app.command()
@@ -126,6 +130,10 @@ def token(
 from chunkd.cli.printers import printers_app  # noqa: E402 - sub-commands register after the main ones
 
 app.add_typer(printers_app, name="printers")
+
+from chunkd.cli.certs import certs_app  # noqa: E402
+
+app.add_typer(certs_app, name="certs")
 
 from chunkd.cli.upload import register as register_upload  # noqa: E402
 

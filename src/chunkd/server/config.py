@@ -25,7 +25,8 @@ class Settings(BaseSettings):
     tls_cert: Path | None = Field(None, description="PEM certificate (chain) for HTTPS")
     tls_key: Path | None = Field(None, description="PEM private key for HTTPS")
     tls_client_ca: Path | None = Field(None, description="CA bundle; when set, client certificates are required")
-    tls_admin_names: str = Field("chunkd-admin", description="client-certificate CNs that get admin rights")
+    tls_admin_names: str = Field("chunkd-admin", description="comma-separated client-certificate common names "
+                                 "or SHA-1 thumbprints that get image-store admin rights; other certificates read")
     session_ttl: float = Field(1800.0, description="idle lifetime of an upload session, seconds")
     tombstone_ttl: float = Field(86400.0, description="how long ended sessions are remembered, seconds")
     sweep_interval: float = Field(60.0, description="seconds between expiry sweeps")
