@@ -82,9 +82,12 @@ def test_tls_options_require_client_certificates_through_the_importable_protocol
                                                  tls_client_ca=f["ca"]))
     assert options["ssl_cert_reqs"] == ssl.CERT_REQUIRED and options["ssl_ca_certs"] == str(f["ca"])
     assert import_from_string(http) is ClientCertHttpProtocol  # what each uvicorn worker does with it
+    options, http = uvicorn_tls_options(Settings(data_dir=tmp_path, tls_cert=f["cert"], tls_key=f["key"],
+                                                 tls_client_ca=f["ca"], tls_client_auth="optional"))
+    assert options["ssl_cert_reqs"] == ssl.CERT_OPTIONAL and import_from_string(http) is ClientCertHttpProtocol
 
 
-@pytest.mark.parametrize("bad", ["no_key", "ca_only", "wrong_key", "missing_ca"])
+@pytest.mark.parametrize("bad", ["no_key", "ca_only", "wrong_key", "missing_ca", "client_auth"])
 def test_tls_misconfiguration_is_a_clear_error(server_files, tmp_path, bad: str) -> None:
     f = server_files
     settings = {
@@ -93,6 +96,8 @@ def test_tls_misconfiguration_is_a_clear_error(server_files, tmp_path, bad: str)
         "wrong_key": Settings(data_dir=tmp_path, tls_cert=f["cert"], tls_key=f["wrong_key"]),
         "missing_ca": Settings(data_dir=tmp_path, tls_cert=f["cert"], tls_key=f["key"],
                                tls_client_ca=tmp_path / "nope.pem"),
+        "client_auth": Settings(data_dir=tmp_path, tls_cert=f["cert"], tls_key=f["key"], tls_client_ca=f["ca"],
+                                tls_client_auth="sometimes"),
     }[bad]
     with pytest.raises(TLSConfigError):
         uvicorn_tls_options(settings)
@@ -155,3 +160,22 @@ def test_certs_init_writes_a_usable_private_pki(tmp_path) -> None:
     assert other.returncode == 1 and "not valid for 10.9.8.7" in other.stderr
     assert pki.uncovered(["files.example", "127.0.0.1", "10.9.8.7"]) == ["10.9.8.7"]
 
+
+
+def test_optional_client_certificates_let_token_clients_in(serve, tmp_path) -> None:
+    pki = LocalPKI(tmp_path / "tls")
+    pki.init(["127.0.0.1"])
+    server = serve("--tls-cert", str(pki.server_cert), "--tls-key", str(pki.server_key),
+                   "--tls-client-ca", str(pki.ca), "--tls-client-auth", "optional", scheme="https")
+    params = {"api-version": "6.0"}
+    plain = ssl.create_default_context(cafile=str(pki.ca))
+    with httpx.Client(base_url=server.url, verify=plain) as c:
+        assert c.get("/ImageStore", params=params).json()["Error"]["Code"] == "E_ACCESSDENIED"  # no credentials
+        r = c.put("/ImageStore/t.txt", params=params, content=b"tok",
+                  headers={"Authorization": f"Bearer {server.token()}"})
+        assert r.status_code == 200
+    reader = ssl.create_default_context(cafile=str(pki.ca))
+    reader.load_cert_chain(str(pki.reader))
+    with httpx.Client(base_url=server.url, verify=reader) as c:
+        assert c.get("/ImageStore/t.txt/$/Content", params=params).content == b"tok"
+        assert c.delete("/ImageStore/t.txt", params=params).status_code == 403

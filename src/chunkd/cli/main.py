@@ -52,6 +52,10 @@ def serve(
     tls_cert: Annotated[Path | None, typer.Option(help="PEM certificate for HTTPS")] = None,
     tls_key: Annotated[Path | None, typer.Option(help="PEM key for HTTPS")] = None,
     tls_client_ca: Annotated[Path | None, typer.Option(help="require client certificates from this CA")] = None,
+    tls_client_auth: Annotated[str | None, typer.Option(
+        envvar="CHUNKD_TLS_CLIENT_AUTH",
+        help="with --tls-client-ca: 'required' (default) or 'optional' (certificate-less clients use tokens)",
+    )] = None,
     tls_admin_names: Annotated[str | None, typer.Option(
         envvar="CHUNKD_TLS_ADMIN_NAMES",
         help="comma-separated client-certificate CNs or SHA-1 thumbprints with admin rights [default: chunkd-admin]",
@@ -69,7 +73,8 @@ def serve(
     if no_auth:
         env["CHUNKD_NO_AUTH"] = "1"
     for name, value in (("TLS_CERT", tls_cert), ("TLS_KEY", tls_key), ("TLS_CLIENT_CA", tls_client_ca),
-                        ("TLS_ADMIN_NAMES", tls_admin_names), ("METADATA", metadata), ("STORAGE", storage)):
+                        ("TLS_CLIENT_AUTH", tls_client_auth), ("TLS_ADMIN_NAMES", tls_admin_names),
+                        ("METADATA", metadata), ("STORAGE", storage)):
         if value is not None:
             env[f"CHUNKD_{name}"] = str(value.resolve() if isinstance(value, Path) else value)
     os.environ.update(env)  # workers are separate processes: they read their settings from here

@@ -25,6 +25,8 @@ class Settings(BaseSettings):
     tls_cert: Path | None = Field(None, description="PEM certificate (chain) for HTTPS")
     tls_key: Path | None = Field(None, description="PEM private key for HTTPS")
     tls_client_ca: Path | None = Field(None, description="CA bundle; when set, client certificates are required")
+    tls_client_auth: str = Field("required", description="with a client CA: 'required' (no certificate, no "
+                                 "connection) or 'optional' (clients without one use bearer tokens)")
     tls_admin_names: str = Field("chunkd-admin", description="comma-separated client-certificate common names "
                                  "or SHA-1 thumbprints that get image-store admin rights; other certificates read")
     session_ttl: float = Field(1800.0, description="idle lifetime of an upload session, seconds")

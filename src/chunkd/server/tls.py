@@ -86,5 +86,8 @@ def uvicorn_tls_options(settings: Settings) -> tuple[dict[str, Any], str]:
     except (OSError, ssl.SSLError) as exc:
         raise TLSConfigError(f"cannot read CA certificates from --tls-client-ca {settings.tls_client_ca}: "
                              f"{exc}") from exc
-    options.update(ssl_ca_certs=str(settings.tls_client_ca), ssl_cert_reqs=ssl.CERT_REQUIRED)
+    modes = {"required": ssl.CERT_REQUIRED, "optional": ssl.CERT_OPTIONAL}
+    if settings.tls_client_auth not in modes:
+        raise TLSConfigError(f"--tls-client-auth must be 'required' or 'optional', not {settings.tls_client_auth!r}")
+    options.update(ssl_ca_certs=str(settings.tls_client_ca), ssl_cert_reqs=modes[settings.tls_client_auth])
     return options, f"{__name__}:ClientCertHttpProtocol"
