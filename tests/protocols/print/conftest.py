@@ -1,6 +1,6 @@
-"""Fixtures for the Graph Universal Print tests: one real ``chunkd serve`` per module, a printer registered
-through the CLI, and tokens signed with the server's own key (as ``chunkd token`` does, without a
-subprocess per token)."""
+"""Fixtures for the Graph Universal Print tests: one real ``chunkd serve`` for the whole package (every test
+uses fresh jobs), a printer registered through the admin route, and tokens signed with the server's own key
+(as ``chunkd token`` does, without a subprocess per token)."""
 
 from __future__ import annotations
 
@@ -82,7 +82,7 @@ def start(root: Path, env: dict[str, str] | None = None) -> PrintEnv:
     return e
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrintEnv]:
     e = start(tmp_path_factory.mktemp("print"))
     yield e

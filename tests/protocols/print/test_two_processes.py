@@ -7,17 +7,15 @@ import hashlib
 import os
 import random
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from urllib.parse import urlparse
 
 import httpx
 
-from tests.protocols.print.conftest import ALICE, start
+from tests.protocols.print.conftest import ALICE, PrintEnv
 from tests.serverproc import ServerProcess
 
 
-def test_segments_through_two_processes(tmp_path: Path) -> None:
-    env = start(tmp_path)
+def test_segments_through_two_processes(env: PrintEnv) -> None:
     other = ServerProcess(env.server.data_dir, []).start()
     try:
         alice = env.user(ALICE, "PrintJob.ReadWrite")
@@ -48,5 +46,3 @@ def test_segments_through_two_processes(tmp_path: Path) -> None:
                 assert c.get(f"{env.jobs_url()}/{job}").json()["documents"][0]["size"] == len(data)
     finally:
         other.stop()
-        env.client.close()
-        env.server.stop()
