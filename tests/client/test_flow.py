@@ -198,6 +198,8 @@ def test_print_flow(tmp_path: Path) -> None:
     assert result.location == doc
     with pytest.raises(ConfigError):
         uploader(server, tmp_path, chunk_size=10_000_000).upload(path, doc)
+    with pytest.raises(ConfigError):
+        uploader(FakeImageStore(), tmp_path, chunk_size=0).upload(path, SF)
 
 
 def test_blob_blocks_resume_and_single_put(tmp_path: Path) -> None:

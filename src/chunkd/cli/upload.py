@@ -39,6 +39,7 @@ from chunkd.client import (
     AuthError,
     ConfigError,
     Progress,
+    RetryPolicy,
     Uploader,
     UploadError,
     UploadOptions,
@@ -106,6 +107,7 @@ def upload(
     resume: Annotated[bool, typer.Option("--resume/--no-resume", help="continue an interrupted upload")] = True,
     verify: Annotated[bool, typer.Option("--verify", help="read the file back and compare sha256")] = False,
     state_dir: Annotated[Path | None, typer.Option(envvar="CHUNKD_STATE_DIR", help="where resume state lives")] = None,
+    retries: Annotated[int, typer.Option(min=0, help="failed rounds in a row (without progress) before giving up")] = 8,
     as_json: Annotated[bool, typer.Option("--json", help="print the results as JSON lines")] = False,
 ) -> None:
     """Upload files (directories recursively) with parallel, resumable, verified requests.
@@ -124,7 +126,8 @@ def upload(
         many = len(jobs) > 1 or any(Path(p).is_dir() for p in sources)
         urls = [file_url(proto, target, job.name, many) for job in jobs]
         options = UploadOptions(parallel=parallel, chunk_size=parse_size(chunk_size) if chunk_size else None,
-                                resume=resume, verify=verify, state_dir=state_dir)
+                                resume=resume, verify=verify, state_dir=state_dir,
+                                retry=RetryPolicy(max_retries=retries))
     except (ConfigError, typer.BadParameter) as exc:
         console.print(f"[red]{exc}[/red]")
         raise typer.Exit(EXIT_USAGE) from None

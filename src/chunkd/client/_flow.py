@@ -4,7 +4,7 @@ A *flow* is a generator that yields steps and receives their outcome:
 
 * ``httpx.Request`` -> the ``httpx.Response`` (or :class:`ConnectionFailed` thrown in);
 * :class:`Sleep` -> ``None`` after the delay;
-* :class:`Digest` -> ``(status, size, sha256 hex)`` of the streamed response body;
+* :class:`Digest` -> ``(status, bytes)`` after streaming a 2xx response body into its hasher;
 * :class:`Parallel` -> ``None`` once the scheduler has nothing left to run; the driver runs up to
   ``limit`` chunk flows at once, asking :meth:`Parallel.take` for the next one whenever a slot is free.
 
@@ -15,6 +15,8 @@ only perform these steps; every decision lives here and in the protocol adapters
 from __future__ import annotations
 
 import email.utils
+import functools
+import hashlib
 import random
 import time
 from collections.abc import Callable, Generator
@@ -50,9 +52,10 @@ class Sleep:
 
 @dataclass(frozen=True)
 class Digest:
-    """Stream ``request``'s response body through sha256 without buffering it."""
+    """Stream ``request``'s response body into ``hasher`` (2xx only) without buffering it."""
 
     request: httpx.Request
+    hasher: Any
 
 
 Step = Any  # httpx.Request | Sleep | Digest | Parallel
@@ -326,7 +329,7 @@ def upload_flow(adapter: Adapter, source: FileSource, options: UploadOptions, st
     verified: bool | None = None
     if options.verify:
         track.emit("verify")
-        verified = yield from _verify(adapter, source.size, digest)
+        verified = yield from _verify(adapter, source.size, digest, policy)
     if store is not None:
         store.delete(key)
     track.emit("done")
@@ -334,14 +337,35 @@ def upload_flow(adapter: Adapter, source: FileSource, options: UploadOptions, st
                         resumed_from, verified, time.monotonic() - began)
 
 
-def _verify(adapter: Adapter, size: int, digest: str) -> Flow[bool]:
-    request = adapter.download_request()
-    if request is None:
+def _verify(adapter: Adapter, size: int, digest: str, policy: RetryPolicy) -> Flow[bool]:
+    """Read the stored file back in ``chunk_size`` windows (``Range`` requests, each retried on its own, so a
+    flaky link cannot defeat a long read) and compare size and sha256. Bodies are streamed into the digest,
+    never buffered; a server that ignores ``Range`` answers the first window with the whole file, which is
+    just as good."""
+    if adapter.download_request() is None:
         raise VerificationError(f"the {adapter.protocol} protocol offers no way to read {adapter.name} back")
-    status, got_size, got_digest = yield Digest(request)
-    if status not in (200, 206):
-        raise VerificationError(f"reading {adapter.name} back failed with HTTP {status}")
-    if got_size != size or got_digest != digest:
-        raise VerificationError(f"{adapter.name}: the server has {got_size} bytes with sha256 {got_digest}, "
+    hasher = hashlib.sha256()
+    pos = 0
+    while True:
+        end = min(size, pos + adapter.chunk_size)
+        status, n, hasher = yield from retrying(functools.partial(_window, adapter, pos, end, hasher), policy)
+        pos += n
+        if status == 200 or pos >= size or n == 0:
+            break
+    if pos != size or hasher.hexdigest() != digest:
+        raise VerificationError(f"{adapter.name}: the server has {pos}+ bytes with sha256 {hasher.hexdigest()}, "
                                 f"the local file {size} bytes with sha256 {digest}")
     return True
+
+
+def _window(adapter: Adapter, start: int, end: int, hasher: Any) -> Flow[tuple[int, int, Any]]:
+    """Stream ``[start, end)`` into a copy of ``hasher``; (status, bytes read, the advanced copy)."""
+    request = adapter.download_request()
+    assert request is not None
+    if end > start:
+        request.headers["Range"] = f"bytes={start}-{end - 1}"
+    copy = hasher.copy()
+    status, n = yield Digest(request, copy)
+    if status not in (200, 206) or (status == 200 and start > 0):
+        raise ServerError(status, f"reading {adapter.name} back", retryable=status >= 500)
+    return status, n, copy

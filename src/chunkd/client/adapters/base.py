@@ -64,7 +64,7 @@ class Adapter:
         return self.target.url
 
     def clamp_chunk_size(self, wanted: int | None) -> int:
-        size = wanted or self.default_chunk_size
+        size = self.default_chunk_size if wanted is None else wanted
         if size < self.min_chunk_size or (self.max_chunk_size is not None and size > self.max_chunk_size):
             limit = (f"{self.min_chunk_size}..{self.max_chunk_size}" if self.max_chunk_size
                      else f">= {self.min_chunk_size}")
