@@ -159,7 +159,8 @@ def blob_xml(blob: Resource, with_meta: bool) -> str:
         "<ServerEncrypted>true</ServerEncrypted>"])
     meta = ""
     if with_meta:
-        meta = "<Metadata>" + "".join(f"<{k}>{escape(v)}</{k}>" for k, v in d.get("meta", {}).items()) + "</Metadata>"
+        items = "".join(f"<{k}>{escape(v)}</{k}>" for k, v in d.get("meta", {}).items())
+        meta = f"<Metadata>{items}</Metadata>" if items else ""  # omitted when empty, as Azurite does
     return f"<Blob><Name>{escape(d['name'])}</Name><Properties>{props}</Properties>{meta}</Blob>"
 
 

@@ -369,12 +369,10 @@ class BlobAPI:
 
     async def container_properties(self, request: Request, container: Resource, name: str,
                                    query: dict[str, str]) -> Response:
-        headers = {"ETag": f'"{container.data["etag"]}"', "Last-Modified": http_date(container.modified_at),
-                   "x-ms-lease-state": "available", "x-ms-lease-status": "unlocked",
-                   "x-ms-has-immutability-policy": "false", "x-ms-has-legal-hold": "false",
-                   "x-ms-default-encryption-scope": "$account-encryption-key",
-                   "x-ms-deny-encryption-scope-override": "false"}
-        return Response(status_code=200, headers=headers)
+        """A service SAS does not cover container-level operations other than List Blobs (Azure and Azurite
+        both answer 403), so neither does chunkd."""
+        raise BlobError(403, "AuthorizationPermissionMismatch", "This request is not authorized to perform this "
+                        "operation using this permission.")
 
 
 def _decode_block_id(block_id: str) -> bytes:
