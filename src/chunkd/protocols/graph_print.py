@@ -104,7 +104,7 @@ class GraphPrintAPI:
         out: list[BaseRoute] = []
         for version in VERSIONS:
             out.append(Route(f"/{version}/print/{{rest:path}}", self.dispatch, methods=methods))
-        out.append(Route(UPLOAD_PATH + "/{session_id}", self.upload_url, methods=["GET", "PUT", "DELETE"]))
+        out.append(Route(UPLOAD_PATH + "/{session_id}", self.upload_url, methods=methods))
         return out
 
     # -- dispatch ---------------------------------------------------------------------------------
@@ -173,6 +173,8 @@ class GraphPrintAPI:
         return await graph_call(request, lambda: self._upload_url(request))
 
     async def _upload_url(self, request: Request) -> Response:
+        if request.method not in ("GET", "PUT", "DELETE"):
+            raise _method(request.method)
         sid = request.path_params["session_id"]
         token = request.query_params.get("tempauthtoken", "")
         try:

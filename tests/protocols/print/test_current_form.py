@@ -116,6 +116,7 @@ def test_delete_cancels_and_frees_the_document(env: PrintEnv) -> None:
     _, _, doc = env.new_job(alice)
     url = str(_create(env, doc, alice, 10)["uploadUrl"])
     assert httpx.put(url, content=b"01234", headers={"Content-Range": "bytes 0-4/10"}).status_code == 202
+    graph_error(httpx.post(url, content=b"56789", headers={"Content-Range": "bytes 5-9/10"}), 405, "invalidRequest")
     assert httpx.delete(url).status_code == 204
     graph_error(httpx.get(url), 404, "itemNotFound")
     graph_error(httpx.put(url, content=b"56789", headers={"Content-Range": "bytes 5-9/10"}), 404, "itemNotFound")
