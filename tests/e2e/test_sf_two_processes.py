@@ -12,10 +12,14 @@ import os
 import random
 import threading
 import uuid
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import httpx
 import pytest
+
+from tests.serverproc import ServerProcess
 
 pytestmark = pytest.mark.slow
 
@@ -79,11 +83,29 @@ def check_commit(urls: list[str], token: str, path: str, sid: str, data: bytes) 
         assert hashlib.sha256(body).hexdigest() == hashlib.sha256(data).hexdigest()
 
 
-def test_two_servers_on_one_data_dir(serve) -> None:
-    first = serve()
-    second = serve(data_dir=first.data_dir)
+@pytest.fixture
+def start(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
+    """Like the ``serve`` fixture, with a start-up allowance for worker processes on a busy 2-core machine."""
+    started: list[ServerProcess] = []
+
+    def run(*args: str, data_dir: Path | None = None) -> ServerProcess:
+        server = ServerProcess(data_dir or tmp_path / "data", list(args))
+        started.append(server)
+        return server.start(timeout=120)
+
+    yield run
+    for server in started:
+        server.stop()
+
+
+def test_two_servers_on_one_data_dir(start: Callable[..., ServerProcess]) -> None:
+    first = start()
+    second = start(data_dir=first.data_dir)
     token = first.token()
     urls = [first.url, second.url]
+    # a fresh store: the root listing is 200 with empty lists (the runtime answers 204 with no body)
+    root = httpx.get(f"{second.url}/ImageStore?api-version=6.0", headers={"Authorization": f"Bearer {token}"})
+    assert root.status_code == 200 and root.json() == {"StoreFiles": [], "StoreFolders": []}
     data = os.urandom(SIZE)
     sid = upload_interleaved(urls, token, "two/app.bin", data, overlap=True)
     check_commit(urls, token, "two/app.bin", sid, data)
@@ -91,8 +113,8 @@ def test_two_servers_on_one_data_dir(serve) -> None:
         assert " 500 " not in server.log() and "Traceback" not in server.log()
 
 
-def test_one_server_with_two_workers(serve) -> None:
-    server = serve("--workers", "2")
+def test_one_server_with_two_workers(start: Callable[..., ServerProcess]) -> None:
+    server = start("--workers", "2")
     token = server.token()
     data = os.urandom(SIZE)
     # several clients per thread -> many connections, which the two workers accept between them

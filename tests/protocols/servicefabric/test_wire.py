@@ -36,13 +36,6 @@ def error(r: httpx.Response) -> tuple[int, str]:
     return r.status_code, r.json()["Error"]["Code"]
 
 
-def test_empty_root_is_200_with_empty_lists(c: httpx.Client) -> None:
-    """Runs first in this module, on the fresh store: the runtime answers 204 with no body."""
-    r = c.get(f"/ImageStore?{API}")
-    assert r.status_code == 200 and r.json() == {"StoreFiles": [], "StoreFolders": []}
-    assert c.get("/ImageStore/$/FolderSize?api-version=6.5").json() == {"StoreRelativePath": "", "FolderSize": "0"}
-
-
 def test_cluster_endpoints_for_sfctl(c: httpx.Client) -> None:
     assert c.get("/").status_code == 200
     assert c.get("/$/GetClusterVersion?api-version=6.4").json()["Version"].startswith("8.2")
