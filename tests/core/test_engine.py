@@ -386,3 +386,22 @@ async def test_sweep_finishes_an_interrupted_commit_and_survives_a_failing_one(
     assert (await engine.store.get(idle.id)).state is SessionState.EXPIRED  # type: ignore[union-attr]
     assert await engine.sweep() == 1  # the blocked session is an idle open session now
     assert not await engine.storage.stage_exists(blocked.storage_ref)
+
+
+@pytest.mark.anyio
+async def test_two_processes_commit_at_once(engines: Callable[..., Engine]) -> None:
+    one, two = await engines(), await engines()  # type: ignore[misc]
+    data = os.urandom(50_000)
+    s = await one.create_session(ALICE, "test", NS, "racy", len(data))
+    await two.write_range(s.id, ALICE, 0, len(data), body(data, 8192))
+    results: list[SessionState] = []
+
+    async def commit(engine: Engine) -> None:
+        results.append((await engine.commit(s.id, ALICE)).state)
+
+    async with anyio.create_task_group() as tg:
+        for engine in (one, two, one, two):
+            tg.start_soon(commit, engine)
+    assert results == [SessionState.COMMITTED] * 4
+    assert await read(two, "racy") == data
+    assert [(o.key, o.size) for o in await one.walk(NS, "")] == [("racy", len(data))]
