@@ -157,9 +157,12 @@ def _run(console: Console, proto: str, jobs: list[Any], urls: list[str], options
                 try:
                     result = uploader.upload(job.path, url, name=job.name)
                     results.append((job, result, ""))
-                    if bars.disable and not as_json:
-                        console.print(f"uploaded {job.name} ({result.size} bytes, sha256 {result.sha256[:16]}…)")
+                    if not as_json:
+                        note = f", resumed at {result.resumed_from}" if result.resumed_from else ""
+                        console.print(f"[green]✓[/green] {job.name} ({result.size} bytes, {_mbps(result):.1f} MB/s"
+                                      f"{note})")
                 except KeyboardInterrupt:
+                    bars.stop()
                     console.print("[yellow]interrupted; run the same command again to resume[/yellow]")
                     return EXIT_INTERRUPTED
                 except UploadError as exc:
@@ -167,7 +170,7 @@ def _run(console: Console, proto: str, jobs: list[Any], urls: list[str], options
                     console.print(f"[red]{job.name}: {exc}[/red]")
                     code = max(code, _exit_code(exc))
                 finished_bytes += job.path.stat().st_size
-                bars.update(current["task"], completed=job.path.stat().st_size)
+                bars.remove_task(current.pop("task"))  # finished files leave the display; one line each stays
                 bars.update(overall, completed=finished_bytes)
     _summary(console, results, time.monotonic() - began, as_json)
     return code
