@@ -189,13 +189,27 @@ async def test_publish_replaces_atomically_under_concurrent_reads(handles: Facto
             seen.add(got[:1])
             await anyio.sleep(0)
 
+    async def stat_loop() -> None:
+        while not done:
+            info = await reader.stat(NS, "hot")
+            assert info is not None and info.size == size
+            await anyio.sleep(0)
+
     async with anyio.create_task_group() as tg:
         tg.start_soon(read_loop)
+        tg.start_soon(stat_loop)
         for i in range(1, 25):
-            await put(writer, "hot", versions[i % 4])
+            data = versions[i % 4]
+            if i % 2:  # alternate plain and composite objects: a reader must cope with either kind
+                await put(writer, "hot", data)
+            else:
+                halves = [(await staged(writer, data[:1000]), 1000), (await staged(writer, data[1000:]), size - 1000)]
+                await writer.publish_composite(halves, NS, "hot")
             await anyio.sleep(0)
         done = True
     assert await read_all(reader, "hot") == versions[24 % 4]
+    assert await writer.copy(NS, "hot", "cold", frozenset()) == 1
+    assert await read_all(reader, "cold") == versions[24 % 4]
 
 
 @pytest.mark.anyio

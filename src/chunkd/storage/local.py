@@ -292,16 +292,21 @@ class LocalStorage:
 
     # -- published objects ------------------------------------------------------------------------
     def _info(self, namespace: str, key: str, path: Path) -> ObjectInfo | None:
-        try:
-            st = os.lstat(path)
-        except (FileNotFoundError, NotADirectoryError):
-            return None
-        if stat_mod.S_ISREG(st.st_mode):
-            return ObjectInfo(namespace, key, st.st_size, st.st_mtime, st.st_mtime_ns)
-        if stat_mod.S_ISLNK(st.st_mode):
+        for _ in range(5):
+            try:
+                st = os.lstat(path)
+            except (FileNotFoundError, NotADirectoryError):
+                return None
+            if stat_mod.S_ISREG(st.st_mode):
+                return ObjectInfo(namespace, key, st.st_size, st.st_mtime, st.st_mtime_ns)
+            if not stat_mod.S_ISLNK(st.st_mode):
+                return None
             comp = _composite_of(path)
             if comp is not None:
                 return ObjectInfo(namespace, key, comp[1], st.st_mtime, st.st_mtime_ns)
+            if not os.path.islink(path):
+                continue  # replaced by a regular file between lstat and readlink: look again
+            return None  # a symlink chunkd did not make: not an object
         return None
 
     async def stat(self, namespace: str, key: str) -> ObjectInfo | None:
@@ -313,17 +318,16 @@ class LocalStorage:
 
     async def read(self, namespace: str, key: str, start: int, end: int) -> AsyncIterator[bytes]:
         path = self._object_path(namespace, key)
-        kind = _kind(path)
-        if kind == "file":
-            async for piece in _read_fd_path(path, start, end):
+        opened = _open_object(path)
+        if isinstance(opened, str):
+            async for piece in self._read_composite(opened, start, end):
                 yield piece
-        elif kind == "composite":
-            comp = _composite_of(path)
-            assert comp is not None
-            async for piece in self._read_composite(comp[0], start, end):
+            return
+        try:
+            async for piece in _read_fd(opened, start, end):
                 yield piece
-        else:
-            raise FileNotFoundError(f"{namespace}/{key}")
+        finally:
+            os.close(opened)
 
     async def _read_composite(self, cid: str, start: int, end: int) -> AsyncIterator[bytes]:
         try:
@@ -444,11 +448,12 @@ class LocalStorage:
         def copy_one(s: Path, d: Path, key: str) -> None:
             tmp = self.staging / f"copy-{secrets.token_hex(8)}.part"
             try:
-                comp = _composite_of(s)
-                if comp is None:
-                    shutil.copyfile(s, tmp, follow_symlinks=False)
+                opened = _open_object(s)  # one look at the source, even if it is replaced meanwhile
+                if isinstance(opened, str):
+                    self._concat_composite(opened, tmp)
                 else:
-                    self._concat_composite(comp[0], tmp)
+                    with open(opened, "rb") as src_fh, open(tmp, "wb") as out:
+                        shutil.copyfileobj(src_fh, out, READ_SIZE)
                 os.chmod(tmp, 0o600)
                 with open(tmp, "rb+") as fh:
                     os.fsync(fh.fileno())
@@ -557,6 +562,29 @@ def _kind(path: Path) -> str | None:
     if stat_mod.S_ISLNK(st.st_mode) and _composite_of(path) is not None:
         return "composite"
     return None
+
+
+def _open_object(path: Path) -> int | str:
+    """Open the object at ``path`` without following a symlink: a read-only fd for a regular file, or the
+    id of a composite. FileNotFoundError when there is no object (or a folder). Retries when the object
+    is replaced by the other kind between the two looks."""
+    for _ in range(5):
+        comp = _composite_of(path)
+        if comp is not None:
+            return comp[0]
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+        except FileNotFoundError:
+            raise
+        except NotADirectoryError as exc:
+            raise FileNotFoundError(str(path)) from exc
+        except OSError:  # ELOOP: it became a composite's link since the readlink above
+            continue
+        if stat_mod.S_ISREG(os.fstat(fd).st_mode):
+            return fd
+        os.close(fd)
+        break
+    raise FileNotFoundError(str(path))
 
 
 def _composite_of(path: Path) -> tuple[str, int] | None:
