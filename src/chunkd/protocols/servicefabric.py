@@ -24,7 +24,7 @@ from chunkd.auth.permissions import IMAGESTORE_ADMIN
 from chunkd.core import errors
 from chunkd.core.body import ClientGone
 from chunkd.core.engine import Engine
-from chunkd.core.models import ObjectInfo, Session
+from chunkd.core.models import ObjectInfo, Session, SessionState
 from chunkd.core.paths import MAX_KEY_LENGTH, MAX_SEGMENT_LENGTH, normalize_key
 from chunkd.core.principal import Principal
 from chunkd.protocols._http import first_query, iso_date, object_response, request_body
@@ -224,10 +224,32 @@ class ServiceFabricAPI:
                              query: dict[str, str]) -> Response:
         session_id = _session_id(query.get("session-id"), "E_INVALIDARG")
         try:
+            session = await self.engine.get_session(session_id, principal=principal)
+            if session.family != FAMILY:
+                raise errors.SessionNotFound()
+            if session.state is SessionState.OPEN:
+                await self._check_file_target(session.key)
             await self.engine.commit(session_id, principal)
         except (errors.SessionNotFound, errors.SessionGone) as exc:
             raise FabricError(400, "E_INVALIDARG", "no upload session with this id") from exc
         return Response(status_code=200)
+
+    async def _check_file_target(self, key: str) -> None:
+        """Refuse a commit onto a folder, or below a file, before the session starts committing (a
+        commit that fails half-way would leave the session stuck in ``committing``)."""
+        parts = key.split("/")
+        conflict = await self.engine.is_folder(NAMESPACE, key)
+        for i in range(1, len(parts)):
+            if conflict:
+                break
+            try:
+                await self.engine.stat_object(NAMESPACE, "/".join(parts[:i]))
+                conflict = True
+            except errors.ObjectNotFound:
+                pass
+        if conflict:
+            raise FabricError(400, "FABRIC_E_INVALID_DIRECTORY",
+                              f"{_store_path(key)} is a folder, or lies below a file, in the image store")
 
     async def delete_session(self, request: Request, principal: Principal, content: str,
                              query: dict[str, str]) -> Response:

@@ -182,3 +182,20 @@ def test_session_id_reuse_after_delete(c: httpx.Client) -> None:
     # as on the runtime, the next chunk re-creates the session from scratch (another total is fine too)
     assert put_chunk(c, "w/reuse.bin", sid, 4, b"s" * 6, 10).status_code == 200
     assert expected(c, sid) == [(0, 3)]
+
+
+def test_commit_onto_a_folder_or_below_a_file_is_refused_then_possible(c: httpx.Client) -> None:
+    assert c.put(f"/ImageStore/clash/dir/inner.txt?{API}", content=b"i").status_code == 200
+    onto_folder, below_file = str(uuid.uuid4()), str(uuid.uuid4())
+    assert put_chunk(c, "clash/dir", onto_folder, 0, b"F" * 3, 3).status_code == 200
+    assert put_chunk(c, "clash/dir/inner.txt/x", below_file, 0, b"B" * 2, 2).status_code == 200
+    for sid in (onto_folder, below_file):
+        r = c.post(f"/ImageStore/$/CommitUploadSession?{API}&session-id={sid}")
+        assert error(r) == (400, "FABRIC_E_INVALID_DIRECTORY")
+    # the sessions are still open and commit once the obstacle is gone
+    assert c.delete(f"/ImageStore/clash/dir?{API}").status_code == 200
+    assert c.post(f"/ImageStore/$/CommitUploadSession?{API}&session-id={onto_folder}").status_code == 200
+    assert c.get(f"/ImageStore/clash/dir/$/Content?{API}").content == b"FFF"
+    assert c.delete(f"/ImageStore/clash/dir?{API}").status_code == 200
+    assert c.post(f"/ImageStore/$/CommitUploadSession?{API}&session-id={below_file}").status_code == 200
+    assert c.get(f"/ImageStore/clash/dir/inner.txt/x/$/Content?{API}").content == b"BB"
