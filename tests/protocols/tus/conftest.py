@@ -1,4 +1,4 @@
-"""Fixtures for the tus conformance tests: real ``chunkd serve`` processes shared per module."""
+"""Fixtures for the tus conformance tests: one real ``chunkd serve`` process shared by the package."""
 
 from __future__ import annotations
 
@@ -20,14 +20,14 @@ def start_server(root: Path, *args: str, env: dict[str, str] | None = None) -> S
     return proc.start(timeout=120)  # generous: a loaded 2-core CI machine starts workers slowly
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     proc = start_server(tmp_path_factory.mktemp("tus"), "--no-auth")
     yield proc
     proc.stop()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def client(server: ServerProcess) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=server.url, timeout=30) as c:
         yield c

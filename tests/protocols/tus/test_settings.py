@@ -13,7 +13,10 @@ from typing import Any
 import httpx
 import pytest
 
+from chunkd.auth.permissions import ALL_ROLES
+from chunkd.auth.tokens import issue_token, load_or_create_secret
 from tests.protocols.tus.conftest import OCTETS, TUS, patch, start_server
+from tests.serverproc import ServerProcess
 
 
 def post(url: str, length: int = 5, **headers: str) -> httpx.Response:
@@ -24,10 +27,15 @@ def post(url: str, length: int = 5, **headers: str) -> httpx.Response:
 def test_bearer_tokens_scopes_and_isolation(tmp_path: Path) -> None:
     server = start_server(tmp_path)
     try:
-        full = {"Authorization": "Bearer " + server.token()}
-        other = {"Authorization": "Bearer " + server.token("--app", "another-app")}
-        reader = {"Authorization": "Bearer " + server.token("--roles", "Tus.Read")}
-        no_tus = {"Authorization": "Bearer " + server.token("--roles", "ImageStore.Admin")}
+        secret = load_or_create_secret(server.data_dir)  # same key as `chunkd token`, without 4 subprocesses
+
+        def bearer(app: str = "chunkd-cli", roles: tuple[str, ...] = ALL_ROLES) -> dict[str, str]:
+            return {"Authorization": "Bearer " + issue_token(secret, app=app, roles=list(roles))}
+
+        full, other = bearer(), bearer(app="another-app")
+        reader, no_tus = bearer(roles=("Tus.Read",)), bearer(roles=("ImageStore.Admin",))
+        reader_user = {"Authorization": "Bearer " + issue_token(secret, user="u1", scopes=["Tus.Read"])}
+        assert post(server.url, **reader_user).status_code == 403  # a delegated read-only user
         assert httpx.options(server.url + "/files/").status_code == 204  # discovery needs no token
         r = post(server.url)
         assert r.status_code == 401 and r.text.startswith("ERR_UNAUTHORIZED")
@@ -84,15 +92,11 @@ def test_cors_and_forwarded_location(tmp_path: Path) -> None:
         server.stop()
 
 
-def test_forwarded_headers_ignored_unless_trusted(tmp_path: Path) -> None:
-    server = start_server(tmp_path, "--no-auth")
-    try:
-        r = httpx.post(server.url + "/files/", headers={**TUS, "Upload-Length": "1", "X-Forwarded-Host": "evil.example",
-                                                        "Origin": "https://app.example"})
-        assert r.headers["location"].startswith(server.url + "/files/")
-        assert "access-control-allow-origin" not in r.headers  # CORS is off by default
-    finally:
-        server.stop()
+def test_forwarded_headers_ignored_unless_trusted(server: ServerProcess) -> None:
+    r = httpx.post(server.url + "/files/", headers={**TUS, "Upload-Length": "1", "X-Forwarded-Host": "evil.example",
+                                                    "Origin": "https://app.example"})
+    assert r.headers["location"].startswith(server.url + "/files/")
+    assert "access-control-allow-origin" not in r.headers  # CORS is off by default
 
 
 def test_expired_upload_is_gone(tmp_path: Path) -> None:
