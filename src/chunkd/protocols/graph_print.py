@@ -115,7 +115,7 @@ class GraphPrintAPI:
         version = request.url.path.split("/", 2)[1]
         segs = [s for s in request.path_params["rest"].split("/") if s]
         segs = [s.removeprefix("microsoft.graph.") for s in segs]
-        method = request.method
+        method = "GET" if request.method == "HEAD" else request.method  # HEAD: GET's headers, no body
         principal = authenticate(self.auth, request)
         n = len(segs)
         if n == 0 or segs[0] not in COLLECTIONS:
@@ -476,7 +476,8 @@ class _Ctx:
             raise GraphError(404, "itemNotFound", "the document has not been uploaded yet")
         info = await self.engine.stat_object(NAMESPACE, str(key))
         return object_response(self.engine, info, self.request.headers.get("range"),
-                               media_type=str(doc.data.get("contentType") or "application/octet-stream"))
+                               media_type=str(doc.data.get("contentType") or "application/octet-stream"),
+                               head=self.request.method == "HEAD")
 
     # -- upload sessions --------------------------------------------------------------------------
     async def _props(self, job: Resource, body: dict[str, Any]) -> tuple[int, str, str]:

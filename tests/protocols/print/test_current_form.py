@@ -65,6 +65,8 @@ def test_upload_url_round_trip(env: PrintEnv) -> None:
     graph_error(httpx.delete(url), 409, "conflict")  # an uploaded document cannot be cancelled
     reader = env.user(ALICE, "PrintJob.Read")
     assert env.client.get(doc + "/$value", headers=reader).content == data
+    head = env.client.head(doc + "/$value", headers=reader)
+    assert head.status_code == 200 and head.headers["content-length"] == "1000" and head.content == b""
     assert env.client.post(f"{env.jobs_url()}/{job}/start", headers=alice).status_code == 200
 
 
