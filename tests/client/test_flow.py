@@ -244,3 +244,47 @@ def test_async_driver_with_faults(tmp_path: Path) -> None:
     asyncio.run(main())
     assert server.files["dir/f.bin"] == data
     assert server.max_in_flight <= 3
+
+
+BLOB_SAS = "http://blob.test/acct/c1?sv=2025-11-05&sr=c&sp=racwdl&sig=s3cret"
+PRINT_DOC = "http://graph.test/v1.0/print/printers/p/jobs/j/documents/d"
+
+
+def _stored(server, result) -> bytes:  # type: ignore[no-untyped-def]
+    if isinstance(server, FakeImageStore):
+        return server.files["dir/f.bin"]
+    if isinstance(server, FakeTus):
+        return bytes(server.uploads[result.location.rsplit("/", 1)[1]]["data"])  # type: ignore[call-overload]
+    if isinstance(server, FakePrint):
+        return server.documents["/v1.0/print/printers/p/jobs/j/documents/d"]
+    return server.blobs["/acct/c1/f.bin"]
+
+
+@pytest.mark.parametrize(("make", "target", "send"), [
+    (FakeImageStore, SF, "PUT"),
+    (FakeTus, "http://tus.test/files/", "PATCH"),
+    (lambda: FakeTus(concat=True), "http://tus.test/files/", "PATCH"),
+    (FakePrint, PRINT_DOC, "PUT"),
+    (FakeBlob, BLOB_SAS, "PUT"),
+], ids=["sf", "tus", "tus-concat", "print", "blob"])
+def test_crash_then_resume_sends_each_byte_once(tmp_path: Path, make, target: str, send: str) -> None:  # type: ignore[no-untyped-def]
+    server = make()
+    path, data = make_file(tmp_path, 1536 * KiB + 11)
+    count = itertools.count()
+
+    def crash(request: httpx.Request) -> None:
+        if request.method == send and next(count) == 9:
+            raise Crash()
+
+    server.fault = crash
+    with pytest.raises(Crash):
+        uploader(server, tmp_path, parallel=3).upload(path, target)
+    server.fault = None
+    sent_before = server.body_bytes
+    result = uploader(server, tmp_path, parallel=3).upload(path, target)
+    assert _stored(server, result) == data
+    assert result.resumed_from > 0
+    assert result.sent == len(data) - result.resumed_from
+    assert result.sha256 == hashlib.sha256(data).hexdigest()
+    if not isinstance(server, FakeBlob | FakePrint):  # (their bodies include JSON/XML control documents)
+        assert server.body_bytes == len(data) and sent_before == result.resumed_from
