@@ -179,6 +179,23 @@ async def test_expired_claim_is_taken_over(store: SessionStore) -> None:
 
 
 @pytest.mark.anyio
+async def test_claimed_sees_live_and_expired_claims_until_released_or_recorded(store: SessionStore) -> None:
+    s = make()
+    await store.create(s)
+    assert not await store.claimed(s.id, 0, 100)
+    await store.claim(s.id, "A", 10, 20, now=0.0, lease=1.0)
+    assert await store.claimed(s.id, 0, 11) and await store.claimed(s.id, 19, 30) and await store.claimed(s.id, 12, 13)
+    assert not await store.claimed(s.id, 0, 10) and not await store.claimed(s.id, 20, 30)
+    assert await store.claimed(s.id, 15, 16)  # still there after its lease ran out: only a claim drops it
+    await store.claim(s.id, "B", 30, 40, now=0.0, lease=30.0)
+    await store.release(s.id, "A")
+    assert not await store.claimed(s.id, 0, 30) and await store.claimed(s.id, 0, 31)
+    await store.record(s.id, "B", [(30, 40)], now=1.0, expires_at=100.0)
+    assert not await store.claimed(s.id, 0, 100)
+    assert not await store.claimed("nope", 0, 100)
+
+
+@pytest.mark.anyio
 async def test_release_drops_claims_without_recording(store: SessionStore) -> None:
     s = make()
     await store.create(s)

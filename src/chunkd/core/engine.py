@@ -274,6 +274,8 @@ class Engine:
         before writing. Call before :meth:`write_range` when a resend after a crash must not wait for
         the dead request's lease to run out.
         """
+        if not await self.store.claimed(session_id, start, end):
+            return  # nobody holds any part of it (the common case): no write transaction, no WAL fsync
         deadline = time.monotonic() + self.config.busy_wait
         delay = 0.05
         while True:
@@ -330,6 +332,8 @@ class Engine:
         Uses a throw-away probe claim whose ``now`` is shifted so that the store's "drop expired claims"
         step drops exactly the stale ones; the probe is released at once.
         """
+        if not await self.store.claimed(session_id, start, end):
+            return  # nobody holds any part of it (the common case): no write transaction, no WAL fsync
         probe = secrets.token_hex(16)
         shifted = self.clock() + self.config.lease - 2 * self.config.renew_interval
         claim = await self.store.claim(session_id, probe, start, end, shifted, 0.0)

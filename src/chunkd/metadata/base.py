@@ -74,6 +74,10 @@ class SessionStore(Protocol):
     async def received_within(self, session_id: str, start: int, end: int) -> list[Range]:
         """Received ranges intersecting ``[start, end)``, clipped to it. O(log n + k)."""
 
+    async def claimed(self, session_id: str, start: int, end: int) -> bool:
+        """True when any write claim, live or expired, intersects ``[start, end)``. A plain read (no
+        write transaction, no commit): lets writers skip the take-over probe when nobody holds a claim."""
+
     async def claim(self, session_id: str, token: str, start: int, end: int, now: float,
                     lease: float) -> Claim:
         """Claim the not-yet-received parts of ``[start, end)`` that no live claim holds.

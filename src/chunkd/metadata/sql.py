@@ -221,6 +221,15 @@ class SqlSessionStore:
 
         return await self._run(run)
 
+    async def claimed(self, session_id: str, start: int, end: int) -> bool:
+        def run() -> bool:
+            q = (sa.select(claims.c.start).where(claims.c.session_id == session_id, claims.c.start < end,
+                                                 claims.c.stop > start).limit(1))
+            with self._read() as conn:
+                return conn.execute(q).first() is not None
+
+        return await self._run(run)
+
     async def claim(self, session_id: str, token: str, start: int, end: int, now: float,
                     lease: float) -> Claim:
         def run() -> Claim:
