@@ -76,10 +76,11 @@ async def test_symlinked_folder_leaving_the_store_is_refused(tmp_path: Path) -> 
 async def test_crash_debris_is_collected(tmp_path: Path) -> None:
     storage = LocalStorage(tmp_path)
     session_file = await staged(storage, b"keep me")
-    (storage.staging / "copy-dead.part").write_bytes(b"x")
-    (storage.staging / "deleted-0123").mkdir()
+    lookalike = await staged(storage, b"a session whose id starts like debris", "copy-deleted-link")
+    (storage.staging / ".copy-dead.part").write_bytes(b"x")
+    (storage.staging / ".deleted-0123").mkdir()
     old = time.time() - local.ORPHAN_AGE - 10
-    for name in ("copy-dead.part", "deleted-0123", session_file):
+    for name in (".copy-dead.part", ".deleted-0123", session_file, lookalike):
         os.utime(storage.staging / name, (old, old))
     assert await storage.collect_garbage() == 2
-    assert sorted(os.listdir(storage.staging)) == [session_file]
+    assert sorted(os.listdir(storage.staging)) == sorted([session_file, lookalike])

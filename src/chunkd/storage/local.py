@@ -211,7 +211,7 @@ class LocalStorage:
             cdir.mkdir()
             names: dict[str, str] = {}
             moved: list[tuple[Path, Path]] = []
-            link_tmp = self.staging / f"link-{cid}.part"
+            link_tmp = self.staging / f".link-{cid}.part"
             try:
                 for ref, length in lengths.items():
                     src = self._stage_path(ref)
@@ -415,7 +415,7 @@ class LocalStorage:
         def remove() -> bool:
             if _kind(path) == "dir":
                 # rename first so readers never see a half-deleted folder under the old name
-                doomed = self.staging / f"deleted-{secrets.token_hex(8)}"
+                doomed = self.staging / f".deleted-{secrets.token_hex(8)}"
                 try:
                     os.replace(path, doomed)
                 except FileNotFoundError:
@@ -446,7 +446,7 @@ class LocalStorage:
         dst_path = self._object_path(namespace, dst)
 
         def copy_one(s: Path, d: Path, key: str) -> None:
-            tmp = self.staging / f"copy-{secrets.token_hex(8)}.part"
+            tmp = self.staging / f".copy-{secrets.token_hex(8)}.part"
             try:
                 opened = _open_object(s)  # one look at the source, even if it is replaced meanwhile
                 if isinstance(opened, str):
@@ -523,8 +523,9 @@ class LocalStorage:
                     self._trash(entry.name)
                     removed += 1
             for entry in list(os.scandir(self.staging)):
-                # debris of crashed copies, composite publishes and folder deletes (never session files)
-                if entry.name.startswith(("copy-", "link-", "deleted-")) and \
+                # debris of crashed copies, composite publishes and folder deletes; these names start with
+                # "." and staged refs never do, so a session's bytes are never taken for debris
+                if entry.name.startswith((".copy-", ".link-", ".deleted-")) and \
                         now - entry.stat(follow_symlinks=False).st_mtime > ORPHAN_AGE:
                     if entry.is_dir(follow_symlinks=False):
                         shutil.rmtree(entry.path, ignore_errors=True)
@@ -538,7 +539,8 @@ class LocalStorage:
     async def usage(self) -> dict[str, int]:
         def run() -> dict[str, int]:
             du = shutil.disk_usage(self.root)
-            staged = [e for e in os.scandir(self.staging) if e.is_file(follow_symlinks=False)]
+            staged = [e for e in os.scandir(self.staging)
+                      if e.is_file(follow_symlinks=False) and not e.name.startswith(".")]
             return {
                 "capacity": du.total,
                 "available": du.free,
