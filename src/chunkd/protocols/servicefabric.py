@@ -37,6 +37,7 @@ RUNTIME_VERSION = 8.2
 CLUSTER_VERSION = "8.2.1571.9590"
 RESERVED_ROOTS = ("store", "windowsfabricstore")
 PAGE_SIZE = 1000
+MAX_COPY_BODY = 1 << 20  # an ImageStoreCopyDescription is a few hundred bytes; never buffer more
 _GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 _CONTENT_RANGE = re.compile(r"^(?:bytes)?\s*(\d+)\s*-\s*(\d+)\s*/\s*(\d+)\s*$")
 _UINT64_MAX = (1 << 64) - 1
@@ -306,8 +307,14 @@ class ServiceFabricAPI:
 
     async def copy(self, request: Request, principal: Principal, content: str,
                    query: dict[str, str]) -> Response:
+        raw = bytearray()
+        async for piece in request_body(request):
+            raw += piece
+            if len(raw) > MAX_COPY_BODY:
+                raise FabricError(413, "FABRIC_E_VALUE_TOO_LARGE",
+                                  f"a copy description is at most {MAX_COPY_BODY} bytes")
         try:
-            desc = json.loads(await request.body() or b"null")
+            desc = json.loads(bytes(raw) or b"null")
         except ValueError as exc:
             raise FabricError(400, "E_INVALIDARG", "the body is not valid JSON") from exc
         if not isinstance(desc, dict) or not isinstance(desc.get("RemoteSource"), str) \

@@ -149,6 +149,8 @@ CASES = [
     Case("copy-source-absolute", "POST", "/ImageStore/$/Copy?api-version=6.0", 400, ARG,
          body=b'{"RemoteSource": "/etc/hostname", "RemoteDestination": "bad/copy.txt"}'),
     Case("copy-bad-json", "POST", "/ImageStore/$/Copy?api-version=6.0", 400, ARG, body=b"{not json"),
+    Case("copy-huge-body", "POST", "/ImageStore/$/Copy?api-version=6.0", 413, "FABRIC_E_VALUE_TOO_LARGE",
+         body=b'{"RemoteSource": "' + b"a" * (2 << 20) + b'"}'),
     Case("copy-missing-fields", "POST", "/ImageStore/$/Copy?api-version=6.0", 400, ARG, body=b'{"RemoteSource": "a"}'),
     # authentication and authorisation
     chunk("no-token", R100, B100, 401, DENIED, token="none"),
