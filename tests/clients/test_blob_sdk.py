@@ -28,7 +28,7 @@ CSVS = {
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    yield from start_server(tmp_path_factory)
+    yield from start_server(tmp_path_factory, "--workers", "2")  # blocks land in either process
 
 
 @pytest.fixture(scope="module")

@@ -143,6 +143,16 @@ class BlobStore:
             return None
         return res
 
+    async def sweep_owner(self, owner: str) -> int:
+        """Discard the expired containers of one owner (a connector); how many. Expiry is otherwise noticed
+        lazily, when a request touches the container."""
+        count = 0
+        for res in await self.engine.list_resources(K_CONTAINER, parent=owner):
+            if res.data.get("state") != DISCARDED and float(res.data.get("containerExpires", 0)) < time.time():
+                await self.discard(res.id)
+                count += 1
+        return count
+
     async def set_state(self, cid: str, state: str) -> Resource | None:
         for _ in range(20):
             res = await self.engine.get_resource(K_CONTAINER, cid)
@@ -162,6 +172,7 @@ class BlobStore:
         for res in await self._all(K_BLOB, cid):
             await self.engine.delete_resource(K_BLOB, res.id)
         await self.engine.delete_object(NAMESPACE, cid)
+        await self.engine.delete_resource(K_CONTAINER, cid)  # old SAS URLs now meet ContainerNotFound
 
     def principal(self, container: Resource) -> Principal:
         """The owner of the container's block sessions (SAS requests have no user)."""

@@ -33,7 +33,7 @@ from chunkd.core import errors
 from chunkd.core.engine import Engine
 from chunkd.core.models import Resource
 from chunkd.core.principal import Principal
-from chunkd.protocols._blob_store import OPEN, VALIDATED, BlobStore
+from chunkd.protocols._blob_store import K_CONTAINER, OPEN, VALIDATED, BlobStore
 from chunkd.protocols._graph import GraphError, authenticate, graph_call, json_object
 from chunkd.protocols._http import first_query, iso_date
 from chunkd.protocols.industry_validate import DEFAULT_RULES, Rule, ValidationContext, run_rules
@@ -140,8 +140,8 @@ class IndustryDataAPI:
         if request.method == "DELETE":
             res = await self._get_connector(principal, cid)
             await self.engine.delete_resource(K_CONNECTOR, res.id)
-            if res.data.get("containerId"):
-                await self.store.discard(str(res.data["containerId"]))
+            for container in await self.engine.list_resources(K_CONTAINER, parent=res.id):
+                await self.store.discard(container.id)  # the upload containers go with their connector
             return Response(status_code=204)
         body = await json_object(request)
         if "@odata.type" in body and str(body["@odata.type"]).lstrip("#") != CONNECTOR_TYPE.lstrip("#"):
@@ -186,6 +186,7 @@ class IndustryDataAPI:
     async def get_upload_session(self, request: Request, principal: Principal, reset: bool) -> Response:
         _require(principal, UPLOAD, "getUploadSession")
         cid = request.path_params["cid"]
+        await self.store.sweep_owner((await self._get_connector(principal, cid)).id)
         for _ in range(20):
             conn = await self._get_connector(principal, cid)
             current = await self.store.container(str(conn.data.get("containerId") or "")) \
