@@ -167,6 +167,7 @@ def test_optional_client_certificates_let_token_clients_in(serve, tmp_path) -> N
     pki.init(["127.0.0.1"])
     server = serve("--tls-cert", str(pki.server_cert), "--tls-key", str(pki.server_key),
                    "--tls-client-ca", str(pki.ca), "--tls-client-auth", "optional", scheme="https")
+    assert " auth=jwt+optional-client-cert " in server.log()
     params = {"api-version": "6.0"}
     plain = ssl.create_default_context(cafile=str(pki.ca))
     with httpx.Client(base_url=server.url, verify=plain) as c:

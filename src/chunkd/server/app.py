@@ -57,7 +57,7 @@ def describe(c: Components) -> str:
     s = c.settings
     auth = c.authenticator.mode
     if s.tls_client_ca:
-        auth += "+client-cert"
+        auth += "+client-cert" if s.tls_client_auth == "required" else "+optional-client-cert"
     return (f"chunkd listening on {s.scheme}://{s.host}:{s.port} data={s.data_dir.resolve()} "
             f"storage={c.engine.storage.name} metadata={c.engine.store.name} auth={auth} workers={s.workers}")
 
