@@ -288,3 +288,23 @@ def test_crash_then_resume_sends_each_byte_once(tmp_path: Path, make, target: st
     assert result.sha256 == hashlib.sha256(data).hexdigest()
     if not isinstance(server, FakeBlob | FakePrint):  # (their bodies include JSON/XML control documents)
         assert server.body_bytes == len(data) and sent_before == result.resumed_from
+
+
+def test_a_changed_file_never_resumes_into_the_old_upload(tmp_path: Path) -> None:
+    server = FakeImageStore()
+    path, _ = make_file(tmp_path, 512 * KiB)
+    count = itertools.count()
+
+    def crash(request: httpx.Request) -> None:
+        if request.method == "PUT" and next(count) == 3:
+            raise Crash()
+
+    server.fault = crash  # type: ignore[assignment]
+    with pytest.raises(Crash):
+        uploader(server, tmp_path, parallel=1).upload(path, SF)
+    server.fault = None
+    data = os.urandom(512 * KiB)
+    path.write_bytes(data)  # same size, new content and mtime
+    os.utime(path, ns=(1, 1))
+    result = uploader(server, tmp_path).upload(path, SF)
+    assert result.resumed_from == 0 and server.files["dir/f.bin"] == data

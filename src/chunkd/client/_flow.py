@@ -19,6 +19,7 @@ import functools
 import hashlib
 import random
 import time
+from collections import deque
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -204,7 +205,9 @@ class Parallel:
     def __init__(self, chunks: list[tuple[int, int, object]], limit: int, adapter: Adapter, source: FileSource,
                  on_done: Callable[[int, int], None]) -> None:
         self.limit = max(1, limit)
-        self._pending = list(chunks)
+        self._queues: dict[object, deque[tuple[int, int]]] = {}  # lane -> its chunks in offset order
+        for start, end, lane in chunks:
+            self._queues.setdefault(lane, deque()).append((start, end))
         self._busy: set[object] = set()
         self._adapter = adapter
         self._source = source
@@ -212,12 +215,13 @@ class Parallel:
         self.failures: list[BaseException] = []
 
     def take(self) -> ChunkJob | None:
+        """The next chunk to send, or None (nothing left, every lane busy, or a failure occurred). O(lanes)."""
         if self.failures:
             return None
-        for i, (start, end, lane) in enumerate(self._pending):
-            if lane is not None and lane in self._busy:
+        for lane, queue in self._queues.items():
+            if not queue or (lane is not None and lane in self._busy):
                 continue
-            del self._pending[i]
+            start, end = queue.popleft()
             if lane is not None:
                 self._busy.add(lane)
             data = self._source.read(start, end)

@@ -1,8 +1,9 @@
 """The local file being uploaded: positional reads plus a whole-file sha256 computed while reading.
 
-Chunks are read in ascending offset order by the scheduler, so the digest can follow the reads; the
-parts the server already has (resume) are read only for the digest, in bounded pieces, when a later
-chunk or the end of the upload passes them.
+The scheduler reads chunks in ascending offset order (per lane), so the digest can follow the reads; the
+parts the server already has (resume) — or that another lane reads later (tus partial uploads) — are read
+for the digest in bounded pieces when a later chunk or the end of the upload passes them; a chunk behind
+the digest's position is simply not hashed again.
 """
 
 from __future__ import annotations
