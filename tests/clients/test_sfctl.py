@@ -3,7 +3,8 @@
 Two runs of the same scenario (cluster select, application upload of a nested package, store stat,
 store root-info, store delete), each checked through the REST API: plain HTTP with --no-auth; and HTTPS
 with client certificates, using exactly the files and commands `chunkd certs init` prints, with two server
-workers (admin certificate, read-only certificate, no certificate).
+workers (admin certificate, read-only certificate, no certificate); that run also drives the
+azure-servicefabric SDK with a session certificate.
 
 sfctl 11.2.1 quirk: msrest 0.7.1 passes ``verify=True`` with every request, which overrides the ``--ca`` that
 sfctl puts on its session, so a private CA must also be in ``REQUESTS_CA_BUNDLE`` (docs/tls.md).
@@ -169,6 +170,7 @@ def test_sfctl_over_https_with_client_certificates_from_certs_init(tmp_path: Pat
         assert f"https://127.0.0.1:{port}" in line and "auth=jwt+client-cert" in line, line
         with httpx.Client(base_url=server.url, verify=client_context(ca_pem, admin)) as admin_rest:
             check_certificates_reach_every_worker(server, ca_pem, admin, reader)
+            check_sdk_session_certificate(server, ca_pem, admin, reader, admin_rest)
             run_sfctl_with_certificates(tmp_path, server, select_cmd, ca_pem, reader, admin_rest)
     finally:
         server.stop()
@@ -194,6 +196,44 @@ def check_certificates_reach_every_worker(server: ServerProcess, ca_pem: Path, a
     with pytest.raises(httpx.TransportError), \
             httpx.Client(base_url=server.url, verify=client_context(ca_pem, None)) as anonymous:
         anonymous.get("/ImageStore", params=params)
+
+
+def check_sdk_session_certificate(server: ServerProcess, ca_pem: Path, admin: Path, reader: Path,
+                                  admin_rest: httpx.Client) -> None:
+    """The azure-servicefabric SDK with a client certificate on its requests session, as its users do it."""
+    from azure.servicefabric import ServiceFabricClientAPIs
+    from azure.servicefabric.models import FabricErrorException
+    from msrest.authentication import Authentication
+
+    class ClientCertificate(Authentication):  # type: ignore[misc]
+        def __init__(self, pem: Path) -> None:
+            self.pem = pem
+
+        def signed_session(self, session: Any = None) -> Any:
+            session = super().signed_session(session)
+            session.cert = str(self.pem)
+            return session
+
+    def client(pem: Path) -> ServiceFabricClientAPIs:
+        sdk = ServiceFabricClientAPIs(ClientCertificate(pem), base_url=server.url)
+        sdk.config.retry_policy.total = False
+        sdk.config.connection.verify = str(ca_pem)  # msrest's per-request verify (see the module docstring)
+        return sdk
+
+    sid = "6f1c1b9e-2c39-4a59-9a8e-1f0a7d3c5b21"
+    data = os.urandom(10_000)
+    admin_sdk = client(admin)
+    admin_sdk.upload_file_chunk("sdk\\cert.bin", sid, f"bytes 5000-9999/{len(data)}", content=data[5000:])
+    admin_sdk.upload_file_chunk("sdk\\cert.bin", sid, f"bytes 0-4999/{len(data)}", content=data[:5000])
+    admin_sdk.commit_image_store_upload_session(sid)
+    assert admin_rest.get("/ImageStore/sdk/cert.bin/$/Content", params={"api-version": "6.0"}).content == data
+    reader_sdk = client(reader)
+    assert reader_sdk.get_image_store_content("sdk").store_files[0].file_size == str(len(data))
+    with pytest.raises(FabricErrorException) as denied:
+        reader_sdk.delete_image_store_content("sdk")
+    assert denied.value.error.error.code == "E_ACCESSDENIED"
+    admin_sdk.delete_image_store_content("sdk")
+    assert store_tree(admin_rest, "sdk") == {}
 
 
 def run_sfctl_with_certificates(tmp_path: Path, server: ServerProcess, select_cmd: list[str], ca_pem: Path,
