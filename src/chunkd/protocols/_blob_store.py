@@ -127,7 +127,7 @@ class BlobStore:
     # -- containers --------------------------------------------------------------------------------
     async def create_container(self, principal: Principal, owner: str, session_ttl: float,
                                container_ttl: float) -> Resource:
-        now = time.time()
+        now = float(int(time.time()))  # whole seconds: the SAS's se has no fraction
         cid = str(uuid.uuid4())
         data = {"state": OPEN, "owner": owner, "sessionExpires": now + session_ttl,
                 "containerExpires": now + container_ttl, "etag": new_etag()}
