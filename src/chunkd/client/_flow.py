@@ -209,6 +209,7 @@ class Parallel:
         for start, end, lane in chunks:
             self._queues.setdefault(lane, deque()).append((start, end))
         self._busy: set[object] = set()
+        self._active = 0
         self._adapter = adapter
         self._source = source
         self._on_done = on_done
@@ -224,11 +225,14 @@ class Parallel:
             start, end = queue.popleft()
             if lane is not None:
                 self._busy.add(lane)
+            self._source.wait_backlog(self._active)  # the digest may hold only chunks still in flight
+            self._active += 1
             data = self._source.read(start, end)
             return ChunkJob(start, end, lane, self._adapter.send_chunk(start, end, data))
         return None
 
     def finished(self, job: ChunkJob, error: BaseException | None) -> None:
+        self._active -= 1
         self._busy.discard(job.lane)
         if error is None:
             self._on_done(job.start, job.end)
