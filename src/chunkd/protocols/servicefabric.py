@@ -154,7 +154,10 @@ class ServiceFabricAPI:
         try:
             return await self._dispatch(request)
         except FabricError as exc:
-            return fabric_error_response(exc.status, exc.code, exc.message)
+            response = fabric_error_response(exc.status, exc.code, exc.message)
+            if exc.status == 401:
+                response.headers["WWW-Authenticate"] = 'Bearer realm="chunkd"'
+            return response
         except ClientGone:
             return fabric_error_response(400, "E_INVALIDARG", "the client closed the connection mid-body")
         except errors.ChunkdError as exc:

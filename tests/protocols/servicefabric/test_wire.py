@@ -200,3 +200,8 @@ def test_commit_onto_a_folder_or_below_a_file_is_refused_then_possible(c: httpx.
     assert c.delete(f"/ImageStore/clash/dir?{API}").status_code == 200
     assert c.post(f"/ImageStore/$/CommitUploadSession?{API}&session-id={below_file}").status_code == 200
     assert c.get(f"/ImageStore/clash/dir/inner.txt/x/$/Content?{API}").content == b"BB"
+
+
+def test_unauthenticated_answer_names_the_scheme(sf_server: ServerProcess) -> None:
+    r = httpx.get(f"{sf_server.url}/ImageStore?{API}")
+    assert error(r) == (401, "E_ACCESSDENIED") and r.headers["www-authenticate"].startswith("Bearer")
