@@ -24,6 +24,7 @@ from chunkd.core.models import SessionState
 from chunkd.core.principal import Principal
 from chunkd.metadata import open_store
 from chunkd.storage.local import LocalStorage
+from tests.conformance.metadata_suite import _truncate, pg_database, pg_url  # noqa: F401  (fixture)
 
 ALICE = Principal(kind="user", tenant="t", user="alice")
 BOB = Principal(kind="user", tenant="t", user="bob")
@@ -44,12 +45,21 @@ def clock() -> FakeClock:
 
 
 @pytest.fixture
-async def engines(tmp_path: Path, clock: FakeClock) -> AsyncIterator[Callable[..., Engine]]:
-    """Make Engines on one data directory, each with its own store and storage objects."""
+async def engines(request: pytest.FixtureRequest, tmp_path: Path,
+                  clock: FakeClock) -> AsyncIterator[Callable[..., Engine]]:
+    """Make Engines on one data directory, each with its own store and storage objects. SQLite, or
+    PostgreSQL for tests parametrised with ``backend="postgresql"``."""
     made: list[Engine] = []
+    url = f"sqlite:///{tmp_path / 'meta.db'}"
+    if getattr(request.node, "callspec", None) and request.node.callspec.params.get("backend") == "postgresql":
+        url = pg_url(request.getfixturevalue("pg_database"))
+        store = open_store(url, str(tmp_path))
+        await store.migrate()
+        await _truncate(store)
+        await store.close()
 
     async def make(**config: object) -> Engine:
-        store = open_store(f"sqlite:///{tmp_path / 'meta.db'}", str(tmp_path))
+        store = open_store(url, str(tmp_path))
         await store.migrate()
         engine = Engine(store, LocalStorage(tmp_path / "store"),
                         EngineConfig(durable=False, **config), clock=clock)  # type: ignore[arg-type]
@@ -137,8 +147,9 @@ def pattern(writer: int, start: int, end: int) -> bytes:
 
 
 @pytest.mark.anyio
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 async def test_two_processes_overlapping_writes_never_overwrite_acknowledged_bytes(
-        engines: Callable[..., Engine]) -> None:
+        engines: Callable[..., Engine], backend: str) -> None:
     one, two = await engines(), await engines()  # type: ignore[misc]
     total = 96_000
     s = await one.create_session(ALICE, "test", NS, "shared", total)
@@ -168,7 +179,9 @@ async def test_two_processes_overlapping_writes_never_overwrite_acknowledged_byt
 
 
 @pytest.mark.anyio
-async def test_claim_takeover_after_lease_expiry(engines: Callable[..., Engine], clock: FakeClock) -> None:
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+async def test_claim_takeover_after_lease_expiry(engines: Callable[..., Engine], clock: FakeClock,
+                                                 backend: str) -> None:
     # renew_interval=0: the stalled writer checks its claim before every disk write, including the final flush
     one = await engines(lease=30.0, renew_interval=0.0)  # type: ignore[misc]
     two = await engines(lease=30.0, renew_interval=0.0)  # type: ignore[misc]
@@ -389,7 +402,8 @@ async def test_sweep_finishes_an_interrupted_commit_and_survives_a_failing_one(
 
 
 @pytest.mark.anyio
-async def test_two_processes_commit_at_once(engines: Callable[..., Engine]) -> None:
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+async def test_two_processes_commit_at_once(engines: Callable[..., Engine], backend: str) -> None:
     one, two = await engines(), await engines()  # type: ignore[misc]
     data = os.urandom(50_000)
     s = await one.create_session(ALICE, "test", NS, "racy", len(data))
