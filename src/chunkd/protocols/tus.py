@@ -316,8 +316,11 @@ class TusAPI:
             return session  # a part expired or was terminated: the final can never finish
         try:
             session = await self.engine.concatenate(session.id, principal, parts)
-        except errors.SessionConflict:
-            return session  # another final consumed a shared part first: this one can never finish
+        except errors.Conflict:
+            # another request is composing it right now (it will finish it), or another final consumed a
+            # shared part (this one can never finish); either way the caller's own request succeeded, and
+            # HEAD/GET retry the composition lazily
+            return session
         for part_id in parts:
             await self.engine.delete_resource(PENDING_FINAL, f"{session.id}.{part_id}")
         return session
