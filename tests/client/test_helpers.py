@@ -8,7 +8,8 @@ import jwt
 import pytest
 import typer
 
-from chunkd.cli.upload import parse_size, range_bar, resolve_token
+from chunkd.cli._upload_run import range_bar
+from chunkd.cli.upload import parse_size, resolve_token
 from chunkd.client import ConfigError, detect_protocol, expand, file_url
 
 

@@ -14,41 +14,11 @@ Exit codes of ``chunkd upload`` (scripts may rely on them):
 
 from __future__ import annotations
 
-import json
 import re
-import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
-import httpx
 import typer
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    TaskID,
-    TextColumn,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
-)
-from rich.progress import Progress as Bars
-from rich.table import Table
-from rich.text import Text
-
-from chunkd.client import (
-    AuthError,
-    ConfigError,
-    Progress,
-    RetryPolicy,
-    Uploader,
-    UploadError,
-    UploadOptions,
-    UploadResult,
-    VerificationError,
-    detect_protocol,
-    expand,
-    file_url,
-)
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_VERIFY, EXIT_AUTH, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b?)\s*$", re.IGNORECASE)
@@ -86,16 +56,6 @@ def resolve_token(token: str | None, data_dir: Path | None) -> str | None:
     return None
 
 
-def _bars(console: Console) -> Bars:
-    return Bars(TextColumn("{task.description}", justify="left"), BarColumn(), DownloadColumn(binary_units=True),
-                TransferSpeedColumn(), TimeRemainingColumn(), console=console, transient=False,
-                disable=not console.is_terminal)
-
-
-def _mbps(result: UploadResult) -> float:
-    return result.sent / max(result.seconds, 1e-6) / 1e6
-
-
 def upload(
     paths: Annotated[list[str], typer.Argument(help="FILE... TARGET: files or directories, then the target URL",
                                                metavar="FILE... TARGET")],
@@ -115,142 +75,10 @@ def upload(
     TARGET examples: http://host:19080/ImageStore/dir/ (Service Fabric), http://host/files/ (tus),
     https://graph/v1.0/print/printers/P/jobs/J/documents/D (Graph print), a container SAS URL (blob).
     """
-    console = Console(stderr=True)
-    if len(paths) < 2:
-        console.print("[red]give at least one FILE and a TARGET[/red]")
-        raise typer.Exit(EXIT_USAGE)
-    *sources, target = paths
-    try:
-        proto = protocol or detect_protocol(target)
-        jobs = list(expand([Path(p) for p in sources]))
-        many = len(jobs) > 1 or any(Path(p).is_dir() for p in sources)
-        urls = [file_url(proto, target, job.name, many) for job in jobs]
-        options = UploadOptions(parallel=parallel, chunk_size=parse_size(chunk_size) if chunk_size else None,
-                                resume=resume, verify=verify, state_dir=state_dir,
-                                retry=RetryPolicy(max_retries=retries))
-    except (ConfigError, typer.BadParameter) as exc:
-        console.print(f"[red]{exc}[/red]")
-        raise typer.Exit(EXIT_USAGE) from None
-    raise typer.Exit(_run(console, proto, jobs, urls, options, resolve_token(token, data_dir), as_json))
+    from chunkd.cli._upload_run import run_upload
 
-
-def _run(console: Console, proto: str, jobs: list[Any], urls: list[str], options: UploadOptions,
-         token: str | None, as_json: bool) -> int:
-    total = sum(job.path.stat().st_size for job in jobs)
-    results: list[tuple[Any, UploadResult | None, str]] = []
-    code = EXIT_OK
-    began = time.monotonic()
-    with _bars(console) as bars:
-        overall = bars.add_task(f"[bold]{len(jobs)} file(s)", total=total)
-        finished_bytes = 0
-        current: dict[str, TaskID] = {}
-
-        def on_progress(p: Progress) -> None:
-            task = current.get("task")
-            if task is not None:
-                bars.update(task, completed=p.done, total=p.total)
-            bars.update(overall, completed=finished_bytes + p.done)
-
-        with Uploader(protocol=proto, token=token, options=options, progress=on_progress) as uploader:
-            for job, url in zip(jobs, urls, strict=True):
-                current["task"] = bars.add_task(job.name, total=job.path.stat().st_size)
-                try:
-                    result = uploader.upload(job.path, url, name=job.name)
-                    results.append((job, result, ""))
-                    if not as_json:
-                        note = f", resumed at {result.resumed_from}" if result.resumed_from else ""
-                        console.print(f"[green]✓[/green] {job.name} ({result.size} bytes, {_mbps(result):.1f} MB/s"
-                                      f"{note})")
-                except KeyboardInterrupt:
-                    bars.stop()
-                    console.print("[yellow]interrupted; run the same command again to resume[/yellow]")
-                    return EXIT_INTERRUPTED
-                except UploadError as exc:
-                    results.append((job, None, str(exc)))
-                    console.print(f"[red]{job.name}: {exc}[/red]")
-                    code = max(code, _exit_code(exc))
-                finished_bytes += job.path.stat().st_size
-                bars.remove_task(current.pop("task"))  # finished files leave the display; one line each stays
-                bars.update(overall, completed=finished_bytes)
-    _summary(console, results, time.monotonic() - began, as_json)
-    return code
-
-
-def _exit_code(exc: UploadError) -> int:
-    if isinstance(exc, AuthError):
-        return EXIT_AUTH
-    if isinstance(exc, VerificationError):
-        return EXIT_VERIFY
-    if isinstance(exc, ConfigError):
-        return EXIT_USAGE
-    return EXIT_FAILED
-
-
-def _summary(console: Console, results: list[tuple[Any, UploadResult | None, str]], seconds: float,
-             as_json: bool) -> None:
-    if as_json:
-        for job, r, error in results:
-            row: dict[str, Any] = {"file": str(job.path), "name": job.name, "ok": r is not None, "error": error}
-            if r is not None:
-                row.update(location=r.location, size=r.size, sha256=r.sha256, sent=r.sent,
-                           resumed_from=r.resumed_from, verified=r.verified, seconds=round(r.seconds, 3),
-                           mb_per_s=round(_mbps(r), 2))
-            typer.echo(json.dumps(row))
-        return
-    table = Table(title=None, show_edge=False)
-    for col in ("file", "size", "sent", "MB/s", "sha256", "result"):
-        table.add_column(col, justify="right" if col in ("size", "sent", "MB/s") else "left")
-    ok = 0
-    for job, r, error in results:
-        if r is None:
-            table.add_row(job.name, str(job.path.stat().st_size), "-", "-", "-", Text(error[:60], style="red"))
-            continue
-        ok += 1
-        note = "verified" if r.verified else ("resumed" if r.resumed_from else "ok")
-        table.add_row(job.name, str(r.size), str(r.sent), f"{_mbps(r):.1f}", r.sha256[:16], Text(note, style="green"))
-    console.print(table)
-    console.print(f"{ok}/{len(results)} uploaded in {seconds:.1f}s")
-
-
-# -- sessions ---------------------------------------------------------------------------------------
-def range_bar(length: int, received: list[tuple[int, int]], width: int = 60) -> Text:
-    """One character per ``length/width`` bytes: full block = received, shade = partly, dot = missing."""
-    bar = Text()
-    if length <= 0:
-        return Text("█" * width, style="green")
-    for i in range(width):
-        a, b = length * i // width, max(length * (i + 1) // width, length * i // width + 1)
-        got = sum(max(0, min(e, b) - max(s, a)) for s, e in received)
-        if got >= b - a:
-            bar.append("█", style="green")
-        elif got:
-            bar.append("▒", style="yellow")
-        else:
-            bar.append("·", style="red")
-    return bar
-
-
-def _client(server: str, token: str | None) -> httpx.Client:
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    return httpx.Client(base_url=server.rstrip("/"), headers=headers, timeout=30.0)
-
-
-def _get(server: str, token: str | None, method: str, path: str, **kw: Any) -> httpx.Response:
-    console = Console(stderr=True)
-    try:
-        with _client(server, token) as client:
-            r = client.request(method, path, **kw)
-    except httpx.TransportError as exc:
-        console.print(f"[red]cannot reach {server}: {exc}[/red]")
-        raise typer.Exit(EXIT_FAILED) from None
-    if r.status_code >= 400:
-        try:
-            message = r.json()["error"]["message"]
-        except (ValueError, KeyError, TypeError):
-            message = r.text[:200]
-        console.print(f"[red]HTTP {r.status_code}: {message}[/red]")
-        raise typer.Exit(EXIT_AUTH if r.status_code in (401, 403) else EXIT_FAILED)
-    return r
+    raise typer.Exit(run_upload(paths, protocol, parallel, chunk_size, token, data_dir, resume, verify, state_dir,
+                                retries, as_json))
 
 
 @sessions_app.command("list")
@@ -261,23 +89,9 @@ def sessions_list(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """List upload sessions (your own unless --all)."""
-    params: dict[str, str] = {"limit": "1000"}
-    if family:
-        params["family"] = family
-    if everyone:
-        params["all"] = "true"
-    sessions = _get(server, resolve_token(token, data_dir), "GET", "/chunkd/v1/sessions", params=params).json()
-    if as_json:
-        typer.echo(json.dumps(sessions["sessions"]))
-        return
-    table = Table(show_edge=False)
-    for col in ("id", "family", "state", "received", "length", "key", "expires"):
-        table.add_column(col)
-    for s in sessions["sessions"]:
-        length = s["length"]
-        table.add_row(s["id"], s["family"], s["state"], str(s["received"]), "?" if length is None else str(length),
-                      s["key"], s["expiresAt"])
-    Console().print(table)
+    from chunkd.cli import _upload_run
+
+    _upload_run.sessions_list(server, token, data_dir, family, everyone, as_json)
 
 
 @sessions_app.command("show")
@@ -286,21 +100,9 @@ def sessions_show(
     data_dir: DataDirOpt = None, as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """One session: its fields and a bar of received / missing byte ranges."""
-    s = _get(server, resolve_token(token, data_dir), "GET", f"/chunkd/v1/sessions/{session_id}").json()
-    if as_json:
-        typer.echo(json.dumps(s))
-        return
-    console = Console()
-    for name in ("id", "family", "state", "owner", "namespace", "key", "length", "received", "createdAt",
-                 "modifiedAt", "expiresAt"):
-        console.print(f"[bold]{name:>10}[/bold]  {s.get(name)}")
-    length = s.get("length") or 0
-    received = [(a, b) for a, b in s.get("receivedRanges", [])]
-    width = max(20, min(100, console.width - 14))
-    console.print(Text(f"{'ranges':>10}  ") + range_bar(length, received, width))
-    missing = s.get("missingRanges", [])
-    shown = ", ".join(f"{a}-{b - 1}" for a, b in missing[:8]) + (" …" if len(missing) > 8 else "")
-    console.print(f"[bold]{'missing':>10}[/bold]  {shown or 'nothing'}")
+    from chunkd.cli import _upload_run
+
+    _upload_run.sessions_show(session_id, server, token, data_dir, as_json)
 
 
 @sessions_app.command("delete")
@@ -309,10 +111,9 @@ def sessions_delete(
     server: ServerOpt = "http://127.0.0.1:19080", token: TokenOpt = None, data_dir: DataDirOpt = None,
 ) -> None:
     """Cancel sessions: staged bytes are discarded, committed files stay."""
-    tok = resolve_token(token, data_dir)
-    for sid in session_ids:
-        _get(server, tok, "DELETE", f"/chunkd/v1/sessions/{sid}")
-        typer.echo(f"deleted {sid}")
+    from chunkd.cli import _upload_run
+
+    _upload_run.sessions_delete(session_ids, server, token, data_dir)
 
 
 def register(app: typer.Typer) -> None:
@@ -321,4 +122,4 @@ def register(app: typer.Typer) -> None:
     app.add_typer(sessions_app, name="sessions")
 
 
-__all__ = ["parse_size", "range_bar", "register", "resolve_token"]
+__all__ = ["parse_size", "register", "resolve_token"]
