@@ -419,3 +419,37 @@ async def test_two_processes_commit_at_once(engines: Callable[..., Engine], back
     assert results == [SessionState.COMMITTED] * 4
     assert await read(two, "racy") == data
     assert [(o.key, o.size) for o in await one.walk(NS, "")] == [("racy", len(data))]
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("other_records", [True, False])
+async def test_waiting_for_another_writer(engine: Engine, other_records: bool) -> None:
+    from chunkd.core.errors import RangeBusy
+
+    s = await engine.create_session(ALICE, "test", NS, "f", 200)
+    # another request holds [0, 100) and is still writing it
+    assert (await engine.store.claim(s.id, "other", 0, 100, engine.clock(), 30.0)).to_write == [(0, 100)]
+    outcome: list[object] = []
+
+    async def mine() -> None:
+        try:
+            outcome.append(await engine.write_range(s.id, ALICE, 0, 200, body(b"m" * 200)))
+        except RangeBusy as exc:
+            outcome.append(exc)
+
+    with anyio.fail_after(10):  # far less than busy_wait (30 s): the outcome is noticed at once
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(mine)
+            await anyio.sleep(0.3)
+            assert outcome == []  # still waiting for the other request
+            if other_records:
+                await engine.store.record(s.id, "other", [(0, 100)], engine.clock(), engine.clock() + 60)
+            else:
+                await engine.store.release(s.id, "other")
+    if other_records:
+        result = outcome[0]
+        assert not isinstance(result, RangeBusy) and result.session.received == 200  # type: ignore[attr-defined]
+    else:
+        assert isinstance(outcome[0], RangeBusy)
+        got = await engine.get_session(s.id)
+        assert list(await engine.received(got)) == [(100, 200)]  # its own part was kept

@@ -256,9 +256,13 @@ class Engine:
         deadline = time.monotonic() + self.config.busy_wait
         delay = 0.01
         while True:
+            # claims first, then ranges: a writer that records in between is seen as done, not as gone
+            held = [r for r in ranges if await self.store.claimed(session.id, *r)]
             pending = [r for r in ranges if await self.store.received_within(session.id, *r) != [r]]
             if not pending:
                 return await self.get_session(session.id)
+            if not held:  # the other writer gave up without recording: no point waiting for busy_wait
+                raise RangeBusy("another request writing part of this range failed; retry")
             if time.monotonic() > deadline:
                 raise RangeBusy("another request is still writing part of this range; retry")
             await anyio.sleep(delay)
