@@ -257,6 +257,35 @@ def test_sessions_list_show_delete_and_owner_scope(server: ServerProcess, token:
     assert httpx.get(f"{api}/{sid}", headers=auth).status_code == 404
 
 
+def test_admin_api_refusals_stats_and_paging(server: ServerProcess, token: str) -> None:
+    api = f"{server.url}/chunkd/v1"
+    auth = {"Authorization": f"Bearer {token}"}
+    assert httpx.get(f"{api}/sessions").status_code == 401
+    assert httpx.get(f"{api}/sessions", headers={"Authorization": "Bearer junk"}).json()["error"]["code"] == \
+        "unauthenticated"
+    assert httpx.get(f"{api}/sessions", params={"limit": "x"}, headers=auth).status_code == 400
+    plain = {"Authorization": f"Bearer {make_token(server, app='plain', roles=['ImageStore.Admin'])}"}
+    assert httpx.get(f"{api}/stats", headers=plain).status_code == 403
+    stats = httpx.get(f"{api}/stats", headers=auth).json()
+    assert stats["scope"] == "process" and stats["body_bytes"] >= stats["new_bytes"] >= 0
+    for i in range(3):  # three sessions of the plain app, paged one by one
+        sid = f"0f5c6c1e-8d7a-4c1b-9a55-2d0c7d9b1e1{i}"
+        r = httpx.put(f"{server.url}/ImageStore/paging/{i}.bin/$/UploadChunk?api-version=6.0&session-id={sid}",
+                      content=b"x", headers={**plain, "Content-Range": "bytes 0-0/2"})
+        assert r.status_code == 200, r.text
+    seen, after = [], ""
+    while True:
+        page = httpx.get(f"{api}/sessions", params={"limit": "1", "after": after}, headers=plain).json()
+        seen += [s["id"] for s in page["sessions"]]
+        if not page["next"]:
+            break
+        after = page["next"]
+    assert seen == sorted(seen) and len(seen) == 3
+    one = httpx.get(f"{api}/sessions/{seen[0]}", headers=plain).json()
+    assert one["receivedRanges"] == [[0, 1]] and one["missingRanges"] == [[1, 2]]
+    assert one["transfer"] == {"writes": 1, "body_bytes": 1, "new_bytes": 1, "duplicate_writes": 0}
+
+
 def test_exit_codes(server: ServerProcess, files: dict[str, Path], tmp_path: Path) -> None:
     one = str(files["one"])
     assert upload(server, one, "http://127.0.0.1:1/nowhere/", state=tmp_path).returncode == 2  # ambiguous URL
