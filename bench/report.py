@@ -166,16 +166,26 @@ def plot(r: Results, path: Path) -> None:
     fig, axes = plt.subplots(2, 3, figsize=(17, 9.5))
     fig.suptitle(f"chunkd benchmark — {r.started} — {r.machine}", fontsize=11)
 
+    palette = plt.get_cmap("tab10").colors
+    colors: dict[str, Any] = {}
+
+    def color(server: str) -> Any:
+        return colors.setdefault(server, palette[len(colors) % len(palette)])
+
     def bars(ax: Any, sections: tuple[str, ...], title: str, unit: str) -> None:
+        """Grouped bars; the null sink (driver ceiling) would dwarf the servers, so it goes in the title."""
         series = [s for s in r.series if s.section.startswith(sections)]
         servers: list[str] = []
         for s in series:
-            servers += [k for k in s.values if k not in servers]
+            servers += [k for k in s.values if k not in servers and k != NULL]
+        ceilings = [m for s in series if (m := s.median(NULL))]
+        if ceilings:
+            title += f"\n(driver against the null sink: {min(ceilings):,.0f}+ {unit})"
         width = 0.8 / max(1, len(servers))
         for i, server in enumerate(servers):
             xs = [j + i * width for j, s in enumerate(series) if server in s.values]
             ys = [s.median(server) or 0 for s in series if server in s.values]
-            ax.bar(xs, ys, width, label=server)
+            ax.bar(xs, ys, width, label=server, color=color(server))
         ax.set_xticks([j + 0.4 - width / 2 for j in range(len(series))])
         ax.set_xticklabels([f"{s.section[:2]} {s.case}" for s in series], fontsize=7, rotation=15)
         ax.set_ylabel(unit)
@@ -183,7 +193,7 @@ def plot(r: Results, path: Path) -> None:
         if servers:
             ax.legend(fontsize=6)
 
-    bars(axes[0][0], ("1.", "2."), "Large uploads (1 GiB): throughput", "MB/s")
+    bars(axes[0][0], ("1.", "2."), "One upload, and parallel streams into one: throughput", "MB/s")
     bars(axes[0][1], ("3.",), "64 KiB requests per second", "requests/s")
 
     ax = axes[0][2]
@@ -193,7 +203,7 @@ def plot(r: Results, path: Path) -> None:
         servers += [k for k in s.values if k not in servers]
     for server in servers:
         pts = [(int(s.case.split()[0]), s.median(server)) for s in conc if server in s.values]
-        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=server)
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=server, color=color(server))
     ax.set_xscale("log", base=2)
     ax.set_xlabel("concurrent sessions")
     ax.set_ylabel("aggregate MB/s")
