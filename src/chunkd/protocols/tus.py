@@ -149,29 +149,7 @@ class TusAPI:
         h = request.headers
         concat, part_ids = parse_concat(h.get("upload-concat"))
         pairs = parse_metadata(h.get("upload-metadata"))
-        length = parse_uint(h.get("upload-length"), "Upload-Length", "ERR_INVALID_UPLOAD_LENGTH")
-        deferred = h.get("upload-defer-length")
-        if concat == "final":
-            if length is not None or deferred is not None:
-                raise TusError(400, "ERR_INVALID_CONCAT", "a final upload takes no Upload-Length")
-            parts = [await self.engine.get_session(p, principal=principal) for p in part_ids]
-            for part in parts:
-                if part.family != FAMILY or part.extra.get("concat") != "partial":
-                    raise TusError(400, "ERR_INVALID_CONCAT", f"upload {part.id} is not a partial upload")
-                if part.length is None:
-                    raise TusError(400, "ERR_INVALID_CONCAT", f"partial upload {part.id} has no length yet")
-                if part.state is not SessionState.OPEN:
-                    raise TusError(400, "ERR_INVALID_CONCAT", f"partial upload {part.id} was already concatenated")
-            length = sum(p.length or 0 for p in parts)
-        elif length is not None and deferred is not None:
-            raise TusError(400, "ERR_AMBIGUOUS_UPLOAD_LENGTH", "send Upload-Length or Upload-Defer-Length, not both")
-        elif length is None and deferred is None:
-            raise TusError(400, "ERR_INVALID_UPLOAD_LENGTH", "Upload-Length or Upload-Defer-Length: 1 is required")
-        elif deferred is not None and deferred.strip() != "1":
-            raise TusError(400, "ERR_INVALID_UPLOAD_LENGTH_DEFER", "Upload-Defer-Length must be 1")
-        if length is not None and length > self.config.max_size:
-            raise TusError(413, "ERR_MAX_SIZE_EXCEEDED",
-                           f"the upload is larger than the maximum of {self.config.max_size} bytes")
+        length = await self._creation_length(request, principal, part_ids)
         count = parse_uint(h.get("content-length"), "Content-Length", "ERR_INVALID_REQUEST")
         with_body = h.get("content-type", "").split(";")[0].strip().lower() == OFFSET_STREAM and concat != "final"
         checksum = parse_checksum(h.get("upload-checksum")) if with_body else None
@@ -197,6 +175,34 @@ class TusAPI:
         headers = self._upload_headers(session)
         headers["Location"] = self._location(request, upload_id)
         return Response(status_code=201, headers=headers)
+
+    async def _creation_length(self, request: Request, principal: Principal, part_ids: list[str]) -> int | None:
+        """The new upload's length (None = deferred); a final's is the sum of its partial uploads."""
+        h = request.headers
+        length = parse_uint(h.get("upload-length"), "Upload-Length", "ERR_INVALID_UPLOAD_LENGTH")
+        deferred = h.get("upload-defer-length")
+        if part_ids:
+            if length is not None or deferred is not None:
+                raise TusError(400, "ERR_INVALID_CONCAT", "a final upload takes no Upload-Length")
+            parts = [await self.engine.get_session(p, principal=principal) for p in part_ids]
+            for part in parts:
+                if part.family != FAMILY or part.extra.get("concat") != "partial":
+                    raise TusError(400, "ERR_INVALID_CONCAT", f"upload {part.id} is not a partial upload")
+                if part.length is None:
+                    raise TusError(400, "ERR_INVALID_CONCAT", f"partial upload {part.id} has no length yet")
+                if part.state is not SessionState.OPEN:
+                    raise TusError(400, "ERR_INVALID_CONCAT", f"partial upload {part.id} was already concatenated")
+            length = sum(p.length or 0 for p in parts)
+        elif length is not None and deferred is not None:
+            raise TusError(400, "ERR_AMBIGUOUS_UPLOAD_LENGTH", "send Upload-Length or Upload-Defer-Length, not both")
+        elif length is None and deferred is None:
+            raise TusError(400, "ERR_INVALID_UPLOAD_LENGTH", "Upload-Length or Upload-Defer-Length: 1 is required")
+        elif deferred is not None and deferred.strip() != "1":
+            raise TusError(400, "ERR_INVALID_UPLOAD_LENGTH_DEFER", "Upload-Defer-Length must be 1")
+        if length is not None and length > self.config.max_size:
+            raise TusError(413, "ERR_MAX_SIZE_EXCEEDED",
+                           f"the upload is larger than the maximum of {self.config.max_size} bytes")
+        return length
 
     # -- core requests ----------------------------------------------------------------------------
     async def head(self, request: Request, principal: Principal, upload_id: str) -> Response:
