@@ -1,0 +1,34 @@
+"""The --metadata URL forms that open_store accepts (no database is contacted here)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from chunkd.metadata import open_store
+from chunkd.metadata.sql import SqlSessionStore
+
+
+@pytest.mark.parametrize(("url", "expected"), [
+    ("postgresql://postgres@127.0.0.1:5432/chunkd", "postgresql+psycopg://postgres@127.0.0.1:5432/chunkd"),
+    ("postgres://u:p@db:5433/x?sslmode=require", "postgresql+psycopg://u:p@db:5433/x?sslmode=require"),
+    ("postgresql+psycopg://u@h/d", "postgresql+psycopg://u@h/d"),
+])
+def test_postgresql_urls(url: str, expected: str, tmp_path: Path) -> None:
+    store = open_store(url, str(tmp_path))
+    assert isinstance(store, SqlSessionStore)
+    assert store.url == expected and store.name == "postgresql"
+
+
+def test_sqlite_default_lives_in_the_data_dir(tmp_path: Path) -> None:
+    for url in ("", "sqlite"):
+        store = open_store(url, str(tmp_path))
+        assert isinstance(store, SqlSessionStore)
+        assert store.name == "sqlite" and store.url == f"sqlite:///{tmp_path.resolve() / 'chunkd.db'}"
+
+
+@pytest.mark.parametrize("url", ["mysql://root@localhost/db", "postgresql", "sqlite://relative-without-slash"])
+def test_unknown_urls_are_refused(url: str, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="unknown metadata store"):
+        open_store(url, str(tmp_path))
