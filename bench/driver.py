@@ -14,6 +14,7 @@ import socket
 from dataclasses import dataclass, field
 
 SOCK_BUF = 8 << 20
+TIMEOUT = 300.0  # a server that stalls this long fails the measurement instead of hanging the run
 
 
 @dataclass
@@ -54,7 +55,7 @@ class Conn:
         self.requests = 0
 
     def _connect(self) -> socket.socket:
-        s = socket.create_connection((self.host, self.port))
+        s = socket.create_connection((self.host, self.port), timeout=TIMEOUT)
         s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SOCK_BUF)
         s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
