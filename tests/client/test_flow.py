@@ -308,3 +308,13 @@ def test_a_changed_file_never_resumes_into_the_old_upload(tmp_path: Path) -> Non
     os.utime(path, ns=(1, 1))
     result = uploader(server, tmp_path).upload(path, SF)
     assert result.resumed_from == 0 and server.files["dir/f.bin"] == data
+
+
+def test_a_failure_in_every_round_never_gives_up_while_bytes_arrive(tmp_path: Path) -> None:
+    server = FakeImageStore()
+    path, data = make_file(tmp_path, 64 * 40 * KiB)
+    count = itertools.count()
+    # every third chunk request fails: 13 failed rounds in a row, far more than max_retries=2
+    server.fault = lambda r: httpx.Response(503) if r.method == "PUT" and next(count) % 3 == 2 else None
+    result = uploader(server, tmp_path, parallel=1, retry=RetryPolicy(max_retries=2, base=0.001)).upload(path, SF)
+    assert server.files["dir/f.bin"] == data and result.sent == len(data)

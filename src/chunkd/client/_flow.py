@@ -308,13 +308,13 @@ def upload_flow(adapter: Adapter, source: FileSource, options: UploadOptions, st
     limit = max(1, min(options.parallel, adapter.max_parallel))
     stalls = restarts = 0
     while missing:
+        round_start = track.done
         scheduler = Parallel(plan(missing, adapter.chunk_size, adapter), limit, adapter, source, track.chunk_done)
         yield scheduler
         if scheduler.fatal is not None:
             raise scheduler.fatal
         if not scheduler.failures:
             break
-        before = track.done
         last = scheduler.failures[-1]
         yield Sleep(policy.delay(stalls, getattr(last, "retry_after", None)))
         try:
@@ -326,7 +326,7 @@ def upload_flow(adapter: Adapter, source: FileSource, options: UploadOptions, st
             missing = yield from retrying(lambda: adapter.open(None), policy)
             remember()
         track.done = source.size - covered(missing)
-        stalls = 0 if track.done > before else stalls + 1
+        stalls = 0 if track.done > round_start else stalls + 1  # progress anywhere in the round counts
         if stalls > policy.max_retries:
             raise RetriesExhausted(f"no progress after {policy.max_retries} retries: {last}", last)
         track.emit("upload")
