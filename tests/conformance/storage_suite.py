@@ -256,6 +256,9 @@ async def test_folders_and_listings(storage: ByteStorage) -> None:
     assert walked == [("app/code/a.dll", 20), ("app/code/b.dll", 1), ("app/code/deep/c.txt", 2),
                       ("app/manifest.xml", 10)]
     assert len(await storage.walk(NS, "")) == 5
+    await put(storage, "app-x", b"")
+    keys = [o.key for o in await storage.walk(NS, "")]
+    assert keys == sorted(keys) and keys[:2] == ["app-x", "app/code/a.dll"]
     assert [(o.key, o.size) for o in await storage.walk(NS, "top.txt")] == [("top.txt", 5)]
     assert await storage.walk(NS, "missing") == []
     # namespaces are separate

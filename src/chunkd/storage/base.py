@@ -106,7 +106,8 @@ class ByteStorage(Protocol):
         """Immediate children of folder ``prefix`` ("" = root): files and folder keys."""
 
     async def walk(self, namespace: str, prefix: str) -> list[ObjectInfo]:
-        """Every object below folder ``prefix``, recursively."""
+        """Every object below folder ``prefix``, recursively, sorted by key (plain string order); the
+        object itself when ``prefix`` is an object; empty when nothing is there."""
 
     async def delete(self, namespace: str, key: str) -> bool:
         """Delete an object, or a folder recursively. False when nothing was there."""

@@ -405,6 +405,7 @@ class LocalStorage:
             out: list[ObjectInfo] = []
             if _kind(base) == "dir":
                 self._walk(namespace, base, prefix, out)
+            out.sort(key=lambda o: o.key)  # plain string order ("a-b" before "a/b"), as listings page by key
             return out
 
         return await anyio.to_thread.run_sync(scan)
