@@ -9,7 +9,6 @@ Threads give concurrency: ``sendfile``/``recv`` release the GIL.
 
 from __future__ import annotations
 
-import os
 import socket
 from dataclasses import dataclass, field
 
@@ -98,12 +97,11 @@ class Conn:
         head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
         if isinstance(body, FileBody):
             sock.sendall(head)
-            sent, pos, end = 0, body.offset, body.offset + body.length
-            while pos < end:
-                sent = os.sendfile(sock.fileno(), body.fd, pos, min(end - pos, 1 << 30))
-                if sent == 0:
-                    raise BrokenPipeError("sendfile sent nothing")
-                pos += sent
+            if body.length:
+                # socket.sendfile = os.sendfile in a loop that also waits properly on a socket with a timeout
+                with open(body.fd, "rb", buffering=0, closefd=False) as f:
+                    if sock.sendfile(f, body.offset, body.length) != body.length:
+                        raise BrokenPipeError("sendfile stopped early")
         elif body is not None and len(body) <= 256 << 10:
             sock.sendall(head + bytes(body))  # one segment for small requests
         else:
