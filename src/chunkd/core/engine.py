@@ -412,7 +412,10 @@ class Engine:
         into this same target) returns the object again. Raises SessionIncomplete when a part has
         missing bytes, SessionConflict when a part is already committed (or being composed elsewhere),
         Conflict when a part changed concurrently (nothing is consumed then), and the usual
-        SessionNotFound / SessionGone / PermissionDenied of :meth:`get_session`.
+        SessionNotFound / SessionGone / PermissionDenied of :meth:`get_session`. Each part emits a
+        ``committed`` event whose detail names the object in ``composed_into`` (the part's own key is
+        never published). Crash safety: parts stay COMMITTING until the object is published; the sweep
+        expires parts left in that state by a crash.
         """
         target = [namespace, key]
         unique: dict[str, Session] = {}
