@@ -246,6 +246,9 @@ class TusAPI:
                 session = await self.engine.set_length(upload_id, principal, length)
             elif session.length != length:
                 raise TusError(400, "ERR_INVALID_UPLOAD_LENGTH", "the upload's length is already set")
+        if session.length is None and count is not None and offset + count > self.config.max_size:
+            raise TusError(413, "ERR_MAX_SIZE_EXCEEDED",
+                           f"the upload would grow beyond the maximum of {self.config.max_size} bytes")
         if session.complete and offset == session.received and not count:
             session = await self._finished(session, principal)  # a retry after a lost response
         else:

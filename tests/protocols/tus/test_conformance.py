@@ -299,3 +299,15 @@ def test_chunked_patch_with_bad_checksum_keeps_nothing(client: httpx.Client, cre
                                     "Upload-Checksum": f"md5 {digest('md5', b'nope')}"}, content=pieces())
     assert r.status_code == 460
     assert offset_of(client, path) == 0
+
+
+def test_deferred_upload_cannot_grow_beyond_max_size(server, client: httpx.Client, create: Create) -> None:  # type: ignore[no-untyped-def]
+    import socket
+
+    path = create(None, {"Upload-Defer-Length": "1"})
+    assert patch(client, path, 0, DATA).status_code == 204
+    with socket.create_connection(("127.0.0.1", server.port)) as sock:  # declare the body, never send it
+        sock.sendall((f"PATCH {path} HTTP/1.1\r\nHost: x\r\nTus-Resumable: 1.0.0\r\nContent-Type: {OCTETS}\r\n"
+                      f"Upload-Offset: 10\r\nContent-Length: {MAX_SIZE - 9}\r\n\r\n").encode())
+        assert sock.recv(65536).split(b"\r\n", 1)[0] == b"HTTP/1.1 413 Request Entity Too Large"
+    assert offset_of(client, path) == 10
