@@ -252,7 +252,10 @@ class TusAPI:
         if session.complete and offset == session.received and not count:
             session = await self._finished(session, principal)  # a retry after a lost response
         else:
-            session = await self._append(session, principal, offset, _body(request, checksum), count)
+            body = _body(request, checksum)
+            if session.length is None and count is None:  # chunked body of a deferred upload: enforce the max
+                body = _capped(body, self.config.max_size - offset)
+            session = await self._append(session, principal, offset, body, count)
         return Response(status_code=204, headers=self._upload_headers(session))
 
     async def get(self, request: Request, principal: Principal, upload_id: str) -> Response:
@@ -351,6 +354,16 @@ class TusAPI:
 def _body(request: Request, checksum: tuple[str, bytes] | None) -> Body:
     body = request_body(request)
     return verified(body, *checksum) if checksum else body
+
+
+async def _capped(body: Body, limit: int) -> Body:
+    """``body``, raising TooLarge (nothing is recorded then) once it exceeds ``limit`` bytes."""
+    total = 0
+    async for piece in body:
+        total += len(piece)
+        if total > limit:
+            raise errors.TooLarge(f"the upload would grow beyond the maximum of {limit} more bytes")
+        yield piece
 
 
 def _error(exc: TusError) -> Response:

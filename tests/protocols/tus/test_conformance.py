@@ -311,3 +311,15 @@ def test_deferred_upload_cannot_grow_beyond_max_size(server, client: httpx.Clien
                       f"Upload-Offset: 10\r\nContent-Length: {MAX_SIZE - 9}\r\n\r\n").encode())
         assert sock.recv(65536).split(b"\r\n", 1)[0] == b"HTTP/1.1 413 Request Entity Too Large"
     assert offset_of(client, path) == 10
+
+
+def test_chunked_body_of_deferred_upload_is_capped(client: httpx.Client, create: Create) -> None:
+    path = create(None, {"Upload-Defer-Length": "1"})
+
+    def pieces():  # type: ignore[no-untyped-def]
+        for _ in range(9):
+            yield b"z" * (1 << 20)
+
+    r = client.patch(path, headers={**TUS, "Content-Type": OCTETS, "Upload-Offset": "0"}, content=pieces())
+    assert r.status_code == 413
+    assert offset_of(client, path) == 0
