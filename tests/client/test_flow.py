@@ -18,6 +18,7 @@ from chunkd.client import (
     Progress,
     RetriesExhausted,
     RetryPolicy,
+    ServerError,
     Uploader,
     UploadOptions,
 )
@@ -318,3 +319,13 @@ def test_a_failure_in_every_round_never_gives_up_while_bytes_arrive(tmp_path: Pa
     server.fault = lambda r: httpx.Response(503) if r.method == "PUT" and next(count) % 3 == 2 else None
     result = uploader(server, tmp_path, parallel=1, retry=RetryPolicy(max_retries=2, base=0.001)).upload(path, SF)
     assert server.files["dir/f.bin"] == data and result.sent == len(data)
+
+
+def test_sf_bad_request_other_than_a_resent_range_fails_at_once(tmp_path: Path) -> None:
+    server = FakeImageStore()
+    path, _ = make_file(tmp_path, 100)
+    server.fault = lambda r: httpx.Response(400, json={"Error": {"Code": "E_INVALIDARG", "Message": "bad path"}})
+    with pytest.raises(ServerError) as info:
+        uploader(server, tmp_path).upload(path, SF)
+    assert info.value.status == 400 and "bad path" in str(info.value)
+    assert len(server.requests) == 1

@@ -18,7 +18,7 @@ from chunkd.client.adapters.base import Adapter, MiB, Target
 from chunkd.client.errors import ConfigError, SessionLost, VerificationError
 
 API = "6.0"
-RANGE_CONFLICT = (400,)  # a chunk outside the expected ranges (e.g. resent after a lost 200)
+RANGE_CONFLICT = (400,)  # with RANGE_NOT_SATISFIABLE: a chunk already received (resent after a lost 200)
 
 
 def split_target(url: str) -> tuple[str, str]:
@@ -33,6 +33,13 @@ def split_target(url: str) -> tuple[str, str]:
     if not path:
         raise ConfigError(f"{url} names no file under /ImageStore/")
     return base, path
+
+
+def _fabric_code(response: httpx.Response) -> str:
+    try:
+        return str(response.json()["Error"]["Code"])
+    except (ValueError, KeyError, TypeError):
+        return ""
 
 
 class ServiceFabricAdapter(Adapter):
@@ -95,7 +102,8 @@ class ServiceFabricAdapter(Adapter):
         r = yield from send(request)
         if r.status_code in (404, 410):
             raise SessionLost(f"the image store forgot upload session {self.session_id}")
-        expect(r, (200,), f"UploadChunk {start}-{end - 1}", resync=RANGE_CONFLICT)
+        resync = RANGE_CONFLICT if _fabric_code(r) == "FABRIC_E_UPLOAD_SESSION_RANGE_NOT_SATISFIABLE" else ()
+        expect(r, (200,), f"UploadChunk {start}-{end - 1}", resync=resync)
         self.confirmed = True
 
     def finish(self) -> Flow[str]:
