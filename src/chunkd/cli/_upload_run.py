@@ -237,6 +237,11 @@ def sessions_show(session_id: str, server: str, token: str | None, data_dir: Pat
     missing = s.get("missingRanges", [])
     shown = ", ".join(f"{a}-{b - 1}" for a, b in missing[:8]) + (" …" if len(missing) > 8 else "")
     console.print(f"[bold]{'missing':>10}[/bold]  {shown or 'nothing'}")
+    transfer = s.get("transfer") or {}
+    if transfer:
+        console.print(f"[bold]{'transfer':>10}[/bold]  {transfer.get('writes', 0)} writes, "
+                      f"{transfer.get('body_bytes', 0)} body bytes, {transfer.get('new_bytes', 0)} new, "
+                      f"{transfer.get('duplicate_writes', 0)} duplicates (this server process)")
 
 
 def sessions_delete(session_ids: list[str], server: str, token: str | None, data_dir: Path | None) -> None:
