@@ -279,6 +279,12 @@ class BlobStore:
             after = page[-1].id
         return sorted(out, key=lambda r: (r.created_at, r.id))
 
+    async def any_block_id(self, cid: str, name: str) -> str | None:
+        """One staged block id of the blob, or None."""
+        prefix = block_prefix(cid, name)
+        page = await self.engine.list_resources(K_BLOCK, parent=cid, after=prefix, limit=1)
+        return str(page[0].data["blockId"]) if page and page[0].id.startswith(prefix) else None
+
     async def stage_block(self, container: Resource, name: str, block_id: str, length: int, body: Body) -> None:
         principal = self.principal(container)
         ttl = max(1.0, float(container.data["containerExpires"]) - time.time())

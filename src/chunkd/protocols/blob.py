@@ -91,7 +91,7 @@ def _props(request: Request, *, put_blob: bool) -> BlobProps:
     h = request.headers
     ctype = h.get("x-ms-blob-content-type") or (h.get("content-type") if put_blob else "") \
         or "application/octet-stream"
-    return BlobProps(
+    return _check_meta(BlobProps(
         content_type=ctype,
         content_encoding=h.get("x-ms-blob-content-encoding") or (h.get("content-encoding", "") if put_blob else ""),
         content_language=h.get("x-ms-blob-content-language") or (h.get("content-language", "") if put_blob else ""),
@@ -99,7 +99,20 @@ def _props(request: Request, *, put_blob: bool) -> BlobProps:
         cache_control=h.get("x-ms-blob-cache-control") or (h.get("cache-control", "") if put_blob else ""),
         md5=h.get("x-ms-blob-content-md5", ""),
         meta={k[len("x-ms-meta-"):]: v for k, v in h.items() if k.startswith("x-ms-meta-")},
-    )
+    ))
+
+
+_META_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+MAX_NAME = 1024
+
+
+def _check_meta(props: BlobProps) -> BlobProps:
+    """Metadata names must be C# identifiers (they become XML element names in listings)."""
+    for key in props.meta:
+        if not _META_NAME.match(key):
+            raise BlobError(400, "InvalidMetadata", "The metadata specified is invalid. It has characters that are "
+                            "not permitted.", MetadataName=key)
+    return props
 
 
 def _conditions(request: Request) -> Conditions:
@@ -139,7 +152,7 @@ class BlobAPI:
 
     @property
     def routes(self) -> list[BaseRoute]:
-        methods = ["GET", "HEAD", "PUT", "DELETE"]
+        methods = ["GET", "HEAD", "PUT", "DELETE", "POST", "PATCH"]
         return [Route("/blob/{account}/{container}", self.endpoint, methods=methods),
                 Route("/blob/{account}/{container}/{blob:path}", self.endpoint, methods=methods)]
 
@@ -179,11 +192,16 @@ class BlobAPI:
                 query[name] = query[name].replace(" ", "+")
         cname = request.path_params["container"]
         name = request.path_params.get("blob", "")
+        if len(name) > MAX_NAME:
+            raise BlobError(400, "InvalidResourceName", "The specified resource name length is not within the "
+                            "permissible limits.")
         comp = query.get("comp", "")
         if not name and comp != "list" and query.get("restype") != "container":
             raise BlobError(400, "InvalidQueryParameterValue", "Value for one of the query parameters specified "
                             "in the request URI is invalid.", QueryParameterName="restype")
         op = self._ops.get((request.method, bool(name), comp))
+        if request.method not in ("GET", "HEAD", "PUT", "DELETE"):
+            raise BlobError(405, "UnsupportedHttpVerb", "The resource doesn't support specified Http Verb.")
         if op is None:
             raise BlobError(400, "UnsupportedQueryParameter" if comp else "UnsupportedHttpVerb",
                             f"chunkd's container endpoint does not support {request.method} with comp={comp!r}.")
@@ -234,11 +252,13 @@ class BlobAPI:
         return Response(status_code=201, headers=headers)
 
     async def _check_id_length(self, cid: str, name: str, block_id: str) -> None:
-        """Azure requires every block id of a blob to have the same encoded length."""
-        others = [str(r.data["blockId"]) for r in await self.store.blocks(cid, name)]
+        """Azure requires every block id of a blob to have the same encoded length. The ids already there all
+        have one length, so one staged and one committed id suffice (constant work per Put Block)."""
+        others = [await self.store.any_block_id(cid, name)]
         blob = await self.store.get_blob(cid, name)
-        others += [str(b[0]) for b in (blob.data.get("blocks", []) if blob else [])]
-        if any(len(o) != len(block_id) for o in others):
+        if blob is not None and blob.data.get("blocks"):
+            others.append(str(blob.data["blocks"][0][0]))
+        if any(o is not None and len(o) != len(block_id) for o in others):
             raise BlobError(400, "InvalidBlobOrBlock", "The specified blob or block content is invalid.",
                             Reason="all block ids of a blob must have the same length")
 

@@ -7,6 +7,7 @@ import hashlib
 import re
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import urlencode
 
 import httpx
 import pytest
@@ -203,3 +204,29 @@ def test_newer_and_missing_versions_are_accepted(server: ServerProcess) -> None:
     assert r.status_code == 201
     r = httpx.get(f"{box.url}/v.csv", params=box.sas)
     assert r.status_code == 200 and r.content == b"v"
+
+
+def test_odd_names_empty_blocks_and_refusals(server: ServerProcess) -> None:
+    box = Box(server)
+    for name in ("a b/\u00fc ber.csv", "x", "x/y", "deep/" * 20 + "f.csv", "plus+and=.csv"):
+        assert box.put(name, name.encode()).status_code == 201, name
+        assert box.req("GET", name).content == name.encode()
+    assert sorted(box.names()[0]) == sorted(["a b/\u00fc ber.csv", "x", "x/y", "deep/" * 20 + "f.csv",
+                                             "plus+and=.csv"])
+    assert _code(box.put("n" * 1025, b"x")) == (400, "InvalidResourceName")
+    assert _code(box.put("m.csv", b"x", **{"x-ms-meta-1bad": "v"})) == (400, "InvalidMetadata")
+    assert _code(box.req("POST", "m.csv", content=b"x")) == (405, "UnsupportedHttpVerb")
+    assert _code(box.req("PUT", "m.csv", comp="appendblock", content=b"x")) == (400, "UnsupportedQueryParameter")
+    assert _code(box.req("HEAD", "m.csv")) == (404, "BlobNotFound")
+    # a zero-length block and an empty block list
+    assert box.req("PUT", "z.bin", comp="block", blockid=_b64(b"0"), content=b"").status_code == 201
+    assert box.req("PUT", "z.bin", comp="blocklist", content=f"<BlockList><Latest>{_b64(b'0')}</Latest></BlockList>"
+                   .encode()).status_code == 201
+    assert box.req("GET", "z.bin").content == b""
+    assert box.req("PUT", "e.bin", comp="blocklist", content=b"<BlockList/>").status_code == 201
+    assert box.req("HEAD", "e.bin").headers["Content-Length"] == "0"
+    # a raw '+' in blockid (not percent-encoded) means '+', not a space
+    raw = base64.b64encode(b"\xfb\xef\xbe").decode()  # '++++'
+    r = httpx.put(f"{box.url}/plus.bin?{urlencode(box.sas)}&comp=block&blockid={raw}", content=b"p", headers=V)
+    assert r.status_code == 201, r.text
+    assert raw in box.req("GET", "plus.bin", comp="blocklist", blocklisttype="all").text
