@@ -131,10 +131,11 @@ def test_graph_print_three_files(server: ServerProcess, files: dict[str, Path], 
     printer = r.json()["id"]
     for name in ("empty", "one", "mid"):
         doc = _print_document(server, token, printer)
-        out = upload(server, str(files[name]), doc, "--parallel", "4", "--chunk-size", "1M", state=tmp_path)
+        out = upload(server, str(files[name]), doc, "--parallel", "4", "--chunk-size", "1M", "--verify",
+                     state=tmp_path)
         assert out.returncode == 0, out.stderr
         row = results(out)[0]
-        assert row["sha256"] == sha256_file(files[name])
+        assert row["sha256"] == sha256_file(files[name]) and row["verified"] is True
         r = httpx.get(doc, headers={"Authorization": f"Bearer {token}"})
         assert r.json()["size"] == files[name].stat().st_size
         if name != "empty":
@@ -150,11 +151,12 @@ def test_blob_container_sas_three_files(server: ServerProcess, files: dict[str, 
                         "azureDataLakeConnector/getUploadSession", headers=auth).json()
     sas_url = session["sessionUrl"]
     paths = [files["empty"], files["one"], files["mid"]]
-    out = upload(server, *map(str, paths), sas_url, "--parallel", "4", "--chunk-size", "2M", state=tmp_path)
+    out = upload(server, *map(str, paths), sas_url, "--parallel", "4", "--chunk-size", "2M", "--verify",
+                 state=tmp_path)
     assert out.returncode == 0, out.stderr
     container, _, sas = sas_url.partition("?")
     for path, row in zip(paths, results(out), strict=True):
-        assert row["location"] == f"{container}/{path.name}"
+        assert row["location"] == f"{container}/{path.name}" and row["verified"] is True
         assert sha256_url(f"{container}/{path.name}?{sas}") == row["sha256"] == sha256_file(path)
 
 
