@@ -74,3 +74,15 @@ def test_token_from_a_local_data_dir(tmp_path: Path) -> None:
     assert token is not None
     claims = jwt.decode(token, bytes.fromhex("ab" * 32), algorithms=["HS256"], audience="chunkd")
     assert "ImageStore.Admin" in claims["roles"] and "Chunkd.Admin" in claims["roles"]
+
+
+def test_public_api_is_sorted_and_importable() -> None:
+    import chunkd.client as client
+
+    assert client.__all__ == sorted(client.__all__)
+    for name in client.__all__:
+        assert getattr(client, name) is not None
+    assert issubclass(client.AuthError, client.ServerError)
+    assert issubclass(client.ServerError, client.TransferError)
+    assert all(issubclass(e, client.UploadError) for e in (client.ConfigError, client.TransferError,
+                                                            client.VerificationError))
