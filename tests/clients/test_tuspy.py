@@ -85,3 +85,14 @@ def test_tuspy_checksummed_upload_stopped_and_resumed(serve, tmp_path: Path) -> 
         for piece in r.iter_bytes(1 << 20):
             got.update(piece)
     assert got.hexdigest() == digest.hexdigest()
+
+
+def test_bench_script_runs(serve) -> None:  # type: ignore[no-untyped-def]
+    """bench/tus_upload.py against a running server, tiny, so that the benchmark cannot rot (no figure asserted)."""
+    import sys
+
+    server = serve("--no-auth")
+    out = subprocess.run([sys.executable, str(ROOT / "bench" / "tus_upload.py"), "--size-mib", "16", "--chunk-mib", "4",
+                          "--checksum", "--url", server.url], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "MB/s" in out.stdout
