@@ -18,7 +18,11 @@ GET_SESSION = "microsoft.graph.industryData.azureDataLakeConnector/getUploadSess
 
 
 def start_server(tmp_path_factory: pytest.TempPathFactory, *args: str) -> Iterator[ServerProcess]:
-    server = ServerProcess(tmp_path_factory.mktemp("idsrv") / "data", list(args)).start()
+    data = tmp_path_factory.mktemp("idsrv") / "data"
+    try:
+        server = ServerProcess(data, list(args)).start(timeout=60)
+    except RuntimeError:  # on a busy machine another process may take the free port first: try another one
+        server = ServerProcess(data, list(args)).start(timeout=60)
     try:
         yield server
     finally:
