@@ -19,9 +19,11 @@ GET_SESSION = "microsoft.graph.industryData.azureDataLakeConnector/getUploadSess
 
 def start_server(tmp_path_factory: pytest.TempPathFactory, *args: str) -> Iterator[ServerProcess]:
     data = tmp_path_factory.mktemp("idsrv") / "data"
+    server = ServerProcess(data, list(args))
     try:
-        server = ServerProcess(data, list(args)).start(timeout=60)
+        server.start(timeout=60)
     except RuntimeError:  # on a busy machine another process may take the free port first: try another one
+        server.stop()
         server = ServerProcess(data, list(args)).start(timeout=60)
     try:
         yield server
