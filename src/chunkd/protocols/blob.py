@@ -244,9 +244,11 @@ class BlobAPI:
                             "encoded and at most 64 bytes before encoding.")
         await self._check_id_length(container.id, name, block_id)
         length = _content_length(request, MAX_BLOCK)
-        body = wire.CheckedBody(request_body(request), length, request.headers)
+        body = wire.CheckedBody(request_body(request), length, request.headers, always_md5=False)
         await self.store.stage_block(container, name, block_id, length, body)
-        headers = {"Content-MD5": body.md5_b64, "x-ms-request-server-encrypted": "true"}
+        headers = {"x-ms-request-server-encrypted": "true"}
+        if body.hashing:
+            headers["Content-MD5"] = body.md5_b64
         if body.want_crc is not None:
             headers["x-ms-content-crc64"] = wire.crc64_header(body.crc)
         return Response(status_code=201, headers=headers)
