@@ -37,6 +37,7 @@ from chunkd.protocols.tus_wire import (
     TUS_VERSION,
     UPLOAD_ID,
     TusError,
+    content_disposition,
     decoded_text,
     external_base,
     format_metadata,
@@ -265,9 +266,7 @@ class TusAPI:
             raise TusError(400, "ERR_UPLOAD_NOT_FINISHED", "the upload is not finished; HEAD reports its offset")
         info = await self.engine.stat_object(NAMESPACE, session.key)
         headers = {"Tus-Resumable": TUS_VERSION, "X-Content-Type-Options": "nosniff"}
-        name = session.name.replace('"', "").replace("\\", "")
-        if name.isascii():
-            headers["Content-Disposition"] = f'attachment; filename="{name}"' if name else "attachment"
+        headers["Content-Disposition"] = content_disposition(session.name)
         return object_response(self.engine, info, request.headers.get("range"), headers,
                                media_type=safe_media_type(session.content_type))
 

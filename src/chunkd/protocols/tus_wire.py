@@ -11,7 +11,7 @@ import base64
 import binascii
 import re
 from collections.abc import Mapping
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from chunkd.core import errors
 from chunkd.core.checksum import ALGORITHMS, ChecksumIncomplete, UnsupportedAlgorithm
@@ -122,6 +122,16 @@ def safe_media_type(value: str) -> str:
     if _SAFE_TYPE.match(value) and not any(t in lowered for t in ("html", "javascript", "xml", "svg")):
         return value
     return "application/octet-stream"
+
+
+def content_disposition(name: str) -> str:
+    """``attachment`` with the upload's file name: plain for printable ASCII, RFC 8187 ``filename*`` else."""
+    name = "".join(c for c in name if c.isprintable() and c not in '"\\/')
+    if not name:
+        return "attachment"
+    if name.isascii():
+        return f'attachment; filename="{name}"'
+    return f"attachment; filename*=UTF-8''{quote(name, safe='')}"
 
 
 def parse_checksum(value: str | None) -> tuple[str, bytes] | None:

@@ -234,6 +234,7 @@ def test_metadata_is_echoed(client: httpx.Client, create: Create) -> None:
     r = client.get(path)
     assert r.content == b"pdf"
     assert r.headers["content-type"] == "application/pdf"
+    assert r.headers["content-disposition"] == "attachment; filename*=UTF-8''r%C3%A9sum%C3%A9.pdf"
 
 
 def test_html_filetype_is_not_served_as_html(client: httpx.Client, create: Create) -> None:

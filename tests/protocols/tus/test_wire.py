@@ -14,6 +14,7 @@ from chunkd.core.checksum import ChecksumIncomplete, UnsupportedAlgorithm, verif
 from chunkd.core.errors import ChecksumMismatch
 from chunkd.protocols.tus_wire import (
     TusError,
+    content_disposition,
     external_base,
     format_metadata,
     parse_checksum,
@@ -103,3 +104,11 @@ def test_verified_body(algorithm: str) -> None:
 def test_verified_refuses_unknown_algorithm() -> None:
     with pytest.raises(UnsupportedAlgorithm):
         verified(_pieces(b""), "whirlpool", b"x")
+
+
+@pytest.mark.parametrize(("name", "header"), [
+    ("", "attachment"), ("a.pdf", 'attachment; filename="a.pdf"'), ('x"y\\z/w.txt', 'attachment; filename="xyzw.txt"'),
+    ("résumé.pdf", "attachment; filename*=UTF-8''r%C3%A9sum%C3%A9.pdf"), ("\r\n", "attachment"),
+])
+def test_content_disposition(name: str, header: str) -> None:
+    assert content_disposition(name) == header
