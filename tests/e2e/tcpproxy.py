@@ -1,23 +1,22 @@
 """A small TCP proxy for fault-injection tests: it forwards 127.0.0.1:port to an upstream port and can
-delay each forwarded piece, limit the client->server rate, and cut connections at random (in either
-direction, so some requests never arrive and some answers never come back)."""
+delay each forwarded piece, limit the client->server rate, and cut connections (every Nth forwarded piece,
+in either direction, so some requests never arrive and some answers never come back)."""
 
 from __future__ import annotations
 
-import random
 import socket
 import threading
 import time
 
 
 class TcpProxy:
-    def __init__(self, upstream_port: int, *, delay: float = 0.0, drop: float = 0.0, rate: float | None = None,
-                 seed: int = 1) -> None:
+    def __init__(self, upstream_port: int, *, delay: float = 0.0, drop_every: int = 0,
+                 rate: float | None = None) -> None:
         self.upstream_port = upstream_port
         self.delay = delay  # seconds before each forwarded piece
-        self.drop = drop  # probability that a forwarded piece kills its connection instead
+        self.drop_every = drop_every  # every Nth forwarded piece kills its connection instead (0 = never)
         self.rate = rate  # client->server bytes per second (None = unlimited)
-        self.random = random.Random(seed)
+        self.pieces = 0
         self.drops = 0
         self.connections = 0
         self._lock = threading.Lock()
@@ -51,7 +50,8 @@ class TcpProxy:
                 if not data:
                     break
                 with self._lock:
-                    cut = self.drop > 0 and self.random.random() < self.drop
+                    self.pieces += 1
+                    cut = self.drop_every > 0 and self.pieces % self.drop_every == 0
                     if cut:
                         self.drops += 1
                 if cut:

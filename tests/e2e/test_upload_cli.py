@@ -222,7 +222,7 @@ def test_resume_after_sigkill_sends_only_the_missing_ranges(server: ServerProces
 @pytest.mark.parametrize("family", ["sf", "tus"])
 def test_uploads_survive_dropped_connections_and_delays(server: ServerProcess, token: str, files: dict[str, Path],
                                                         tmp_path: Path, family: str) -> None:
-    proxy = TcpProxy(server.port, delay=0.002, drop=0.01, seed=7)
+    proxy = TcpProxy(server.port, delay=0.002, drop_every=60)
     try:
         base = f"http://127.0.0.1:{proxy.port}"
         target = f"{base}/ImageStore/faults/mid.pdf" if family == "sf" else f"{base}/files/"
