@@ -12,6 +12,7 @@ bench/out/<timestamp>/ (results.md, results.json, overview.png) and the Markdown
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import shutil
@@ -21,7 +22,7 @@ import time
 import traceback
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -505,6 +506,8 @@ def main(argv: list[str] | None = None) -> int:
                     results.skip(f"the rest of section {name!r}", f"{type(exc).__name__}: {exc}"[:300])
                     traceback.print_exc()
                 print(f"  ({name}: {time.monotonic() - t1:.1f} s)", flush=True)
+                results.seconds = time.monotonic() - t0
+                (out / "partial.json").write_text(json.dumps(asdict(results), default=str))  # survives a crash
         bench.targets()
     finally:
         stop_all()
@@ -513,6 +516,7 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(work, ignore_errors=True)
     results.seconds = time.monotonic() - t0
     md = save(results, out, rerun)
+    (out / "partial.json").unlink(missing_ok=True)
     print("\n" + md)
     print(f"written to {out}/ (results.md, results.json, overview.png); rerun with: {rerun}")
     return 0
