@@ -383,10 +383,10 @@ class Bench:
         kind = "sf" if self.tus_why else "tus"
         candidates.append((C_TUS if kind == "tus" else C_SF, Chunkd(self.work, label="chunkd-rss"), kind))
         if self.has(TUS_NODE):
-            candidates.append((TUS_NODE, TusNode(self.work), "tus"))
-        for label, peer, k in candidates:
-            peer.name = peer.name + "-rss" if not peer.name.endswith("-rss") else peer.name
-            peer.workdir = self.work / peer.name
+            node = TusNode(self.work)
+            node.name, node.workdir = "tus-node-rss", self.work / "tus-node-rss"
+            candidates.append((TUS_NODE, node, "tus"))
+        for label, peer, k in candidates:  # fresh processes: VmHWM counts from their start
             peer.start()
             try:
                 if plan.sync:
