@@ -99,6 +99,20 @@ def main_table(r: Results) -> str:
     return "\n".join(lines)
 
 
+def wide_table(r: Results) -> str:
+    """One row per measurement, one column per server (medians); the compact form for the README."""
+    servers: list[str] = []
+    for s in r.series:
+        servers += [k for k in s.values if k not in servers]
+    short = {NULL: "null sink"}
+    lines = ["| measurement | unit | " + " | ".join(short.get(k, k) for k in servers) + " |",
+             "|---|---|" + "---:|" * len(servers)]
+    for s in r.series:
+        cells = [_fmt(s.median(k)) if k in s.values else "" for k in servers]
+        lines.append(f"| {s.section}: {s.case} | {s.unit} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def scaling_tables(r: Results) -> str:
     out: list[str] = []
     c = r.scaling.get("commit")
@@ -138,7 +152,8 @@ def targets_table(r: Results) -> str:
 def markdown(r: Results, rerun: str) -> str:
     parts = [f"# chunkd benchmark ({r.mode})", "",
              f"{r.started}; {r.machine}; run took {r.seconds / 60:.1f} min. Rerun: `{rerun}`", "",
-             "## Targets", "", targets_table(r), "", "## Side by side (medians of alternating runs)", "",
+             "## Targets", "", targets_table(r), "", "## Summary (medians)", "", wide_table(r), "",
+             "## Side by side with ratios (medians of alternating runs)", "",
              main_table(r), "", "## Scaling (chunkd engine in-process)", "", scaling_tables(r)]
     if r.notes:
         parts += ["## Notes", ""] + [f"- {n}" for n in r.notes]
