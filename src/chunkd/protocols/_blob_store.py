@@ -54,6 +54,11 @@ def container_not_found() -> BlobError:
     return BlobError(404, "ContainerNotFound", "The specified container does not exist.")
 
 
+def finalised() -> BlobError:
+    return BlobError(403, "AuthorizationFailure", "This request is not authorized to perform this operation.",
+                     Reason="the upload session was finalised by validate; request a new upload session")
+
+
 def blob_not_found() -> BlobError:
     return BlobError(404, "BlobNotFound", "The specified blob does not exist.")
 
@@ -214,7 +219,12 @@ class BlobStore:
 
     async def _install(self, container: Resource, name: str, key: str, size: int, props: BlobProps,
                        blocks: list[list[Any]], cond: Conditions) -> Resource:
-        """Point the blob at a newly published object (compare-and-set), then drop what it replaced."""
+        """Point the blob at a newly published object (compare-and-set), then drop what it replaced.
+
+        The container must be open just before the switch, and still open (or finalised only after the switch)
+        just after it; otherwise the switch is undone -- the previous version comes back -- and the write is
+        refused, so a reset or validate never races with a write into keeping half of it.
+        """
         now = time.time()
         data: dict[str, Any] = {"name": name, "object": key, "size": size, "etag": new_etag(), "modified": now,
                                 "created": now, "blocks": blocks, **props.as_data()}
@@ -222,6 +232,7 @@ class BlobStore:
             for _ in range(50):
                 existing = await self.get_blob(container.id, name)
                 cond.check_write(existing)
+                await self.check_writable(container.id)
                 try:
                     if existing is None:
                         res = await self.engine.create_resource(K_BLOB, blob_id(container.id, name),
@@ -232,26 +243,77 @@ class BlobStore:
                 except (errors.AlreadyExists, errors.Conflict):
                     await anyio.sleep(0.005)
                     continue
-                if existing is not None:
-                    await self.engine.delete_object(NAMESPACE, existing.data["object"])
                 break
             else:
                 raise errors.Conflict("the blob is changing too fast")
+            try:
+                await self.check_writable(container.id, res)
+            except BlobError:
+                with anyio.CancelScope(shield=True):
+                    await self._undo(res, existing)
+                raise
         except BaseException:
             with anyio.CancelScope(shield=True):
                 await self.engine.delete_object(NAMESPACE, key)
             raise
+        if existing is not None:
+            await self.engine.delete_object(NAMESPACE, existing.data["object"])
         for block in await self.blocks(container.id, name):
             await self._drop_block(block)
-        await self._recheck(container, res)
         return res
 
-    async def _recheck(self, container: Resource, blob: Resource) -> None:
-        """A write that raced with a reset/validate must not survive in a container that is no longer open."""
-        current = await self.engine.get_resource(K_CONTAINER, container.id)
-        if current is None or current.data.get("state") != OPEN:
-            await self.delete_blob(container.id, str(blob.data["name"]))
-            raise container_not_found()
+    async def _undo(self, installed: Resource, previous: Resource | None) -> None:
+        try:
+            if previous is None:
+                await self.engine.delete_resource(K_BLOB, installed.id)
+            else:
+                await self.engine.update_resource(installed, previous.data)
+        except (errors.Conflict, errors.NotFound):
+            pass  # someone else changed it meanwhile; theirs stands
+
+    async def check_writable(self, cid: str, blob: Resource | None = None) -> None:
+        """Raise unless the container accepts writes: 404 when it is gone or discarded, 403 once validated.
+
+        With ``blob`` (a version just installed) a validated container keeps it exactly when validate's
+        recorded set has this version -- validate lists the container after sealing it, and a write that
+        committed before that listing is part of it. Waits briefly for validate to record its set.
+        """
+        current = await self.engine.get_resource(K_CONTAINER, cid)
+        deadline = time.monotonic() + 10.0
+        while True:
+            state = current.data.get("state") if current else None
+            if current is None or state == DISCARDED:
+                raise container_not_found()
+            if state == OPEN:
+                return
+            if blob is None:
+                raise finalised()
+            recorded = current.data.get("validated")
+            if isinstance(recorded, dict):
+                if recorded.get(str(blob.data["name"])) == blob.data["etag"]:
+                    return
+                raise finalised()
+            if time.monotonic() > deadline:
+                raise finalised()
+            await anyio.sleep(0.02)
+            current = await self.engine.get_resource(K_CONTAINER, cid)
+
+    async def seal(self, cid: str) -> list[Resource]:
+        """Finalise the container for validate: no write is accepted from now on, and the blobs listed here
+        (recorded as the validated set, name -> etag) are exactly the ones writers keep."""
+        await self.set_state(cid, VALIDATED)
+        blobs = await self.list_blobs(cid)
+        recorded = {str(b.data["name"]): b.data["etag"] for b in blobs}
+        for _ in range(50):
+            res = await self.engine.get_resource(K_CONTAINER, cid)
+            if res is None:
+                raise container_not_found()
+            try:
+                await self.engine.update_resource(res, {**res.data, "validated": recorded})
+                return blobs
+            except errors.Conflict:
+                await anyio.sleep(0.01)
+        raise errors.Conflict("the container is changing too fast")
 
     async def delete_blob(self, cid: str, name: str) -> bool:
         blob = await self.get_blob(cid, name)
@@ -311,10 +373,14 @@ class BlobStore:
             with anyio.CancelScope(shield=True):
                 await self._drop_session(principal, session.id)
             raise
-        current = await self.engine.get_resource(K_CONTAINER, container.id)
-        if current is None or current.data.get("state") != OPEN:
-            await self.delete_blob(container.id, name)
-            raise container_not_found()
+        try:
+            await self.check_writable(container.id)  # staged blocks never belong to a validated set
+        except BlobError:
+            with anyio.CancelScope(shield=True):
+                block = await self.engine.get_resource(K_BLOCK, rid)
+                if block is not None and block.data.get("session") == session.id:
+                    await self._drop_block(block)
+            raise
 
     async def commit_blocks(self, container: Resource, name: str, wanted: list[tuple[str, str]], props: BlobProps,
                             cond: Conditions) -> Resource:

@@ -38,6 +38,7 @@ from chunkd.protocols._blob_store import (
     Conditions,
     blob_not_found,
     container_not_found,
+    finalised,
 )
 from chunkd.protocols._http import RangeNotSatisfiable, first_query, http_date, parse_range, request_body
 
@@ -212,9 +213,7 @@ class BlobAPI:
         if container is None:
             raise container_not_found()
         if letter in _WRITE and container.data.get("state") != OPEN:
-            raise BlobError(403, "AuthorizationFailure", "This request is not authorized to perform this "
-                            "operation.", Reason="the upload session was finalised by validate; request a new "
-                            "upload session")
+            raise finalised()
         return await handler(request, container, name, query)
 
     # -- writes ------------------------------------------------------------------------------------

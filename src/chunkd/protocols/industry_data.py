@@ -33,7 +33,7 @@ from chunkd.core import errors
 from chunkd.core.engine import Engine
 from chunkd.core.models import Resource
 from chunkd.core.principal import Principal
-from chunkd.protocols._blob_store import K_CONTAINER, OPEN, VALIDATED, BlobStore
+from chunkd.protocols._blob_store import K_CONTAINER, OPEN, BlobStore
 from chunkd.protocols._graph import GraphError, authenticate, graph_call, json_object
 from chunkd.protocols._http import first_query, iso_date
 from chunkd.protocols.industry_validate import DEFAULT_RULES, Rule, ValidationContext, run_rules
@@ -232,8 +232,7 @@ class IndustryDataAPI:
         op = await self.engine.create_resource(K_OPERATION, op_id, principal, {
             "status": "running", "created": now, "lastAction": now, "connectorId": conn.id,
             "containerId": container_id, "errors": [], "warnings": [], "validatedFiles": []}, parent=conn.id)
-        await self.store.set_state(container_id, VALIDATED)  # from here on the session's SAS cannot write
-        blobs = await self.store.list_blobs(container_id)
+        blobs = await self.store.seal(container_id)  # from here on the session's SAS cannot write
         ctx = ValidationContext(connector=conn.data, container_id=container_id, blobs=blobs,
                                 uncommitted=await self.store.uncommitted_names(container_id),
                                 read=lambda b: self.store.read(b, 0, int(b.data["size"])))

@@ -212,3 +212,33 @@ def test_validate_reports_bad_files(server: ServerProcess, admin: dict[str, str]
         ("RequiredFileNotFound", "TeacherRoster.csv")])
     assert _codes(op["warnings"]) == [("UnexpectedFile", "readme.txt")]
     _graph_error(httpx.get(f"{server.url}{BETA}/operations/nope", headers=admin), 404, "itemNotFound")
+
+
+def test_validate_racing_with_uploads_is_all_or_nothing_per_file(server: ServerProcess,
+                                                                 admin: dict[str, str]) -> None:
+    """Writes that got 201 are exactly the files listed and validated; refused writes left nothing."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    cid = create_connector(server.url, admin)["id"]
+    s = upload_session(server.url, cid, headers=admin)
+    url, q = split_sas(s["sessionUrl"])
+    for name in ("orgs.csv", "users.csv", "roles.csv"):
+        _put(s, name, b"sourcedId,x\n1,y\n")
+
+    def put(i: int) -> tuple[str, int]:
+        name = f"extra{i:03d}.csv"
+        with httpx.Client() as c:
+            return name, c.put(f"{url}/{name}", params=q, headers=PUT, content=b"sourcedId,x\n1,y\n" * 2000).status_code
+
+    with ThreadPoolExecutor(8) as pool:
+        futures = [pool.submit(put, i) for i in range(60)]
+        time_to_validate = futures[20].result()  # let some land first
+        assert time_to_validate[1] == 201
+        op = _validate(server, admin, cid)
+        results = dict(f.result() for f in futures)
+    ok = {n for n, status in results.items() if status == 201}
+    assert set(results.values()) <= {201, 403}
+    assert any(status == 403 for status in results.values()) or len(ok) == 60
+    listed = set(_names(s)) - {"orgs.csv", "users.csv", "roles.csv"}
+    assert listed == ok
+    assert set(op["validatedFiles"]) == ok | {"orgs.csv", "users.csv", "roles.csv"}
