@@ -162,6 +162,12 @@ def scenario(url: str, sas: Callable[[str], str]) -> dict[str, Any]:
     step("read_only_write", lambda: ContainerClient.from_container_url(f"{url}?{sas('rl')}").upload_blob(
         "evil.csv", b"x", overwrite=True))
     step("read_only_list", lambda: len(list(ContainerClient.from_container_url(f"{url}?{sas('rl')}").list_blobs())))
+    step("checked_blocks", lambda: bool(blocks.get_blob_client("checked.bin").upload_blob(
+        big[: (2 << 20) + 5], validate_content=True, max_concurrency=2)))
+    step("checked_download", lambda: c.download_blob("checked.bin", validate_content=True).readall()
+         == big[: (2 << 20) + 5])
+    step("checked_range", lambda: c.download_blob("checked.bin", offset=100, length=1000,
+                                                  validate_content=True).readall() == big[100:1100])
     mixed = c.get_blob_client("mixed.bin")
     step("mixed_1", lambda: mixed.stage_block("AAAA", b"1")["request_server_encrypted"])
     step("mixed_2", lambda: mixed.stage_block("AAAAAAAA", b"2")["request_server_encrypted"])
@@ -187,3 +193,4 @@ def test_same_sdk_calls_same_answers(azurite: str, chunkd: ServerProcess) -> Non
     assert ours["bad_md5"] == ("error", 400, "Md5Mismatch") and ours["after_bad_md5"] == b"sourcedId,name\n1,North\n"
     assert ours["commit_unknown"] == ("error", 400, "InvalidBlockList")
     assert ours["read_only_write"] == ("error", 403, "AuthorizationPermissionMismatch")
+    assert ours["checked_blocks"] is ours["checked_download"] is ours["checked_range"] is ours["big_sha"] is True
