@@ -356,17 +356,19 @@ class BlobStore:
             await self.engine.write_range(session.id, principal, 0, length, body)
             data = {"name": name, "blockId": block_id, "session": session.id, "size": length}
             rid = block_prefix(container.id, name) + _h(block_id, 40)
-            for _ in range(50):
-                old = await self.engine.get_resource(K_BLOCK, rid)
+            old: Resource | None = None
+            for attempt in range(50):
                 try:
-                    if old is None:
+                    if attempt == 0 or old is None:  # the common case, a new id, costs one insert and no read
                         await self.engine.create_resource(K_BLOCK, rid, principal, data, parent=container.id)
                     else:
                         await self.engine.update_resource(old, data)
                         await self._drop_session(principal, str(old.data["session"]))
                     break
                 except (errors.AlreadyExists, errors.Conflict):
-                    await anyio.sleep(0.005)
+                    old = await self.engine.get_resource(K_BLOCK, rid)  # re-staged id: replace it
+                    if attempt:
+                        await anyio.sleep(0.005)
             else:
                 raise errors.Conflict("the block is changing too fast")
         except BaseException:

@@ -142,6 +142,10 @@ def test_blocks_stage_list_commit_and_reuse(server: ServerProcess) -> None:
     r = box.req("PUT", "big.bin", comp="block", blockid=ids[0], content=b"Z" * 1000,
                 headers={"Content-MD5": _b64(hashlib.md5(b"other").digest())})
     assert _code(r) == (400, "Md5Mismatch")
+    # staging an id again replaces its bytes
+    chunks[2] = b"D" * 7
+    assert box.req("PUT", "big.bin", comp="block", blockid=ids[2], content=chunks[2]).status_code == 201
+    assert box.req("GET", "big.bin", comp="blocklist", blocklisttype="uncommitted").text.count("<Block>") == 3
     # commit in a different order than staged, leaving one block out
     body = ("<?xml version='1.0' encoding='utf-8'?><BlockList>"
             f"<Latest>{ids[2]}</Latest><Uncommitted>{ids[0]}</Uncommitted></BlockList>").encode()
