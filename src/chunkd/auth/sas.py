@@ -21,13 +21,13 @@ import base64
 import binascii
 import hashlib
 import hmac
-import os
-import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import quote
+
+from chunkd.auth.keys import load_or_create_key
 
 SAS_VERSION = "2025-11-05"  # sv of the SAS chunkd issues
 _MIN_VERSION = "2018-11-09"
@@ -51,20 +51,7 @@ def _auth_failed(detail: str) -> SasError:
 
 def load_or_create_account_key(data_dir: Path) -> bytes:
     """The account key (raw bytes), created on first use; the first of several starting processes wins."""
-    path = data_dir / "keys" / "blob-account.key"
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(base64.b64encode(secrets.token_bytes(64)).decode())
-        try:
-            os.link(tmp, path)
-        except FileExistsError:
-            pass
-        finally:
-            tmp.unlink()
-    return base64.b64decode(path.read_text().strip())
+    return load_or_create_key(data_dir, "blob-account", size=64, encoding="base64")
 
 
 def format_time(dt: datetime) -> str:

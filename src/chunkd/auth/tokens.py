@@ -9,14 +9,13 @@ is an application token. A token from the Microsoft consumer tenant is a persona
 from __future__ import annotations
 
 import json
-import os
-import secrets
 import time
 from pathlib import Path
 from typing import Any
 
 import jwt
 
+from chunkd.auth.keys import load_or_create_key
 from chunkd.core.principal import Principal
 
 ISSUER = "chunkd"
@@ -30,23 +29,8 @@ class InvalidToken(Exception):
 
 
 def load_or_create_secret(data_dir: Path) -> bytes:
-    """The HS256 signing key, created (0600) on first use so local set-up needs no configuration."""
-    path = data_dir / "keys" / "jwt-hs256.key"
-    if path.exists():
-        return bytes.fromhex(path.read_text().strip())
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    secret = secrets.token_bytes(32)
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(secret.hex())
-    try:
-        os.link(tmp, path)  # first writer wins when two processes start at once
-    except FileExistsError:
-        pass
-    finally:
-        tmp.unlink()
-    return bytes.fromhex(path.read_text().strip())
+    """The HS256 signing key, created on first use so local set-up needs no configuration."""
+    return load_or_create_key(data_dir, "jwt-hs256")
 
 
 def issue_token(secret: bytes, *, tenant: str = DEFAULT_TENANT, user: str = "", app: str = "chunkd-cli",

@@ -9,9 +9,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import os
-import secrets
-from pathlib import Path
 
 
 class BadUrlToken(Exception):
@@ -20,25 +17,6 @@ class BadUrlToken(Exception):
 
 class ExpiredUrlToken(Exception):
     """The token was valid but its time is up."""
-
-
-def load_or_create_key(data_dir: Path, name: str) -> bytes:
-    """A 32-byte key, created on first use; the first of several racing processes wins."""
-    path = data_dir / "keys" / f"{name}.key"
-    if path.exists():
-        return bytes.fromhex(path.read_text().strip())
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(secrets.token_bytes(32).hex())
-    try:
-        os.link(tmp, path)
-    except FileExistsError:
-        pass
-    finally:
-        tmp.unlink()
-    return bytes.fromhex(path.read_text().strip())
 
 
 class UrlSigner:

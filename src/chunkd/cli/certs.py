@@ -2,25 +2,17 @@
 
 from __future__ import annotations
 
-import ipaddress
 import shlex
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from chunkd.cli._hosts import is_loopback
+
 certs_app = typer.Typer(no_args_is_help=True, help="Certificates for HTTPS with client certificates.")
 
 _LOCAL_NAMES = ["localhost", "127.0.0.1", "::1"]
-
-
-def _is_local(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 @certs_app.command("init")
@@ -56,7 +48,7 @@ def init(
         typer.echo(f"wrote a CA, a server certificate for {', '.join(hosts)} and client certificates "
                    f"{admin_name!r} (admin) and {reader_name!r} (read-only) to {pki.directory}", err=True)
     public = hosts[0]
-    listen = "127.0.0.1" if _is_local(public) else "0.0.0.0"
+    listen = "127.0.0.1" if is_loopback(public) else "0.0.0.0"
     url_host = f"[{public}]" if ":" in public else public
     q = shlex.quote
     serve = (f"chunkd serve --data-dir {q(str(data_dir.resolve()))} --host {listen} --port {port} "

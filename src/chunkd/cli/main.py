@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ctypes
-import ipaddress
 import os
 from pathlib import Path
 from typing import Annotated
@@ -13,19 +12,11 @@ import typer
 
 from chunkd.auth.permissions import ALL_ROLES
 from chunkd.auth.tokens import DEFAULT_TENANT, issue_token, load_or_create_secret
+from chunkd.cli._hosts import is_loopback
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Resumable, chunked upload sessions.")
 
 DataDir = Annotated[Path, typer.Option("--data-dir", envvar="CHUNKD_DATA_DIR", help="data directory")]
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _tune_malloc() -> None:
@@ -85,7 +76,7 @@ def serve(
 
     settings = Settings()
     # Checked on the settings, not the flags: CHUNKD_NO_AUTH / CHUNKD_TLS_* in the environment count too.
-    if settings.no_auth and not _is_loopback(settings.host) and not (force or settings.force_no_auth):
+    if settings.no_auth and not is_loopback(settings.host) and not (force or settings.force_no_auth):
         typer.echo(f"refusing --no-auth on non-loopback address {settings.host}: anyone who can reach it could "
                    "write and delete; add --force if you mean it", err=True)
         raise typer.Exit(2)

@@ -26,6 +26,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from chunkd.auth.authenticator import Authenticator
+from chunkd.auth.keys import load_or_create_key
 from chunkd.auth.permissions import (
     PRINTERS_CREATE,
     PRINTJOB_CREATE,
@@ -34,7 +35,7 @@ from chunkd.auth.permissions import (
     PRINTJOB_READWRITE,
     PRINTJOB_READWRITE_ALL,
 )
-from chunkd.auth.urlsign import BadUrlToken, ExpiredUrlToken, UrlSigner, load_or_create_key
+from chunkd.auth.urlsign import BadUrlToken, ExpiredUrlToken, UrlSigner
 from chunkd.core import errors
 from chunkd.core.engine import Engine
 from chunkd.core.models import Resource, Session, SessionState
