@@ -269,32 +269,6 @@ class Engine:
             delay = min(delay * 2, 0.25)
             ranges = pending
 
-    async def take_over_stale_claims(self, session_id: str, start: int, end: int) -> None:
-        """Make way for a new write of ``[start, end)``: drop claims on it that were not renewed for
-        ``2 * renew_interval`` (their writer died with its process, or its client stalled).
-
-        A live writer renews its claim while bytes flow, so it is waited for (up to ``busy_wait``, then
-        RangeBusy); a stalled one that wakes up finds its claim gone and stops with WriteInterrupted
-        before writing. Call before :meth:`write_range` when a resend after a crash must not wait for
-        the dead request's lease to run out.
-        """
-        if not await self.store.claimed(session_id, start, end):
-            return  # nobody holds any part of it (the common case): no write transaction, no WAL fsync
-        deadline = time.monotonic() + self.config.busy_wait
-        delay = 0.05
-        while True:
-            probe = secrets.token_hex(16)
-            # "now" shifted so that the store's drop-expired-claims step drops exactly the stale ones
-            shifted = self.clock() + self.config.lease - 2 * self.config.renew_interval
-            claim = await self.store.claim(session_id, probe, start, end, shifted, 0.0)
-            await self.store.release(session_id, probe)
-            if not claim.busy:
-                return
-            if time.monotonic() > deadline:
-                raise RangeBusy("another request is still writing part of this range; retry")
-            await anyio.sleep(delay)
-            delay = min(delay * 2, 0.5)
-
     # -- sequential appends (tus) -----------------------------------------------------------------
     async def append_at(self, session_id: str, principal: Principal, offset: int, body: Body,
                         count: int | None) -> Session:
@@ -315,8 +289,8 @@ class Engine:
         if count is not None and offset + count > limit:
             raise TooLarge(f"{offset + count} bytes exceed the upload's length of {limit}")
         end = offset + count if count is not None else limit
-        if end > offset:
-            await self._take_over_stale(session.id, offset, end)
+        if end > offset and await self.drop_stale_claims(session.id, offset, end):
+            raise RangeBusy("another request is still appending to this upload")
         try:
             if count is not None:
                 return (await self.write_range(session.id, principal, offset, end, body, keep_partial=True)).session
@@ -328,22 +302,34 @@ class Engine:
                 await self._emit("completed", session)
             return session
 
-    async def _take_over_stale(self, session_id: str, start: int, end: int) -> None:
-        """Drop claims on the session not renewed for ``2 * renew_interval`` (their holder's connection is
-        stale: a live holder renews before writing once its renewal is ``renew_interval`` old, so it
-        will notice the loss before writing again); RangeBusy if a live claim overlaps ``[start, end)``.
+    async def drop_stale_claims(self, session_id: str, start: int, end: int, *, wait: float = 0.0) -> bool:
+        """Make way for a new write of ``[start, end)``: drop claims on it that were not renewed for
+        ``2 * renew_interval`` (their writer died with its process, or its client stalled). With ``wait``,
+        keep trying for up to that many seconds while live claims overlap (a claim a dead process left a
+        moment ago becomes stale within ``2 * renew_interval``). Returns True when live claims still
+        overlap the range.
 
-        Uses a throw-away probe claim whose ``now`` is shifted so that the store's "drop expired claims"
-        step drops exactly the stale ones; the probe is released at once.
+        A live writer renews its claim before writing once its renewal is ``renew_interval`` old, so a
+        stalled writer that wakes up finds its claim gone and stops (WriteInterrupted) before it could
+        write into the range. Costs one read when nobody holds the range.
         """
-        if not await self.store.claimed(session_id, start, end):
-            return  # nobody holds any part of it (the common case): no write transaction, no WAL fsync
-        probe = secrets.token_hex(16)
-        shifted = self.clock() + self.config.lease - 2 * self.config.renew_interval
-        claim = await self.store.claim(session_id, probe, start, end, shifted, 0.0)
-        await self.store.release(session_id, probe)
-        if claim.busy:
-            raise RangeBusy("another request is still appending to this upload")
+        deadline = time.monotonic() + wait
+        delay = 0.05
+        while True:
+            if not await self.store.claimed(session_id, start, end):
+                return False  # the common case: no write transaction, no WAL fsync
+            # a throw-away probe claim whose "now" is shifted so that the store's drop-expired-claims
+            # step drops exactly the stale ones; released at once
+            probe = secrets.token_hex(16)
+            shifted = self.clock() + self.config.lease - 2 * self.config.renew_interval
+            claim = await self.store.claim(session_id, probe, start, end, shifted, 0.0)
+            await self.store.release(session_id, probe)
+            if not claim.busy:
+                return False
+            if time.monotonic() >= deadline:
+                return True
+            await anyio.sleep(delay)
+            delay = min(delay * 2, 0.5)
 
     async def set_length(self, session_id: str, principal: Principal, length: int) -> Session:
         """Fix the total length of a session opened without one (tus deferred length). Setting the same

@@ -205,7 +205,8 @@ class ServiceFabricAPI:
         _check_content_length(request, end - start)
         session = await self.engine.ensure_session(principal, FAMILY, session_id, NAMESPACE, key, total)
         # a resend after a crash or a dropped connection must not wait for the dead request's lease
-        await self.engine.take_over_stale_claims(session.id, start, end)
+        if await self.engine.drop_stale_claims(session.id, start, end, wait=self.engine.config.busy_wait):
+            raise errors.RangeBusy("another request is still writing part of this range; retry")
         await self.engine.write_range(session.id, principal, start, end, request_body(request))
         return Response(status_code=200)
 
