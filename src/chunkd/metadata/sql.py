@@ -38,6 +38,7 @@ from chunkd.metadata.schema import claims, resources, session_ranges, sessions
 
 T = TypeVar("T")
 _LIVE = (SessionState.OPEN.value, SessionState.COMMITTING.value, SessionState.COMMITTED.value)
+_DEAD = tuple(s.value for s in SessionState if s.value not in _LIVE)
 _JSON_FIELDS = ("metadata", "extra")
 
 
@@ -382,7 +383,8 @@ class SqlSessionStore:
             with self._write() as conn:
                 # lock the rows (PostgreSQL) so that a concurrent create() that replaces one of these dead
                 # sessions with a live one waits, and then finds no row, instead of losing its new session
-                q = sa.select(sessions.c.id).where(sessions.c.state.notin_(_LIVE), sessions.c.modified_at < before)
+                # an IN over the dead states (not NOT IN over the live ones) lets ix_sessions_dead serve it
+                q = sa.select(sessions.c.id).where(sessions.c.state.in_(_DEAD), sessions.c.modified_at < before)
                 if not self.sqlite:
                     q = q.with_for_update(skip_locked=True)
                 ids = [r.id for r in conn.execute(q.limit(1000))]
