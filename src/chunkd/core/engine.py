@@ -132,10 +132,7 @@ class Engine:
         session = await self.store.get(session_id)
         if session is None:
             raise SessionNotFound()
-        if not session.state.alive:
-            raise SessionGone()
-        if session.expires_at < self.clock():
-            raise SessionGone("the upload session expired")
+        self._check_live(session)
         if principal is not None:
             self._check_owner(session, principal)
         return session
@@ -163,7 +160,7 @@ class Engine:
 
     # -- writing ----------------------------------------------------------------------------------
     async def write_range(self, session_id: str, principal: Principal, start: int, end: int, body: Body,
-                          *, keep_partial: bool = False) -> WriteResult:
+                          *, keep_partial: bool = False, session: Session | None = None) -> WriteResult:
         """Write ``[start, end)`` of a session from ``body``, which must hold exactly ``end - start`` bytes.
 
         Bytes already received are read and dropped, not rewritten; a range that is entirely received
@@ -171,7 +168,11 @@ class Engine:
         early (ClientGone) keeps and records what arrived before the error is re-raised; otherwise a
         short or long body raises LengthMismatch and records nothing.
         """
-        session = await self.get_session(session_id, principal=principal)
+        if session is None or session.id != session_id:
+            session = await self.get_session(session_id, principal=principal)
+        else:  # the caller read it a moment ago: check it as get_session would, without another query
+            self._check_live(session)
+            self._check_owner(session, principal)
         if start < 0 or end < start:
             raise InvalidRange("start must not exceed end")
         if session.length is not None and end > session.length:
@@ -196,13 +197,16 @@ class Engine:
             # newer request took the range over, or we could overwrite bytes it already acknowledged.
             nonlocal renewed
             if time.monotonic() - renewed > self.config.renew_interval:
-                if not await self.store.renew(session.id, token, self.clock(), self.config.lease):
+                if not await self.store.renew(session_id, token, self.clock(), self.config.lease):
                     raise WriteInterrupted("another request took over this range")
                 renewed = time.monotonic()
 
         try:
             if todo:
-                writer = await self.storage.stage_open(session.storage_ref, todo[0][0])
+                try:
+                    writer = await self.storage.stage_open(session.storage_ref, todo[0][0])
+                except FileNotFoundError as exc:  # expired, deleted or committed since it was read
+                    raise SessionGone("the upload session ended while this request started") from exc
             cursor = todo[0][0] if todo else end
             async for piece in body:
                 n = len(piece)
@@ -293,8 +297,10 @@ class Engine:
             raise RangeBusy("another request is still appending to this upload")
         try:
             if count is not None:
-                return (await self.write_range(session.id, principal, offset, end, body, keep_partial=True)).session
-            await self.write_range(session.id, principal, offset, end, _ended(body), keep_partial=True)
+                return (await self.write_range(session.id, principal, offset, end, body, keep_partial=True,
+                                               session=session)).session
+            await self.write_range(session.id, principal, offset, end, _ended(body), keep_partial=True,
+                                   session=session)
             raise LengthMismatch("the body is longer than the upload")  # pragma: no cover - write_range raises
         except _BodyEnded:
             session = await self.get_session(session.id)
@@ -639,6 +645,12 @@ class Engine:
             raise InvalidRange("length must not be negative")
         if length is not None and length > self.config.max_size:
             raise TooLarge(f"the upload is larger than the maximum of {self.config.max_size} bytes")
+
+    def _check_live(self, session: Session) -> None:
+        if not session.state.alive:
+            raise SessionGone()
+        if session.expires_at < self.clock():
+            raise SessionGone("the upload session expired")
 
     @staticmethod
     def _check_owner(session: Session, principal: Principal) -> None:

@@ -287,25 +287,24 @@ class SqlSessionStore:
                     raise SessionNotFound()
                 if written and row.state not in _LIVE:
                     raise SessionGone("the upload session was deleted or expired while it was written")
-                if written:
-                    held = conn.execute(sa.select(sa.func.count()).select_from(claims).where(
-                        claims.c.session_id == session_id, claims.c.token == token)).scalar_one()
-                    if not held:
-                        raise WriteInterrupted("another request took over this range")
+                # dropping the token's claims tells whether it still held them (one statement, not two)
+                dropped = conn.execute(claims.delete().where(claims.c.session_id == session_id,
+                                                             claims.c.token == token)).rowcount
+                if written and not dropped:
+                    raise WriteInterrupted("another request took over this range")
                 added = 0
                 for start, end in written:
                     added += self._merge(conn, session_id, start, end)
-                conn.execute(claims.delete().where(claims.c.session_id == session_id,
-                                                   claims.c.token == token))
-                values: dict[str, Any] = {
-                    "received": sessions.c.received + added, "version": sessions.c.version + 1,
-                    "modified_at": now, "expires_at": expires_at,
-                }
-                if length is not None and row.length is None:
-                    values["length"] = length
-                conn.execute(sessions.update().where(sessions.c.id == session_id).values(**values))
-                row = conn.execute(sa.select(sessions).where(sessions.c.id == session_id)).first()
-                return _row_to_session(row)
+                # the session row is locked for this transaction, so the new values follow from the old
+                before = _row_to_session(row)
+                after = before.evolve(received=before.received + added, version=before.version + 1,
+                                      modified_at=now, expires_at=expires_at,
+                                      length=length if length is not None and before.length is None
+                                      else before.length)
+                conn.execute(sessions.update().where(sessions.c.id == session_id).values(
+                    received=after.received, version=after.version, modified_at=now, expires_at=expires_at,
+                    length=after.length))
+                return after
 
         return await self._run(run)
 

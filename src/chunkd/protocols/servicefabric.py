@@ -207,7 +207,7 @@ class ServiceFabricAPI:
         # a resend after a crash or a dropped connection must not wait for the dead request's lease
         if await self.engine.drop_stale_claims(session.id, start, end, wait=self.engine.config.busy_wait):
             raise errors.RangeBusy("another request is still writing part of this range; retry")
-        await self.engine.write_range(session.id, principal, start, end, request_body(request))
+        await self.engine.write_range(session.id, principal, start, end, request_body(request), session=session)
         return Response(status_code=200)
 
     async def get_upload_session(self, request: Request, principal: Principal, content: str,
