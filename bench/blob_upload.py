@@ -14,8 +14,6 @@ import argparse
 import hashlib
 import json
 import os
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -24,30 +22,13 @@ from pathlib import Path
 import httpx
 from azure.storage.blob import ContainerClient
 
+if __package__ in (None, ""):  # run as a script: make the repository root importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.local_server import start_chunkd
+
 BETA = "/beta/external/industryData"
 SESSION = "microsoft.graph.industryData.azureDataLakeConnector/getUploadSession"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def start_server(data_dir: Path, workers: int) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "chunkd.cli.main", "serve", "--no-auth", "--port", str(port),
-                             "--data-dir", str(data_dir), "--workers", str(workers)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(600):
-        try:
-            httpx.get(url + BETA + "/dataConnectors", timeout=1)
-            return proc, url
-        except httpx.TransportError:
-            time.sleep(0.1)
-    proc.kill()
-    raise SystemExit("chunkd did not start")
 
 
 def session_url(base: str) -> str:
@@ -92,7 +73,7 @@ def main() -> None:
         proc = None
         base = args.url
         if not base:
-            proc, base = start_server(Path(tmp) / "data", args.workers)
+            proc, base = start_chunkd(Path(tmp) / "data", "--no-auth", "--workers", str(args.workers))
         try:
             for _ in range(args.runs):
                 print(json.dumps(run_once(base, path, size, digest.hexdigest(), args.concurrency)), flush=True)

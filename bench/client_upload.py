@@ -28,30 +28,13 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import httpx
+if __package__ in (None, ""):  # run as a script: make the repository root importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.local_server import start_chunkd, token_for
 
 MiB = 1 << 20
 CHUNKD = [sys.executable, "-m", "chunkd.cli.main"]
-
-
-def start_server(data_dir: Path) -> tuple[subprocess.Popen[bytes], str, str]:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen([*CHUNKD, "serve", "--port", str(port), "--data-dir", str(data_dir)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(600):
-        try:
-            httpx.get(url + "/", timeout=1)
-            break
-        except httpx.TransportError:
-            time.sleep(0.1)
-    token = subprocess.run([*CHUNKD, "token", "--data-dir", str(data_dir)], capture_output=True, text=True,
-                           check=True).stdout.strip()
-    return proc, url, token
 
 
 def cli_upload(path: Path, url: str, token: str, parallel: int, chunk_mib: int, name: str) -> tuple[float, float]:
@@ -106,7 +89,8 @@ def main() -> None:
             for _ in range(args.size_mib):
                 fh.write(os.urandom(MiB))
         src.read_bytes()  # into the page cache for every contender alike
-        proc, url, token = start_server(work / "data")
+        proc, url = start_chunkd(work / "data")
+        token = token_for(work / "data")
         rows: dict[str, list[tuple[float, float]]] = {}
         try:
             for rep in range(args.reps):

@@ -15,8 +15,6 @@ import hashlib
 import json
 import os
 import queue
-import socket
-import subprocess
 import sys
 import tempfile
 import threading
@@ -26,28 +24,11 @@ from urllib.parse import urlparse
 
 import httpx
 
+if __package__ in (None, ""):  # run as a script: make the repository root importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 from bench.driver import Conn, FileBody
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def start_server(data_dir: Path) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "chunkd.cli.main", "serve", "--no-auth", "--port", str(port),
-                             "--data-dir", str(data_dir)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(300):
-        try:
-            httpx.get(url + "/", timeout=1)
-            return proc, url
-        except httpx.TransportError:
-            time.sleep(0.1)
-    proc.kill()
-    raise SystemExit("chunkd did not start")
+from bench.local_server import start_chunkd
 
 
 def upload(url: str, src: Path, size: int, segment: int, parallel: int) -> dict[str, object]:
@@ -119,7 +100,7 @@ def main() -> None:
             block = os.urandom(8 << 20)
             for i in range(-(-size // len(block))):
                 f.write((block[i % 7:] + block[: i % 7])[: min(len(block), size - i * len(block))])
-        proc, url = (None, args.url) if args.url else start_server(Path(tmp) / "data")
+        proc, url = (None, args.url) if args.url else start_chunkd(Path(tmp) / "data", "--no-auth")
         try:
             result = upload(url, src, size, args.segment_mib << 20, args.parallel)
         finally:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -23,9 +22,13 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import httpx
 from azure.servicefabric import ServiceFabricClientAPIs
 from msrest.authentication import Authentication
+
+if __package__ in (None, ""):  # run as a script: make the repository root importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.local_server import start_chunkd, token_for
 
 
 class Bearer(Authentication):  # type: ignore[misc]
@@ -41,28 +44,9 @@ class Bearer(Authentication):  # type: ignore[misc]
         return session
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def start_server(data_dir: Path) -> tuple[subprocess.Popen[bytes], str, str]:
-    port = free_port()
-    cmd = [sys.executable, "-m", "chunkd.cli.main"]
-    proc = subprocess.Popen([*cmd, "serve", "--port", str(port), "--data-dir", str(data_dir)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(600):
-        try:
-            httpx.get(url + "/", timeout=1)
-            token = subprocess.run([*cmd, "token", "--data-dir", str(data_dir)], capture_output=True, text=True,
-                                   check=True).stdout.strip()
-            return proc, url, token
-        except httpx.TransportError:
-            time.sleep(0.1)
-    proc.kill()
-    raise SystemExit("chunkd did not start")
+def _start(data_dir: Path) -> tuple[subprocess.Popen[bytes], str, str]:
+    proc, url = start_chunkd(data_dir)
+    return proc, url, token_for(data_dir)
 
 
 def upload(url: str, token: str, data: bytes, chunk: int, threads: int) -> float:
@@ -106,7 +90,7 @@ def main() -> None:
     size, chunk = args.size_mib << 20, args.chunk_mib << 20
     data = os.urandom(size)
     with tempfile.TemporaryDirectory(prefix="chunkd-bench-sf-") as tmp:
-        proc, url, token = (None, args.url, args.token) if args.url else start_server(Path(tmp) / "data")
+        proc, url, token = (None, args.url, args.token) if args.url else _start(Path(tmp) / "data")
         try:
             print(f"azure-servicefabric SDK -> {url}: {args.size_mib} MiB in {args.chunk_mib} MiB chunks")
             for threads in args.threads:

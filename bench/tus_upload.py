@@ -12,14 +12,17 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import httpx
+
+if __package__ in (None, ""):  # run as a script: make the repository root importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.local_server import start_chunkd
 
 ROOT = Path(__file__).resolve().parents[1]
 TUSPY = ROOT / ".venv-tuspy" / "bin" / "python"
@@ -33,27 +36,6 @@ uploader = client.TusClient(endpoint).uploader(file_path=path, chunk_size=int(ch
 uploader.upload()
 print(json.dumps({"url": uploader.url, "seconds": time.perf_counter() - started, "offset": uploader.offset}))
 '''
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def start_server(data_dir: Path) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "chunkd.cli.main", "serve", "--no-auth", "--port", str(port),
-                             "--data-dir", str(data_dir)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(300):
-        try:
-            httpx.options(url + "/files/", timeout=1)
-            return proc, url
-        except httpx.TransportError:
-            time.sleep(0.1)
-    proc.kill()
-    raise SystemExit("chunkd did not start")
 
 
 def main() -> None:
@@ -71,7 +53,7 @@ def main() -> None:
             block = os.urandom(8 << 20)
             for i in range(args.size_mib // 8):
                 f.write(block[i % 7:] + block[: i % 7])  # distinct blocks, cheap to make
-        proc, url = (None, args.url) if args.url else start_server(Path(tmp) / "data")
+        proc, url = (None, args.url) if args.url else start_chunkd(Path(tmp) / "data", "--no-auth")
         try:
             out = subprocess.run([str(TUSPY), "-c", DRIVER, url + "/files/", str(src), str(args.chunk_mib << 20),
                                   "1" if args.checksum else "0"], capture_output=True, text=True, check=True)
