@@ -53,6 +53,13 @@ def serve(
     )] = None,
     metadata: Annotated[str | None, typer.Option(help="sqlite | sqlite:///path | postgresql://...")] = None,
     storage: Annotated[str | None, typer.Option(help="local | file:///path")] = None,
+    session_ttl: Annotated[float | None, typer.Option(
+        help="idle lifetime of an upload session, seconds [env var: CHUNKD_SESSION_TTL] [default: 1800]")] = None,
+    max_size: Annotated[int | None, typer.Option(
+        help="largest upload, bytes [env var: CHUNKD_MAX_SIZE] [default: 1 TiB]")] = None,
+    durable: Annotated[bool | None, typer.Option(
+        "--durable/--no-durable",
+        help="fdatasync every chunk before acknowledging it [env var: CHUNKD_DURABLE] [default: durable]")] = None,
 ) -> None:
     """Start the server: every API family on one port."""
     import uvicorn
@@ -65,7 +72,8 @@ def serve(
         env["CHUNKD_NO_AUTH"] = "1"
     for name, value in (("TLS_CERT", tls_cert), ("TLS_KEY", tls_key), ("TLS_CLIENT_CA", tls_client_ca),
                         ("TLS_CLIENT_AUTH", tls_client_auth), ("TLS_ADMIN_NAMES", tls_admin_names),
-                        ("METADATA", metadata), ("STORAGE", storage)):
+                        ("METADATA", metadata), ("STORAGE", storage), ("SESSION_TTL", session_ttl),
+                        ("MAX_SIZE", max_size), ("DURABLE", None if durable is None else int(durable))):
         if value is not None:
             env[f"CHUNKD_{name}"] = str(value.resolve() if isinstance(value, Path) else value)
     os.environ.update(env)  # workers are separate processes: they read their settings from here
