@@ -11,6 +11,8 @@ What a store must guarantee (see :mod:`chunkd.metadata.base`):
 * ``claim`` hands out only the gaps of a range that no live claim holds, reports ranges other live claims
   hold as ``busy``, and first drops expired claims so the next writer takes over; the old holder's
   ``renew`` then returns False and its ``record`` raises WriteInterrupted.
+* ``claim_append`` reads the session and its contiguous prefix and claims the append range in one
+  transaction, only when the offset is the prefix and the session is open, and all or nothing.
 * ``record`` merges adjacent and overlapping ranges, counts exactly the new bytes in ``received``, drops
   the writer's claims and bumps ``version``.
 * ``update`` is a compare-and-set on ``version``; ``expired`` lists live sessions past their expiry;
@@ -176,6 +178,53 @@ async def test_expired_claim_is_taken_over(store: SessionStore) -> None:
     assert list(await store.ranges(s.id)) == []
     done = await store.record(s.id, "new", [(0, 40)], now=22.0, expires_at=100.0)
     assert done.received == 40
+
+
+@pytest.mark.anyio
+async def test_claim_append_checks_the_prefix_and_claims_in_one_step(store: SessionStore) -> None:
+    s = make()
+    await store.create(s)
+    first = await store.claim_append(s.id, "A", 0, 10, now=0.0, lease=30.0, stale_before=0.0)
+    assert first.prefix == 0 and first.claim is not None and first.claim.to_write == [(0, 10)]
+    assert first.session == s
+    # a second appender at the same offset finds the live claim: nothing claimed, the range is busy
+    second = await store.claim_append(s.id, "B", 0, 10, now=1.0, lease=30.0, stale_before=1.0)
+    assert second.claim is not None and second.claim.to_write == [] and second.claim.busy == [(0, 10)]
+    assert not await store.claimed(s.id, 10, 100)  # B claimed nothing beyond A's range either
+    await store.record(s.id, "A", [(0, 10)], now=2.0, expires_at=100.0)
+    # a range received out of order beyond the prefix does not move it
+    c = await store.claim(s.id, "C", 50, 60, now=2.0, lease=30.0)
+    await store.record(s.id, "C", c.to_write, now=2.0, expires_at=100.0)
+    wrong = await store.claim_append(s.id, "D", 20, 30, now=3.0, lease=30.0, stale_before=3.0)
+    assert wrong.prefix == 10 and wrong.claim is None and wrong.session.received == 20
+    assert not await store.claimed(s.id, 0, 100)
+    # an append over the stray range claims only its gaps
+    ok = await store.claim_append(s.id, "E", 10, 70, now=3.0, lease=30.0, stale_before=3.0)
+    assert ok.claim is not None and ok.claim.to_write == [(10, 50), (60, 70)]
+    with pytest.raises(SessionNotFound):
+        await store.claim_append("nope", "F", 0, 1, now=0.0, lease=30.0, stale_before=0.0)
+
+
+@pytest.mark.anyio
+async def test_claim_append_takes_over_stale_claims_only(store: SessionStore) -> None:
+    s = make()
+    await store.create(s)
+    await store.claim_append(s.id, "old", 0, 40, now=0.0, lease=30.0, stale_before=0.0)  # lease until 30
+    live = await store.claim_append(s.id, "new", 0, 40, now=5.0, lease=30.0, stale_before=25.0)
+    assert live.claim is not None and live.claim.busy == [(0, 40)]
+    taken = await store.claim_append(s.id, "new", 0, 40, now=6.0, lease=30.0, stale_before=31.0)
+    assert taken.claim is not None and taken.claim.to_write == [(0, 40)] and taken.claim.busy == []
+    assert not await store.renew(s.id, "old", now=7.0, lease=30.0)
+
+
+@pytest.mark.anyio
+async def test_claim_append_claims_nothing_in_a_session_that_is_not_open(store: SessionStore) -> None:
+    s = make()
+    await store.create(s)
+    await store.update(s.id, 0, state=SessionState.COMMITTED)
+    got = await store.claim_append(s.id, "A", 0, 10, now=0.0, lease=30.0, stale_before=0.0)
+    assert got.claim is None and got.prefix == 0 and got.session.state is SessionState.COMMITTED
+    assert not await store.claimed(s.id, 0, 100)
 
 
 @pytest.mark.anyio

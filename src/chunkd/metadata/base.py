@@ -21,7 +21,7 @@ from typing import Any, Protocol
 from chunkd.core.models import Resource, Session, SessionState
 from chunkd.core.ranges import Range, RangeSet
 
-__all__ = ["Claim", "SessionStore"]
+__all__ = ["Appending", "Claim", "SessionStore"]
 
 
 @dataclass(frozen=True)
@@ -31,6 +31,17 @@ class Claim:
 
     to_write: list[Range]
     busy: list[Range]
+
+
+@dataclass(frozen=True)
+class Appending:
+    """Result of :meth:`SessionStore.claim_append`: the session as the transaction saw it, its contiguous
+    received prefix, and the claim, or None when nothing was claimed (the offset is not the prefix, or
+    the session is not open)."""
+
+    session: Session
+    prefix: int
+    claim: Claim | None
 
 
 class SessionStore(Protocol):
@@ -83,6 +94,16 @@ class SessionStore(Protocol):
         """Claim the not-yet-received parts of ``[start, end)`` that no live claim holds.
 
         Expired claims of the session are dropped first (take-over). Raises SessionNotFound if the
+        session does not exist.
+        """
+
+    async def claim_append(self, session_id: str, token: str, offset: int, end: int, now: float,
+                           lease: float, stale_before: float) -> Appending:
+        """The per-chunk step of a sequential append, in one transaction: read the session and its
+        contiguous received prefix and, when the session is open and ``offset`` equals the prefix,
+        ``claim`` ``[offset, end)``, first dropping the session's claims whose lease ends before
+        ``stale_before`` (``>= now``: writers that stopped renewing). While live claims overlap the
+        range nothing is claimed and the claim's ``busy`` lists them. Raises SessionNotFound if the
         session does not exist.
         """
 

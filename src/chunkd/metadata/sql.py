@@ -33,7 +33,8 @@ from chunkd.core.errors import (
 )
 from chunkd.core.models import Resource, Session, SessionState
 from chunkd.core.ranges import Range, RangeSet
-from chunkd.metadata.base import Claim
+from chunkd.metadata._prepared import Prepared, Txn, transaction
+from chunkd.metadata.base import Appending, Claim
 from chunkd.metadata.schema import claims, resources, session_ranges, sessions
 
 T = TypeVar("T")
@@ -43,7 +44,17 @@ _JSON_FIELDS = ("metadata", "extra")
 
 
 def _row_to_session(row: Any) -> Session:
-    m = row._mapping
+    return _session_from(row._mapping)
+
+
+_SESSION_COLUMNS = tuple(c.name for c in sessions.c)
+
+
+def _tuple_to_session(row: tuple[Any, ...]) -> Session:
+    return _session_from(dict(zip(_SESSION_COLUMNS, row, strict=True)))
+
+
+def _session_from(m: Any) -> Session:
     return Session(
         id=m["id"], family=m["family"], owner=m["owner"], tenant=m["tenant"], namespace=m["namespace"],
         key=m["key"], length=m["length"], state=SessionState(m["state"]), created_at=m["created_at"],
@@ -61,6 +72,42 @@ def _session_values(s: Session) -> dict[str, Any]:
         "name": s.name, "metadata": json.dumps(s.metadata), "received": s.received, "version": s.version,
         "storage_ref": s.storage_ref, "extra": json.dumps(s.extra),
     }
+
+
+class _Hot:
+    """The statements of the per-chunk path (get, claim, renew, record, release), prepared once."""
+
+    def __init__(self, dialect: sa.engine.Dialect) -> None:
+        def p(stmt: Any) -> Prepared:
+            return Prepared(stmt, dialect)
+
+        b = sa.bindparam
+        r, c = session_ranges.c, claims.c
+        self.get = p(sa.select(*sessions.c).where(sessions.c.id == b("sid")))
+        self.lock = p(sa.select(sessions.c.id).where(sessions.c.id == b("sid")).with_for_update())
+        self.ranges = p(sa.select(r.start, r.stop).where(r.session_id == b("sid")).order_by(r.start))
+        self.prefix = p(sa.select(r.stop).where(r.session_id == b("sid"), r.start == 0))
+        self.range_before = p(sa.select(r.start, r.stop).where(r.session_id == b("sid"), r.start <= b("start"))
+                              .order_by(r.start.desc()).limit(1))
+        self.ranges_within = p(sa.select(r.start, r.stop).where(r.session_id == b("sid"), r.start > b("start"),
+                                                                 r.start < b("end")).order_by(r.start))
+        self.ranges_touching = p(sa.select(r.start, r.stop).where(r.session_id == b("sid"), r.start > b("start"),
+                                                                   r.start <= b("end")).order_by(r.start))
+        self.drop_ranges = p(session_ranges.delete().where(r.session_id == b("sid"), r.start >= b("lo"),
+                                                           r.start <= b("hi")))
+        self.add_range = p(session_ranges.insert())
+        self.claimed = p(sa.select(c.start).where(c.session_id == b("sid"), c.start < b("end"), c.stop > b("start"))
+                         .limit(1))
+        self.claims_within = p(sa.select(c.start, c.stop).where(c.session_id == b("sid"), c.start < b("end"),
+                                                                c.stop > b("start")))
+        self.drop_expired = p(claims.delete().where(c.session_id == b("sid"), c.lease_until < b("before")))
+        self.add_claim = p(claims.insert())
+        self.renew = p(claims.update().where(c.session_id == b("sid"), c.token == b("tok"))
+                       .values(lease_until=b("until")))
+        self.drop_token = p(claims.delete().where(c.session_id == b("sid"), c.token == b("tok")))
+        self.bump = p(sessions.update().where(sessions.c.id == b("sid")).values(
+            received=b("new_received"), version=b("new_version"), modified_at=b("new_modified"),
+            expires_at=b("new_expires"), length=b("new_length")))
 
 
 class SqlSessionStore:
@@ -84,6 +131,7 @@ class SqlSessionStore:
             self._writer = sa.create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
             self._reader = self._writer
             self._soft = self._writer
+        self._hot = _Hot(self._writer.dialect)
 
     def _sqlite_engine(self, begin: str, synchronous: str = "FULL") -> Engine:
         engine = sa.create_engine(self.url, connect_args={"check_same_thread": False, "timeout": 60},
@@ -115,6 +163,21 @@ class SqlSessionStore:
             if session_id is not None and not self.sqlite:
                 conn.execute(sa.select(sessions.c.id).where(sessions.c.id == session_id).with_for_update())
             yield conn
+
+    @contextmanager
+    def _fast_write(self, session_id: str, *, soft: bool = False) -> Iterator[Txn]:
+        """``_write`` for the prepared hot-path statements (see ``_prepared``)."""
+        engine = self._soft if soft else self._writer
+        with transaction(engine, "BEGIN IMMEDIATE" if self.sqlite else None) as t:
+            if not self.sqlite:
+                t.one(self._hot.lock, sid=session_id)
+            yield t
+
+    @contextmanager
+    def _fast_read(self, *, single: bool = False) -> Iterator[Txn]:
+        """A read transaction for prepared statements; a ``single`` statement needs no BEGIN on SQLite."""
+        with transaction(self._reader, None if single or not self.sqlite else "BEGIN") as t:
+            yield t
 
     @contextmanager
     def _read(self) -> Iterator[Connection]:
@@ -162,9 +225,9 @@ class SqlSessionStore:
 
     async def get(self, session_id: str) -> Session | None:
         def run() -> Session | None:
-            with self._read() as conn:
-                row = conn.execute(sa.select(sessions).where(sessions.c.id == session_id)).first()
-            return _row_to_session(row) if row else None
+            with self._fast_read(single=True) as t:
+                row = t.one(self._hot.get, sid=session_id)
+            return _tuple_to_session(row) if row else None
 
         return await self._run(run)
 
@@ -198,138 +261,144 @@ class SqlSessionStore:
     # -- ranges -----------------------------------------------------------------------------------
     async def ranges(self, session_id: str) -> RangeSet:
         def run() -> RangeSet:
-            q = (sa.select(session_ranges.c.start, session_ranges.c.stop)
-                 .where(session_ranges.c.session_id == session_id).order_by(session_ranges.c.start))
-            with self._read() as conn:
-                return RangeSet.from_sorted((start, stop) for start, stop in conn.execute(q))
+            with self._fast_read(single=True) as t:
+                return RangeSet.from_sorted((a, b) for a, b in t.all(self._hot.ranges, sid=session_id))
 
         return await self._run(run)
 
-    @staticmethod
-    def _overlapping(conn: Connection, session_id: str, start: int, end: int, touching: bool) -> list[Range]:
+    def _overlapping(self, t: Txn, session_id: str, start: int, end: int, touching: bool) -> list[Range]:
         """Stored ranges intersecting [start, end) (or touching it, for merges), unclipped."""
-        c = session_ranges.c
-        prev = conn.execute(
-            sa.select(c.start, c.stop).where(c.session_id == session_id, c.start <= start)
-            .order_by(c.start.desc()).limit(1)).first()
-        upper = c.start <= end if touching else c.start < end
-        rest = conn.execute(
-            sa.select(c.start, c.stop).where(c.session_id == session_id, c.start > start, upper)
-            .order_by(c.start)).all()
+        h = self._hot
+        prev = t.one(h.range_before, sid=session_id, start=start)
+        rest = t.all(h.ranges_touching if touching else h.ranges_within, sid=session_id, start=start, end=end)
         out: list[Range] = []
-        if prev is not None and (prev.stop >= start if touching else prev.stop > start):
-            out.append((prev.start, prev.stop))
-        out.extend((r.start, r.stop) for r in rest)
+        if prev is not None and (prev[1] >= start if touching else prev[1] > start):
+            out.append((prev[0], prev[1]))
+        out.extend((a, b) for a, b in rest)
         return out
 
     async def received_within(self, session_id: str, start: int, end: int) -> list[Range]:
         def run() -> list[Range]:
-            with self._read() as conn:
-                found = self._overlapping(conn, session_id, start, end, touching=False)
+            with self._fast_read() as t:
+                found = self._overlapping(t, session_id, start, end, touching=False)
             return [(max(s, start), min(e, end)) for s, e in found]
 
         return await self._run(run)
 
     async def claimed(self, session_id: str, start: int, end: int) -> bool:
         def run() -> bool:
-            q = (sa.select(claims.c.start).where(claims.c.session_id == session_id, claims.c.start < end,
-                                                 claims.c.stop > start).limit(1))
-            with self._read() as conn:
-                return conn.execute(q).first() is not None
+            with self._fast_read(single=True) as t:
+                return t.one(self._hot.claimed, sid=session_id, start=start, end=end) is not None
 
         return await self._run(run)
 
     async def claim(self, session_id: str, token: str, start: int, end: int, now: float,
                     lease: float) -> Claim:
         def run() -> Claim:
-            with self._write(session_id, soft=True) as conn:
-                if conn.execute(sa.select(sessions.c.id).where(sessions.c.id == session_id)).first() is None:
+            with self._fast_write(session_id, soft=True) as t:
+                if t.one(self._hot.get, sid=session_id) is None:
                     raise SessionNotFound()
-                conn.execute(claims.delete().where(claims.c.session_id == session_id,
-                                                   claims.c.lease_until < now))
-                received = RangeSet(self._overlapping(conn, session_id, start, end, touching=False))
-                gaps = received.gaps(start, end)
-                if not gaps:
-                    return Claim([], [])
-                held = RangeSet()
-                for s, e in conn.execute(sa.select(claims.c.start, claims.c.stop).where(
-                        claims.c.session_id == session_id, claims.c.start < end, claims.c.stop > start)):
-                    held.add(s, e)
-                to_write: list[Range] = []
-                busy: list[Range] = []
-                for gs, ge in gaps:
-                    busy.extend(held.overlapping(gs, ge))
-                    to_write.extend(held.gaps(gs, ge))
-                if to_write:
-                    conn.execute(claims.insert(), [
-                        {"session_id": session_id, "start": s, "stop": e, "token": token,
-                         "lease_until": now + lease} for s, e in to_write])
-                return Claim(to_write, busy)
+                return self._claim(t, session_id, token, start, end, now, now + lease)
 
         return await self._run(run)
 
+    async def claim_append(self, session_id: str, token: str, offset: int, end: int, now: float,
+                           lease: float, stale_before: float) -> Appending:
+        def run() -> Appending:
+            with self._fast_write(session_id, soft=True) as t:
+                row = t.one(self._hot.get, sid=session_id)
+                if row is None:
+                    raise SessionNotFound()
+                session = _tuple_to_session(row)
+                found = t.one(self._hot.prefix, sid=session_id)  # ranges are merged: the one at 0 is the prefix
+                prefix = int(found[0]) if found else 0
+                if offset != prefix or session.state is not SessionState.OPEN:
+                    return Appending(session, prefix, None)
+                claim = self._claim(t, session_id, token, offset, end, stale_before, now + lease,
+                                    all_or_nothing=True)
+                return Appending(session, prefix, claim)
+
+        return await self._run(run)
+
+    def _claim(self, t: Txn, session_id: str, token: str, start: int, end: int, drop_before: float,
+               lease_until: float, all_or_nothing: bool = False) -> Claim:
+        """Claim the gaps of [start, end) no live claim holds (with ``all_or_nothing``, nothing when any
+        is held), after dropping the session's claims whose lease ends before ``drop_before``."""
+        h = self._hot
+        t.run(h.drop_expired, sid=session_id, before=drop_before)
+        gaps = RangeSet(self._overlapping(t, session_id, start, end, touching=False)).gaps(start, end)
+        if not gaps:
+            return Claim([], [])
+        held = RangeSet()
+        for s, e in t.all(h.claims_within, sid=session_id, start=start, end=end):
+            held.add(s, e)
+        to_write: list[Range] = []
+        busy: list[Range] = []
+        for gs, ge in gaps:
+            busy.extend(held.overlapping(gs, ge))
+            to_write.extend(held.gaps(gs, ge))
+        if busy and all_or_nothing:
+            return Claim([], busy)
+        if to_write:
+            t.many(h.add_claim, [{"session_id": session_id, "start": s, "stop": e, "token": token,
+                                  "lease_until": lease_until} for s, e in to_write])
+        return Claim(to_write, busy)
+
     async def renew(self, session_id: str, token: str, now: float, lease: float) -> bool:
         def run() -> bool:
-            with self._write(session_id, soft=True) as conn:
-                res = conn.execute(claims.update().where(claims.c.session_id == session_id,
-                                                         claims.c.token == token)
-                                   .values(lease_until=now + lease))
-                return bool(res.rowcount)
+            with self._fast_write(session_id, soft=True) as t:
+                return bool(t.run(self._hot.renew, sid=session_id, tok=token, until=now + lease))
 
         return await self._run(run)
 
     async def record(self, session_id: str, token: str, written: list[Range], now: float,
                      expires_at: float, length: int | None = None) -> Session:
         def run() -> Session:
-            with self._write(session_id) as conn:
-                row = conn.execute(sa.select(sessions).where(sessions.c.id == session_id)).first()
+            h = self._hot
+            with self._fast_write(session_id) as t:
+                row = t.one(h.get, sid=session_id)
                 if row is None:
                     raise SessionNotFound()
-                if written and row.state not in _LIVE:
+                before = _tuple_to_session(row)
+                if written and before.state.value not in _LIVE:
                     raise SessionGone("the upload session was deleted or expired while it was written")
                 # dropping the token's claims tells whether it still held them (one statement, not two)
-                dropped = conn.execute(claims.delete().where(claims.c.session_id == session_id,
-                                                             claims.c.token == token)).rowcount
+                dropped = t.run(h.drop_token, sid=session_id, tok=token)
                 if written and not dropped:
                     raise WriteInterrupted("another request took over this range")
                 added = 0
                 for start, end in written:
-                    added += self._merge(conn, session_id, start, end)
+                    added += self._merge(t, session_id, start, end)
                 # the session row is locked for this transaction, so the new values follow from the old
-                before = _row_to_session(row)
                 after = before.evolve(received=before.received + added, version=before.version + 1,
                                       modified_at=now, expires_at=expires_at,
                                       length=length if length is not None and before.length is None
                                       else before.length)
-                conn.execute(sessions.update().where(sessions.c.id == session_id).values(
-                    received=after.received, version=after.version, modified_at=now, expires_at=expires_at,
-                    length=after.length))
+                t.run(h.bump, sid=session_id, new_received=after.received, new_version=after.version,
+                      new_modified=now, new_expires=expires_at, new_length=after.length)
                 return after
 
         return await self._run(run)
 
-    def _merge(self, conn: Connection, session_id: str, start: int, end: int) -> int:
+    def _merge(self, t: Txn, session_id: str, start: int, end: int) -> int:
         """Merge [start, end) into the stored ranges; return how many bytes were new."""
         if start >= end:
             return 0
-        found = self._overlapping(conn, session_id, start, end, touching=True)
+        found = self._overlapping(t, session_id, start, end, touching=True)
         new_start, new_end = start, end
         already = 0
         for s, e in found:
             already += max(0, min(e, end) - max(s, start))
             new_start, new_end = min(new_start, s), max(new_end, e)
-        if found:
-            conn.execute(session_ranges.delete().where(
-                session_ranges.c.session_id == session_id,
-                session_ranges.c.start.in_([s for s, _ in found])))
-        conn.execute(session_ranges.insert().values(session_id=session_id, start=new_start, stop=new_end))
+        if found:  # they are consecutive: no other stored range starts between the first and the last
+            t.run(self._hot.drop_ranges, sid=session_id, lo=found[0][0], hi=found[-1][0])
+        t.run(self._hot.add_range, session_id=session_id, start=new_start, stop=new_end)
         return (end - start) - already
 
     async def release(self, session_id: str, token: str) -> None:
         def run() -> None:
-            with self._write(session_id, soft=True) as conn:
-                conn.execute(claims.delete().where(claims.c.session_id == session_id,
-                                                   claims.c.token == token))
+            with self._fast_write(session_id, soft=True) as t:
+                t.run(self._hot.drop_token, sid=session_id, tok=token)
 
         await self._run(run)
 

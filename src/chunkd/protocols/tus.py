@@ -279,7 +279,7 @@ class TusAPI:
     async def _append(self, session: Session, principal: Principal, offset: int, body: Body,
                       count: int | None, creating: bool = False) -> Session:
         try:
-            session = await self.engine.append_at(session.id, principal, offset, body, count)
+            session = await self.engine.append_at(session.id, principal, offset, body, count, session=session)
         except errors.ChunkdError:
             if not creating:
                 raise

@@ -1,0 +1,89 @@
+"""Hot-path SQL: Core statements compiled once per dialect and run straight on the DBAPI connection.
+
+Building a Core statement and executing it through a SQLAlchemy ``Connection`` costs 120-250 µs of
+Python per statement (construction, cache key, result objects, transaction events), ten times what the
+statement itself costs on SQLite, and a 64 KiB chunk runs about a dozen of them
+(``bench/README.md``, section 3). The statements stay written in Core, so SQLite and PostgreSQL share
+one text; only their execution skips the per-call machinery. The columns involved need no type
+conversion on either driver (strings, integers, floats).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Dialect, Engine
+from sqlalchemy.sql.compiler import SQLCompiler
+
+
+class Prepared:
+    """One Core statement compiled for one dialect. Parameters are passed by bindparam name."""
+
+    def __init__(self, stmt: sa.sql.ClauseElement, dialect: Dialect) -> None:
+        compiled = stmt.compile(dialect=dialect, compile_kwargs={"render_postcompile": True})
+        assert isinstance(compiled, SQLCompiler)
+        self.sql = compiled.string
+        self._order = compiled.positiontup  # positional paramstyles (SQLite's qmark); None for psycopg's
+        # values written into the statement itself (LIMIT 1, start = 0); the rest must be passed
+        self._defaults = {k: v for k, v in compiled.params.items() if v is not None}
+
+    def params(self, values: Mapping[str, Any]) -> Sequence[Any] | Mapping[str, Any]:
+        merged = {**self._defaults, **values} if self._defaults else values
+        if self._order is None:
+            return merged
+        return tuple(merged[name] for name in self._order)
+
+
+class Txn:
+    """Statements inside one transaction on a raw DBAPI connection."""
+
+    def __init__(self, cursor: Any) -> None:
+        self._cur = cursor
+
+    def one(self, stmt: Prepared, **values: Any) -> tuple[Any, ...] | None:
+        self._cur.execute(stmt.sql, stmt.params(values))
+        row: tuple[Any, ...] | None = self._cur.fetchone()
+        return row
+
+    def all(self, stmt: Prepared, **values: Any) -> list[tuple[Any, ...]]:
+        self._cur.execute(stmt.sql, stmt.params(values))
+        return list(self._cur.fetchall())
+
+    def run(self, stmt: Prepared, **values: Any) -> int:
+        """Execute a write; the number of rows it touched."""
+        self._cur.execute(stmt.sql, stmt.params(values))
+        return int(self._cur.rowcount)
+
+    def many(self, stmt: Prepared, rows: list[dict[str, Any]]) -> None:
+        self._cur.executemany(stmt.sql, [stmt.params(r) for r in rows])
+
+
+@contextmanager
+def transaction(engine: Engine, begin: str | None) -> Iterator[Txn]:
+    """A transaction on a pooled DBAPI connection, committed when the block ends, rolled back on error.
+
+    ``begin`` is the statement that opens it on SQLite (whose connections run with the driver's own
+    transaction handling off); None for drivers that open one implicitly (psycopg).
+    """
+    raw = engine.raw_connection()
+    try:
+        cur = raw.cursor()
+        try:
+            if begin is not None:
+                cur.execute(begin)
+            yield Txn(cur)
+        except BaseException:
+            raw.rollback()
+            raise
+        else:
+            raw.commit()
+        finally:
+            cur.close()
+    finally:
+        raw.close()  # back to the pool
+
+
+__all__ = ["Prepared", "Txn", "transaction"]
