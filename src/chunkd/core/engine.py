@@ -281,50 +281,60 @@ class Engine:
 
     # -- sequential appends (tus) -----------------------------------------------------------------
     async def append_at(self, session_id: str, principal: Principal, offset: int, body: Body,
-                        count: int | None, *, session: Session | None = None) -> Session:
+                        count: int | None, *, session: Session | None = None,
+                        check: Callable[[Session], None] | None = None) -> Session:
         """Append ``body`` at ``offset``, which must equal the received contiguous prefix.
 
         ``count`` is the body's length when the client declared it; None reads until the body ends.
         A body cut short by a disconnect keeps and records what arrived, then ClientGone is re-raised;
         a body that raises anything else (a checksum mismatch from :func:`chunkd.core.checksum.verified`)
-        records nothing. Raises OffsetMismatch (with the real offset), InvalidRange beyond the length,
+        records nothing. Raises OffsetMismatch (with the real offset), TooLarge beyond the length,
         RangeBusy while another live request appends. A request that holds the upload but has received
-        no bytes for ``2 * renew_interval`` is stale and is taken over. ``session`` is the caller's
-        fresh read of it (checked as :meth:`get_session` would), which saves a query.
+        no bytes for ``2 * renew_interval`` is stale and is taken over. ``check`` sees the session as
+        it was when the range was claimed, before any byte is written, and may raise to refuse the
+        append (a front end's own rules). ``session``, the caller's fresh read of it, is needed only
+        when ``count`` is None.
 
-        Costs two metadata transactions (claim, record) and one fdatasync: it is the small-chunk hot path.
+        With ``count`` given this is the small-chunk hot path: two metadata transactions (claim,
+        record) and one fdatasync, the session read in the first of them.
         """
-        if session is None or session.id != session_id:
+        if count is None and (session is None or session.id != session_id):
             session = await self.get_session(session_id, principal=principal)
+        if count is not None:
+            end = offset + count
+            if end > self.config.max_size:
+                raise TooLarge(f"the upload would grow beyond the maximum of {self.config.max_size} bytes")
         else:
-            self._check_live(session)
-            self._check_owner(session, principal)
-        limit = session.length if session.length is not None else self.config.max_size
-        if count is not None and offset + count > limit:
-            raise TooLarge(f"{offset + count} bytes exceed the upload's length of {limit}")
-        end = offset + count if count is not None else limit
+            assert session is not None
+            end = session.length if session.length is not None else self.config.max_size
         token = secrets.token_hex(16)
         now = self.clock()
         stale_before = now + self.config.lease - 2 * self.config.renew_interval
-        appending = await self.store.claim_append(session.id, token, offset, end, now, self.config.lease,
+        appending = await self.store.claim_append(session_id, token, offset, end, now, self.config.lease,
                                                   max(now, stale_before))
         session, claim = appending.session, appending.claim
-        if offset != appending.prefix:
-            raise OffsetMismatch(f"the upload is at offset {appending.prefix}, not {offset}",
-                                 offset=appending.prefix)
-        if claim is not None and claim.busy:
-            raise RangeBusy("another request is still appending to this upload")
         try:
-            if claim is None:  # not open (committed, expired, ...): write_range has the answer for each case
+            self._check_owner(session, principal)  # first: nothing else may be told to another principal
+            self._check_live(session)
+            if check is not None:
+                check(session)
+            if offset != appending.prefix:
+                raise OffsetMismatch(f"the upload is at offset {appending.prefix}, not {offset}",
+                                     offset=appending.prefix)
+            limit = session.length if session.length is not None else self.config.max_size
+            if end > limit:
+                raise TooLarge(f"{end} bytes exceed the upload's length of {limit}")
+            if claim is not None and claim.busy:
+                raise RangeBusy("another request is still appending to this upload")
+        except BaseException:
+            if claim is not None and claim.to_write:
+                with anyio.CancelScope(shield=True):
+                    await self.store.release(session.id, token)
+            raise
+        try:
+            if claim is None:  # not open (committed, ...): write_range has the answer for each case
                 return (await self.write_range(session.id, principal, offset, end, _counted(body, count),
                                                keep_partial=True)).session
-            try:
-                self._check_live(session)
-                if session.length is not None and end > session.length:  # the length was set meanwhile
-                    raise TooLarge(f"{end} bytes exceed the upload's length of {session.length}")
-            except BaseException:
-                await self.store.release(session.id, token)
-                raise
             return (await self._write_claimed(session, token, claim, offset, end, _counted(body, count),
                                               keep_partial=True)).session
         except _BodyEnded:

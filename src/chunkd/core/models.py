@@ -18,7 +18,8 @@ class SessionState(enum.StrEnum):
 
     @property
     def alive(self) -> bool:
-        return self in (SessionState.OPEN, SessionState.COMMITTING, SessionState.COMMITTED)
+        # identity, not ``in (...)``: str-enum equality is a string comparison, and this runs per chunk
+        return self is SessionState.OPEN or self is SessionState.COMMITTING or self is SessionState.COMMITTED
 
 
 @dataclass(frozen=True)

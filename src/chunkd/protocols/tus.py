@@ -170,7 +170,8 @@ class TusAPI:
         if concat == "final":
             session = await self._start_final(session, principal)
         elif with_body and (count is None or count > 0):
-            session = await self._append(session, principal, 0, _body(request, checksum), count, creating=True)
+            session = await self._append(session.id, principal, 0, _body(request, checksum), count, session=session,
+                                         creating=True)
         elif session.complete:
             session = await self._finished(session, principal)
         headers = self._upload_headers(session)
@@ -236,9 +237,13 @@ class TusAPI:
         length = parse_uint(h.get("upload-length"), "Upload-Length", "ERR_INVALID_UPLOAD_LENGTH")
         count = parse_uint(h.get("content-length"), "Content-Length", "ERR_INVALID_REQUEST")
         checksum = parse_checksum(h.get("upload-checksum"))
+        check = self._patch_rules(offset, count)
+        if length is None and count is not None:
+            # the common case: the engine reads, checks and claims in one store transaction
+            session = await self._append(upload_id, principal, offset, _body(request, checksum), count, check=check)
+            return Response(status_code=204, headers=self._upload_headers(session))
         session = await self.engine.get_session(upload_id, principal=principal)
-        if session.extra.get("concat") == "final":
-            raise TusError(403, "ERR_MODIFY_FINAL", "a final upload cannot be modified")
+        check(session)
         if length is not None:
             if length > self.config.max_size:
                 raise TusError(413, "ERR_MAX_SIZE_EXCEEDED",
@@ -247,16 +252,13 @@ class TusAPI:
                 session = await self.engine.set_length(upload_id, principal, length)
             elif session.length != length:
                 raise TusError(400, "ERR_INVALID_UPLOAD_LENGTH", "the upload's length is already set")
-        if session.length is None and count is not None and offset + count > self.config.max_size:
-            raise TusError(413, "ERR_MAX_SIZE_EXCEEDED",
-                           f"the upload would grow beyond the maximum of {self.config.max_size} bytes")
         if session.complete and offset == session.received and not count:
             session = await self._finished(session, principal)  # a retry after a lost response
         else:
             body = _body(request, checksum)
             if session.length is None and count is None:  # chunked body of a deferred upload: enforce the max
                 body = _capped(body, self.config.max_size - offset)
-            session = await self._append(session, principal, offset, body, count)
+            session = await self._append(upload_id, principal, offset, body, count, session=session, check=check)
         return Response(status_code=204, headers=self._upload_headers(session))
 
     async def get(self, request: Request, principal: Principal, upload_id: str) -> Response:
@@ -276,16 +278,28 @@ class TusAPI:
         return Response(status_code=204, headers={"Tus-Resumable": TUS_VERSION})
 
     # -- helpers ----------------------------------------------------------------------------------
-    async def _append(self, session: Session, principal: Principal, offset: int, body: Body,
-                      count: int | None, creating: bool = False) -> Session:
+    def _patch_rules(self, offset: int, count: int | None) -> Callable[[Session], None]:
+        """tus's own refusals of a PATCH, checked on the session the append claims."""
+        def check(session: Session) -> None:
+            if session.extra.get("concat") == "final":
+                raise TusError(403, "ERR_MODIFY_FINAL", "a final upload cannot be modified")
+            if session.length is None and count is not None and offset + count > self.config.max_size:
+                raise TusError(413, "ERR_MAX_SIZE_EXCEEDED",
+                               f"the upload would grow beyond the maximum of {self.config.max_size} bytes")
+        return check
+
+    async def _append(self, upload_id: str, principal: Principal, offset: int, body: Body, count: int | None,
+                      *, session: Session | None = None, check: Callable[[Session], None] | None = None,
+                      creating: bool = False) -> Session:
         try:
-            session = await self.engine.append_at(session.id, principal, offset, body, count, session=session)
+            session = await self.engine.append_at(upload_id, principal, offset, body, count, session=session,
+                                                  check=check)
         except errors.ChunkdError:
             if not creating:
                 raise
             # creation-with-upload: the upload exists now, so answer 201 with the offset that was really
             # stored (a bad checksum stored nothing); the client continues with PATCH from there.
-            return await self.engine.get_session(session.id)
+            return await self.engine.get_session(upload_id)
         if session.complete:
             session = await self._finished(session, principal)
         return session
