@@ -32,3 +32,14 @@ def test_sqlite_default_lives_in_the_data_dir(tmp_path: Path) -> None:
 def test_unknown_urls_are_refused(url: str, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="unknown metadata store"):
         open_store(url, str(tmp_path))
+
+
+@pytest.mark.parametrize(("durable", "level"), [(True, 2), (False, 1)])
+def test_sqlite_fsyncs_its_record_commits_only_when_durable(durable: bool, level: int, tmp_path: Path) -> None:
+    # PRAGMA synchronous: 2 = FULL (every commit fsyncs the WAL), 1 = NORMAL (only checkpoints do)
+    store = open_store("sqlite", str(tmp_path), durable=durable)
+    assert isinstance(store, SqlSessionStore)
+    with store._writer.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == level
+    with store._soft.connect() as conn:  # claims are leases: never fsynced
+        assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 1

@@ -7,7 +7,7 @@ from chunkd.metadata.base import Claim, SessionStore
 __all__ = ["Claim", "SessionStore", "open_store"]
 
 
-def open_store(url: str, data_dir: str) -> SessionStore:
+def open_store(url: str, data_dir: str, *, durable: bool = True) -> SessionStore:
     """Open a metadata store from the ``--metadata`` / ``CHUNKD_METADATA`` setting.
 
     * ``sqlite`` (default): ``DATA_DIR/chunkd.db``; ``sqlite:///relative/path`` or ``sqlite:////abs/path``.
@@ -16,6 +16,10 @@ def open_store(url: str, data_dir: str) -> SessionStore:
       chunkd creates its tables on start. Needs the ``postgres`` extra (``pip install 'chunkd[postgres]'``,
       psycopg 3), which is the driver used: ``postgresql+psycopg://`` URLs are accepted unchanged. Several
       server processes may share one database (and one byte store) safely.
+
+    ``durable=False`` (``serve --no-durable``) lets SQLite commit without fsyncing its WAL, matching
+    chunks acknowledged without fdatasync: a power loss may forget the last acknowledged chunks, a
+    crash of the process loses nothing. PostgreSQL keeps its own settings.
     """
     from pathlib import Path
 
@@ -28,4 +32,4 @@ def open_store(url: str, data_dir: str) -> SessionStore:
             url = "postgresql+psycopg://" + url.removeprefix(alias)
     if not (url.startswith("sqlite:///") or url.startswith("postgresql+psycopg://")):
         raise ValueError(f"unknown metadata store {url!r} (known: sqlite, sqlite:///path, postgresql://...)")
-    return SqlSessionStore(url)
+    return SqlSessionStore(url, durable=durable)

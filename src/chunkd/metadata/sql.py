@@ -113,14 +113,14 @@ class _Hot:
 class SqlSessionStore:
     """SessionStore on SQLite (``sqlite:///path``) or PostgreSQL (``postgresql+psycopg://...``)."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, durable: bool = True) -> None:
         self.url = url
         self.sqlite = url.startswith("sqlite")
         self.name = "sqlite" if self.sqlite else "postgresql"
         self._migrated = threading.Lock()
         if self.sqlite:
             Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-            self._writer = self._sqlite_engine("BEGIN IMMEDIATE")
+            self._writer = self._sqlite_engine("BEGIN IMMEDIATE", synchronous="FULL" if durable else "NORMAL")
             self._reader = self._sqlite_engine("BEGIN")
             # Write claims are leases, soft state: a claim lost with the machine's power is harmless (its
             # writer died too), so claim/renew/release commits skip the WAL fsync. Visibility and atomicity

@@ -40,7 +40,7 @@ class Components:
 def build_components(settings: Settings) -> Components:
     data_dir = settings.data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
-    store = open_store(settings.metadata, str(data_dir))
+    store = open_store(settings.metadata, str(data_dir), durable=settings.durable)
     storage = open_storage(settings.storage, str(data_dir))
     config = EngineConfig(session_ttl=settings.session_ttl, tombstone_ttl=settings.tombstone_ttl,
                           durable=settings.durable, max_size=settings.max_size)
