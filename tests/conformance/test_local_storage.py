@@ -84,3 +84,27 @@ async def test_crash_debris_is_collected(tmp_path: Path) -> None:
         os.utime(storage.staging / name, (old, old))
     assert await storage.collect_garbage() == 2
     assert sorted(os.listdir(storage.staging)) == sorted([session_file, lookalike])
+
+
+@pytest.mark.anyio
+async def test_background_writes_finish_before_close_and_report_errors(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    storage = LocalStorage(tmp_path)
+    ref = await storage.stage_create("bg")
+    writer = await storage.stage_open(ref, 0)
+    pieces = [bytes([i]) * (64 << 10) for i in range(2 * (local.FLUSH_AT >> 16))]  # exactly 2 x FLUSH_AT
+    for p in pieces:
+        await writer.write(p)
+    await writer.close()  # the second MiB may still be in flight: close waits for it, it does not drop it
+    assert (storage.staging / ref).read_bytes() == b"".join(pieces)
+
+    def failing(fd: int, bufs: list[bytes], offset: int) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(local, "_pwrite_all", failing)
+    writer = await storage.stage_open(ref, 0)
+    for p in pieces[: local.FLUSH_AT >> 16]:
+        await writer.write(p)  # handed to the background thread, fails there
+    with pytest.raises(OSError, match="No space"):
+        await writer.flush(True)  # the failed write is reported before anything is acknowledged
+    await writer.close()

@@ -28,8 +28,10 @@ import secrets
 import shutil
 import stat as stat_mod
 import sys
+import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import cast
 
@@ -55,12 +57,19 @@ def _fsync_dir(path: Path) -> None:
 
 
 class LocalWriter:
+    """Buffers body pieces up to FLUSH_AT and writes them with one ``pwritev`` in a background thread,
+    one write in flight: the next MiB of the body arrives while the previous one is copied into the page
+    cache (the copy costs about as much CPU as receiving it; overlapping them made an 8 MiB-chunk upload
+    over HTTP ≈ 12 % faster). Writes never overlap each other, and the fd is closed only after the
+    last one finished."""
+
     def __init__(self, fd: int, offset: int) -> None:
         self._fd = fd
         self._pos = offset
         self._buf: list[bytes | memoryview] = []
         self._buffered = 0
         self._buf_start = offset
+        self._inflight: Future[None] | None = None
 
     async def write(self, data: bytes | memoryview) -> None:
         if not self._buf:
@@ -79,26 +88,58 @@ class LocalWriter:
         await self._drain()
         self._pos = offset
 
+    def _take(self) -> tuple[list[bytes | memoryview], int]:
+        bufs, start = self._buf, self._buf_start
+        self._buf, self._buffered = [], 0
+        return bufs, start
+
+    async def _settle(self) -> None:
+        """Wait for the write in flight and raise its error, if any."""
+        fut = self._inflight
+        if fut is not None:
+            if not fut.done():
+                await anyio.to_thread.run_sync(fut.exception)  # waits; result() below raises
+            self._inflight = None  # only now: if that wait was cancelled, close() still waits
+            fut.result()
+
     async def _drain(self) -> None:
         if not self._buf:
             return
-        bufs, start = self._buf, self._buf_start
-        self._buf, self._buffered = [], 0
-        await anyio.to_thread.run_sync(_pwrite_all, self._fd, bufs, start)
+        await self._settle()
+        bufs, start = self._take()
+        self._inflight = _write_pool().submit(_pwrite_all, self._fd, bufs, start)
 
     async def flush(self, durable: bool) -> None:
-        if not durable:
-            await self._drain()
-            return
-        # the buffered tail and the fdatasync in one thread hop: for a small chunk that is all its I/O
-        bufs, start = self._buf, self._buf_start
-        self._buf, self._buffered = [], 0
-        await anyio.to_thread.run_sync(_write_and_sync, self._fd, bufs, start)
+        await self._settle()
+        bufs, start = self._take()
+        if durable:  # the tail and the fdatasync in one thread hop: for a small chunk that is all its I/O
+            await anyio.to_thread.run_sync(_write_and_sync, self._fd, bufs, start)
+        elif bufs:
+            await anyio.to_thread.run_sync(_pwrite_all, self._fd, bufs, start)
 
     async def close(self) -> None:
-        if self._fd >= 0:
-            os.close(self._fd)
-            self._fd = -1
+        if self._fd < 0:
+            return
+        fut, self._inflight = self._inflight, None
+        if fut is not None and not fut.done():
+            # never close the fd under a running pwritev (the number could be reused by another file)
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(fut.exception)
+        os.close(self._fd)
+        self._fd = -1
+
+
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def _write_pool() -> ThreadPoolExecutor:
+    """The threads that run background pwritevs (at most one per open writer)."""
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(max_workers=64, thread_name_prefix="chunkd-write")
+        return _pool
 
 
 def _write_and_sync(fd: int, bufs: list[bytes | memoryview], offset: int) -> None:
