@@ -98,7 +98,7 @@ async def test_background_writes_finish_before_close_and_report_errors(tmp_path:
     await writer.close()  # the second MiB may still be in flight: close waits for it, it does not drop it
     assert (storage.staging / ref).read_bytes() == b"".join(pieces)
 
-    def failing(fd: int, bufs: list[bytes], offset: int) -> None:
+    def failing(fd: int, bufs: list[bytes], offset: int, writeback: bool = True) -> None:
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(local, "_pwrite_all", failing)

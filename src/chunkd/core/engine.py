@@ -210,7 +210,8 @@ class Engine:
         try:
             if todo:
                 try:
-                    writer = await self.storage.stage_open(session.storage_ref, todo[0][0])
+                    writer = await self.storage.stage_open(session.storage_ref, todo[0][0],
+                                                             durable=self.config.durable)
                 except FileNotFoundError as exc:  # expired, deleted or committed since it was read
                     raise SessionGone("the upload session ended while this request started") from exc
             cursor = todo[0][0] if todo else end
@@ -600,7 +601,7 @@ class Engine:
         """Store a whole object from a body, durably, replacing any existing one atomically."""
         ref = await self.storage.stage_create("put")
         try:
-            writer = await self.storage.stage_open(ref, 0)
+            writer = await self.storage.stage_open(ref, 0, durable=self.config.durable)
             size = 0
             try:
                 async for piece in body:

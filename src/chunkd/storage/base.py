@@ -53,8 +53,9 @@ class ByteStorage(Protocol):
     async def stage_create(self, hint: str) -> str:
         """Create an empty staged object and return its ref. ``hint`` (a session id) may appear in names."""
 
-    async def stage_open(self, ref: str, offset: int) -> StagedWriter:
-        """Open a writer at ``offset``. Raises FileNotFoundError if ``ref`` is unknown."""
+    async def stage_open(self, ref: str, offset: int, *, durable: bool = True) -> StagedWriter:
+        """Open a writer at ``offset``. Raises FileNotFoundError if ``ref`` is unknown. ``durable=False``
+        says the writer will be flushed without ``durable``, so it need not prepare for a sync."""
 
     def stage_read(self, ref: str, start: int, end: int) -> AsyncIterator[bytes]:
         """Yield the staged bytes ``[start, end)``; bytes never written read as zeros."""

@@ -63,8 +63,9 @@ class LocalWriter:
     over HTTP ≈ 12 % faster). Writes never overlap each other, and the fd is closed only after the
     last one finished."""
 
-    def __init__(self, fd: int, offset: int) -> None:
+    def __init__(self, fd: int, offset: int, *, writeback: bool = True) -> None:
         self._fd = fd
+        self._writeback = writeback
         self._pos = offset
         self._buf: list[bytes | memoryview] = []
         self._buffered = 0
@@ -107,7 +108,7 @@ class LocalWriter:
             return
         await self._settle()
         bufs, start = self._take()
-        self._inflight = _write_pool().submit(_pwrite_all, self._fd, bufs, start)
+        self._inflight = _write_pool().submit(_pwrite_all, self._fd, bufs, start, self._writeback)
 
     async def flush(self, durable: bool) -> None:
         await self._settle()
@@ -148,7 +149,7 @@ def _write_and_sync(fd: int, bufs: list[bytes | memoryview], offset: int) -> Non
     os.fdatasync(fd)
 
 
-def _pwrite_all(fd: int, bufs: list[bytes | memoryview], offset: int) -> None:
+def _pwrite_all(fd: int, bufs: list[bytes | memoryview], offset: int, writeback: bool = True) -> None:
     total = sum(len(b) for b in bufs)
     written = os.pwritev(fd, bufs, offset)
     if written < total:  # short write: fall back to writing the remainder piece by piece
@@ -157,7 +158,8 @@ def _pwrite_all(fd: int, bufs: list[bytes | memoryview], offset: int) -> None:
         while data:
             n = os.pwrite(fd, data, pos)
             data, pos = data[n:], pos + n
-    _start_writeback(fd, offset, total)
+    if writeback:  # only when a fdatasync will follow: otherwise the page cache may absorb the bytes
+        _start_writeback(fd, offset, total)
 
 
 def _load_sync_file_range() -> Callable[[int, int, int, int], int] | None:
@@ -235,9 +237,9 @@ class LocalStorage:
         await anyio.to_thread.run_sync(_fsync_dir, self.staging)
         return ref
 
-    async def stage_open(self, ref: str, offset: int) -> LocalWriter:
+    async def stage_open(self, ref: str, offset: int, *, durable: bool = True) -> LocalWriter:
         fd = os.open(self._stage_path(ref), os.O_WRONLY)
-        return LocalWriter(fd, offset)
+        return LocalWriter(fd, offset, writeback=durable)
 
     async def stage_read(self, ref: str, start: int, end: int) -> AsyncIterator[bytes]:
         async for piece in _read_fd_path(self._stage_path(ref), start, end):
