@@ -87,8 +87,10 @@ async def commit_vs_size(work: Path, src: Source, sizes: list[int], cp_size: int
 
 
 # -- missing-range query against the number of received ranges --------------------------------------
-async def missing_vs_ranges(work: Path, counts: list[int], reps: int) -> dict[int, float]:
-    """Median time of ``engine.missing(session)`` with ``n`` disjoint received ranges (every other 4 KiB)."""
+async def missing_vs_ranges(work: Path, counts: list[int], reps: int,
+                            limit: int | None = None) -> dict[int, float]:
+    """Median time of ``engine.missing(session, limit)`` with ``n`` disjoint received ranges (every other
+    4 KiB): the first ``limit`` gaps (what Graph's nextExpectedRanges lists), or all of them."""
     data = work / "inproc-missing"
     shutil.rmtree(data, ignore_errors=True)
     engine = await _engine(data)
@@ -105,10 +107,10 @@ async def missing_vs_ranges(work: Path, counts: list[int], reps: int) -> dict[in
             times = []
             for _ in range(reps if n < 10_000 else max(3, reps // 3)):
                 t0 = time.perf_counter()
-                gaps = await engine.missing(s)
+                gaps = await engine.missing(s, limit)
                 times.append(time.perf_counter() - t0)
-            if len(gaps) != n:
-                raise RuntimeError(f"expected {n} gaps, got {len(gaps)}")
+            if len(gaps) != (n if limit is None else min(n, limit)):
+                raise RuntimeError(f"expected {n} gaps (limit {limit}), got {len(gaps)}")
             out[n] = statistics.median(times)
     finally:
         await engine.store.close()

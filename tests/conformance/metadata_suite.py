@@ -280,6 +280,23 @@ async def test_record_merges_and_counts_new_bytes_exactly(store: SessionStore) -
 
 
 @pytest.mark.anyio
+async def test_missing_lists_gaps_in_order_and_the_first_ones_with_a_limit(store: SessionStore) -> None:
+    s = make(length=1000)
+    await store.create(s)
+    assert await store.missing(s.id, 1000) == [(0, 1000)]
+    received = [(0, 10), (20, 30), (30, 35), (100, 200), (990, 1000)]
+    for i, (a, b) in enumerate(received):
+        c = await store.claim(s.id, f"t{i}", a, b, now=0.0, lease=30.0)
+        await store.record(s.id, f"t{i}", c.to_write, now=1.0, expires_at=100.0)
+    everything = [(10, 20), (35, 100), (200, 990)]
+    assert await store.missing(s.id, 1000) == everything
+    for limit in range(5):
+        assert await store.missing(s.id, 1000, limit) == everything[:limit]
+    assert await store.missing(s.id, 150) == [(10, 20), (35, 100)]  # a length inside the ranges clips
+    assert await store.missing("nope", 10, 3) == [(0, 10)]
+
+
+@pytest.mark.anyio
 async def test_received_within_clips(store: SessionStore) -> None:
     s = make()
     await store.create(s)

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterator
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from chunkd.core.ranges import RangeSet
+from chunkd.core.ranges import RangeSet, gaps_of_sorted
 
 LIMIT = 64  # small universe: collisions, adjacency and overlaps happen often
 
@@ -124,3 +125,21 @@ def test_from_sorted_equals_adding_one_by_one(added: list[tuple[int, int]], pres
 def test_from_sorted_refuses_bad_ranges() -> None:
     with pytest.raises(ValueError):
         RangeSet.from_sorted([(0, 4), (9, 3)])
+
+
+@given(st.lists(ranges, max_size=25), st.integers(0, LIMIT + 8), st.one_of(st.none(), st.integers(0, 6)))
+def test_gaps_of_sorted_is_a_prefix_of_the_model_gaps(added: list[tuple[int, int]], total: int,
+                                                     limit: int | None) -> None:
+    covered = model(added)
+    expected = runs(set(range(total)) - covered, 0, total)
+    consumed: list[tuple[int, int]] = []
+
+    def stream() -> Iterator[tuple[int, int]]:
+        for r in RangeSet(added):
+            consumed.append(r)
+            yield r
+
+    got = gaps_of_sorted(stream(), total, limit)
+    assert got == (expected if limit is None else expected[:limit])
+    if limit is not None:  # it reads no more ranges than it needs: at most limit + 1
+        assert len(consumed) <= limit + 1

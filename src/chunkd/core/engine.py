@@ -150,13 +150,14 @@ class Engine:
     async def received(self, session: Session) -> RangeSet:
         return await self.store.ranges(session.id)
 
-    async def missing(self, session: Session) -> list[Range]:
-        """Missing ranges ``[start, end)`` of a session with a known length."""
+    async def missing(self, session: Session, limit: int | None = None) -> list[Range]:
+        """Missing ranges ``[start, end)`` of a session with a known length, in order; with ``limit``
+        only the first ones, at a cost that does not grow with the number of received ranges."""
         if session.length is None:
             raise InvalidRange("the session has no length yet")
         if session.received >= session.length:
             return []
-        return (await self.store.ranges(session.id)).missing(session.length)
+        return await self.store.missing(session.id, session.length, limit)
 
     # -- writing ----------------------------------------------------------------------------------
     async def write_range(self, session_id: str, principal: Principal, start: int, end: int, body: Body,

@@ -17,6 +17,24 @@ __all__ = ["Range", "RangeSet"]
 Range = tuple[int, int]
 
 
+def gaps_of_sorted(ranges: Iterable[Range], total: int, limit: int | None = None) -> list[Range]:
+    """The first ``limit`` (all when None) gaps in ``[0, total)`` between sorted, disjoint ``ranges``.
+    Stops reading ``ranges`` as soon as it has them, so a store can stream its rows into it."""
+    out: list[Range] = []
+    pos = 0
+    for s, e in ranges:
+        if limit is not None and len(out) >= limit:
+            return out
+        if s >= total:
+            break
+        if s > pos:
+            out.append((pos, s))
+        pos = max(pos, e)
+    if pos < total and (limit is None or len(out) < limit):
+        out.append((pos, total))
+    return out
+
+
 class RangeSet:
     """Disjoint, merged half-open byte ranges; adjacent ranges merge."""
 

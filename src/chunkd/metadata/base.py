@@ -82,6 +82,10 @@ class SessionStore(Protocol):
     async def ranges(self, session_id: str) -> RangeSet:
         """Every received range of the session."""
 
+    async def missing(self, session_id: str, length: int, limit: int | None = None) -> list[Range]:
+        """The gaps in ``[0, length)`` between received ranges, in order; only the first ``limit`` when
+        given, at a cost of O(limit) however many ranges there are."""
+
     async def received_within(self, session_id: str, start: int, end: int) -> list[Range]:
         """Received ranges intersecting ``[start, end)``, clipped to it. O(log n + k)."""
 

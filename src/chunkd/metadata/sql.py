@@ -32,7 +32,7 @@ from chunkd.core.errors import (
     WriteInterrupted,
 )
 from chunkd.core.models import Resource, Session, SessionState
-from chunkd.core.ranges import Range, RangeSet
+from chunkd.core.ranges import Range, RangeSet, gaps_of_sorted
 from chunkd.metadata._prepared import Prepared, Txn, transaction
 from chunkd.metadata.base import Appending, Claim
 from chunkd.metadata.schema import claims, resources, session_ranges, sessions
@@ -86,6 +86,8 @@ class _Hot:
         self.get = p(sa.select(*sessions.c).where(sessions.c.id == b("sid")))
         self.lock = p(sa.select(sessions.c.id).where(sessions.c.id == b("sid")).with_for_update())
         self.ranges = p(sa.select(r.start, r.stop).where(r.session_id == b("sid")).order_by(r.start))
+        self.first_ranges = p(sa.select(r.start, r.stop).where(r.session_id == b("sid")).order_by(r.start)
+                              .limit(b("lim")))
         self.prefix = p(sa.select(r.stop).where(r.session_id == b("sid"), r.start == 0))
         self.range_before = p(sa.select(r.start, r.stop).where(r.session_id == b("sid"), r.start <= b("start"))
                               .order_by(r.start.desc()).limit(1))
@@ -263,6 +265,18 @@ class SqlSessionStore:
         def run() -> RangeSet:
             with self._fast_read(single=True) as t:
                 return RangeSet.from_sorted((a, b) for a, b in t.all(self._hot.ranges, sid=session_id))
+
+        return await self._run(run)
+
+    async def missing(self, session_id: str, length: int, limit: int | None = None) -> list[Range]:
+        def run() -> list[Range]:
+            h = self._hot
+            with self._fast_read(single=True) as t:
+                if limit is None:
+                    rows = t.all(h.ranges, sid=session_id)
+                else:  # stored ranges are merged, so limit + 1 of them bound at least limit gaps
+                    rows = t.all(h.first_ranges, sid=session_id, lim=limit + 1)
+            return gaps_of_sorted(((a, b) for a, b in rows), length, limit)
 
         return await self._run(run)
 

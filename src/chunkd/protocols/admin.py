@@ -38,6 +38,7 @@ log = logging.getLogger("chunkd.admin")
 
 PREFIX = "/chunkd/v1"
 MAX_TRACKED = 10_000
+MAX_LISTED_RANGES = 1000  # per list in one session's detail; missingRangesTruncated says when there are more
 
 _ERRORS: dict[type[errors.ChunkdError], tuple[int, str]] = {
     errors.InvalidInput: (400, "invalidRequest"),
@@ -166,10 +167,13 @@ class AdminAPI:
     async def get_session(self, request: Request, principal: Principal) -> Response:
         session = await self._load(request, principal)
         received = list(await self.engine.received(session))
-        missing = await self.engine.missing(session) if session.length is not None else []
+        missing = (await self.engine.missing(session, MAX_LISTED_RANGES + 1) if session.length is not None
+                   else [])
         body = session_json(session)
-        body["receivedRanges"] = [[s, e] for s, e in received]
-        body["missingRanges"] = [[s, e] for s, e in missing]
+        body["receivedRanges"] = [[s, e] for s, e in received[:MAX_LISTED_RANGES]]
+        body["receivedRangesTruncated"] = len(received) > MAX_LISTED_RANGES
+        body["missingRanges"] = [[s, e] for s, e in missing[:MAX_LISTED_RANGES]]
+        body["missingRangesTruncated"] = len(missing) > MAX_LISTED_RANGES
         body["transfer"] = self.stats.sessions.get(session.id, {})
         return JSONResponse(body)
 

@@ -133,3 +133,19 @@ def test_empty_document_completes_at_once(env: PrintEnv) -> None:
     r = env.client.get(doc + "/$value", headers=alice)
     assert r.status_code == 200 and r.content == b""
     assert env.client.post(f"{env.jobs_url()}/{job}/start", headers=alice).status_code == 200
+
+
+def test_next_expected_ranges_lists_the_first_gaps_only(env: PrintEnv) -> None:
+    from chunkd.protocols.graph_print import NEXT_EXPECTED_RANGES
+
+    alice = env.user(ALICE, C)
+    _, _, doc = env.new_job(alice)
+    n = NEXT_EXPECTED_RANGES + 5  # every other byte received: n + 1 gaps
+    size = 2 * n + 1
+    url = str(_create(env, doc, alice, size)["uploadUrl"])
+    with httpx.Client() as http:
+        for i in range(n):
+            r = http.put(url, content=b"x", headers={"Content-Range": f"bytes {2 * i + 1}-{2 * i + 1}/{size}"})
+            assert r.status_code == 202, r.text
+        listed = http.get(url).json()["nextExpectedRanges"]
+    assert listed == [f"{2 * i}-{2 * i}" for i in range(NEXT_EXPECTED_RANGES)]  # in order, from the start
