@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -62,8 +63,6 @@ def serve(
         help="fdatasync every chunk before acknowledging it [env var: CHUNKD_DURABLE] [default: durable]")] = None,
 ) -> None:
     """Start the server: every API family on one port."""
-    import uvicorn
-
     from chunkd.server.app import build_components, describe
 
     env = {"CHUNKD_HOST": host, "CHUNKD_PORT": str(port), "CHUNKD_DATA_DIR": str(data_dir.resolve()),
@@ -89,7 +88,7 @@ def serve(
                    "write and delete; add --force if you mean it", err=True)
         raise typer.Exit(2)
     try:
-        ssl, http = uvicorn_tls_options(settings)
+        uvicorn_tls_options(settings)  # a bad certificate or key is a one-line error here, not in the server
     except TLSConfigError as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(2) from exc
@@ -97,13 +96,10 @@ def serve(
     anyio.run(components.engine.store.migrate)  # once, before workers race to do it
     anyio.run(components.engine.store.close)
     typer.echo(describe(components), err=True)
-    uvicorn.run("chunkd.server.app:create_app_from_env", factory=True, host=host, port=port,
-                workers=workers, loop="uvloop", http=http, log_level=settings.log_level,
-                timeout_keep_alive=75, access_log=False,
-                # uvicorn kills a worker that does not answer its health ping within this many seconds. The
-                # default 5 s is shorter than a spawned worker's imports on a busy 2-core machine, which made
-                # --workers N restart its workers forever.
-                timeout_worker_healthcheck=30, **ssl)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # become the lean server process (same pid): see chunkd.server.run
+    os.execv(sys.executable, [sys.executable, "-m", "chunkd.server.run"])  # noqa: S606 - a fixed argv, no shell
 
 
 @app.command()

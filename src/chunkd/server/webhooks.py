@@ -18,11 +18,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from chunkd.core.events import Event
+
+if TYPE_CHECKING:
+    import httpx
 
 log = logging.getLogger("chunkd.webhooks")
 
@@ -61,6 +62,10 @@ class WebhookNotifier:
             task.add_done_callback(self._tasks.discard)
 
     async def _deliver(self, url: str, document: dict[str, Any]) -> None:
+        # imported on first delivery: httpx pulls in its CLI's rich and pygments when they are installed,
+        # ≈ 10 MiB and 50 ms that a server without webhooks should not pay
+        import httpx
+
         if self._client is None:
             self._client = httpx.AsyncClient(timeout=self.timeout)
         delay = self.backoff
