@@ -16,9 +16,9 @@ from chunkd.core.engine import Engine
 from chunkd.core.errors import ChecksumMismatch, LengthMismatch, OffsetMismatch, PermissionDenied, TooLarge
 from chunkd.core.models import SessionState
 from tests.core import test_engine as base
-from tests.core.test_engine import ALICE, BOB, NS, body, read
+from tests.core.test_engine import ALICE, BOB, NS, body, read, staged
 
-clock, engines, engine = base.clock, base.engines, base.engine  # the engine tests' fixtures
+clock, engines, engine, pg_database = base.clock, base.engines, base.engine, base.pg_database  # their fixtures
 
 
 async def cut(data: bytes):  # type: ignore[no-untyped-def]
@@ -82,3 +82,44 @@ async def test_concatenate_from_two_processes(engines: Callable[..., Engine]) ->
     assert first.state is again.state is SessionState.COMMITTED
     assert first.received == first.length == sum(map(len, data))
     assert await read(two, "final") == b"".join(data)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+async def test_racing_appenders_in_two_processes_never_interleave(engines: Callable[..., Engine],
+                                                                 backend: str) -> None:
+    """Writers in two "processes" race to append the next chunk of one upload: each chunk position is
+    taken by exactly one of them, the losers learn the real offset (or that a live writer is busy), and
+    the stored bytes are exactly the winners' chunks in order."""
+    import anyio
+
+    from chunkd.core.errors import RangeBusy
+
+    one, two = await engines(), await engines()
+    size, chunks = 64, 16
+    s = await one.create_session(ALICE, "tus", NS, "race", size * chunks)
+    winners: dict[int, bytes] = {}
+    refusals: list[type[Exception]] = []
+
+    async def appender(engine: Engine, tag: int) -> None:
+        offset = 0
+        while offset < size * chunks:
+            data = bytes([tag]) * size
+            try:
+                got = await engine.append_at(s.id, ALICE, offset, body(data), size)
+                assert offset not in winners, f"offset {offset} was written twice"
+                winners[offset] = data
+                offset = got.received
+            except OffsetMismatch as exc:
+                refusals.append(OffsetMismatch)
+                offset = exc.offset
+            except RangeBusy:
+                refusals.append(RangeBusy)
+                await anyio.sleep(0)
+
+    async with anyio.create_task_group() as tg:
+        for i, engine in enumerate([one, two, one, two]):
+            tg.start_soon(appender, engine, i + 1)
+    assert sorted(winners) == [i * size for i in range(chunks)]
+    assert refusals  # four writers, sixteen positions: they did collide
+    assert await staged(one, s.id, size * chunks) == b"".join(winners[o] for o in sorted(winners))
