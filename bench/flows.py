@@ -6,6 +6,7 @@ upload, raising on any unexpected status so a failed upload can never count as a
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import threading
@@ -14,7 +15,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from bench.driver import Conn, FileBody
 
@@ -192,6 +193,40 @@ def graph_upload(conn: Conn, printer: str, src: Source, chunk: int) -> None:
         conn.request("PUT", path, {"Content-Range": f"bytes {start}-{start + size - 1}/{src.size}",
                                    "Content-Type": "application/octet-stream"}, src.body(start, size),
                      expect=(200, 201) if last else (200, 202))
+
+
+# -- Microsoft Graph Industry Data: getUploadSession -> container SAS -> Put Block / Put Block List -----
+INDUSTRY = "/beta/external/industryData/dataConnectors"
+BLOB_HEADERS = {"x-ms-version": "2025-01-05"}
+
+
+def blob_session(conn: Conn) -> str:
+    """A data connector's upload session: its container SAS URL as ``path?query``."""
+    js = {"Content-Type": "application/json"}
+    body = {"@odata.type": "#microsoft.graph.industryData.azureDataLakeConnector", "displayName": "bench"}
+    connector = json.loads(conn.request("POST", INDUSTRY, js, json.dumps(body).encode(), expect=(200, 201)).body)
+    session = json.loads(conn.request(
+        "GET", f"{INDUSTRY}/{connector['id']}/microsoft.graph.industryData.azureDataLakeConnector/getUploadSession",
+        expect=(200,)).body)
+    target = urlsplit(session["sessionUrl"])
+    return f"{target.path}?{target.query}"
+
+
+def blob_upload(conn: Conn, sas: str, src: Source, chunk: int) -> None:
+    """What azure-storage-blob's upload_blob sends for a large file (one connection): Put Block per
+    ``chunk``, then Put Block List."""
+    path, query = sas.split("?", 1)
+    blob = f"{path}/{uuid.uuid4().hex}.bin?{query}"
+    ids = []
+    for i, (start, size) in enumerate(pieces(0, src.size, chunk)):
+        block = base64.b64encode(f"{i:08d}".encode()).decode()
+        ids.append(block)
+        conn.request("PUT", f"{blob}&comp=block&blockid={quote(block, safe='')}", BLOB_HEADERS,
+                     src.body(start, size), expect=(201,))
+    xml = "<?xml version='1.0' encoding='utf-8'?><BlockList>" + "".join(
+        f"<Latest>{b}</Latest>" for b in ids) + "</BlockList>"
+    conn.request("PUT", f"{blob}&comp=blocklist", {**BLOB_HEADERS, "Content-Type": "application/xml"},
+                 xml.encode(), expect=(201,))
 
 
 def timed(fn: Callable[[], object]) -> float:

@@ -40,6 +40,7 @@ SECTIONS = ("big", "parallel", "small", "many", "scale", "commit", "missing", "m
 
 C_TUS, C_SF, C_GRAPH = "chunkd tus", "chunkd SF UploadChunk", "chunkd Graph uploadUrl"
 C_TUS_ND, C_SF_ND = "chunkd tus (durable off)", "chunkd SF (durable off)"
+C_BLOB = "chunkd Blob Put Block (Industry Data)"
 
 
 @dataclass(frozen=True)
@@ -93,6 +94,8 @@ class Bench:
         self.tus_why = ""
         self.graph_why = "Graph print front end not mounted yet"
         self.printer = ""
+        self.blob_why = "Industry Data front end not mounted yet"
+        self.blob_sas = ""
 
     # -- plumbing ----------------------------------------------------------------------------------
     def source(self) -> Source:
@@ -126,6 +129,11 @@ class Bench:
             self.graph_why = ""
         except Exception as exc:
             self.graph_why = f"no Graph print front end ({exc})"[:200]
+        try:
+            self.blob_sas = flows.blob_session(self.peers["chunkd"].conn())
+            self.blob_why = ""
+        except Exception as exc:
+            self.blob_why = f"no Industry Data front end ({exc})"[:200]
 
     def measure(self, series_args: tuple[str, str, str], entries: list[tuple[str, Peer, Callable[[], float]]],
                 reps: int, higher_better: bool = True, note: str = "") -> None:
@@ -182,6 +190,8 @@ class Bench:
             add(C_SF, self.p("chunkd"), lambda c, ch=chunk: flows.sf_upload(c, src, f"b/{uuid.uuid4().hex}", ch))
             if not self.graph_why:
                 add(C_GRAPH, self.p("chunkd"), lambda c, ch=chunk: flows.graph_upload(c, self.printer, src, ch))
+            if not self.blob_why:
+                add(C_BLOB, self.p("chunkd"), lambda c, ch=chunk: flows.blob_upload(c, self.blob_sas, src, ch))
             add(NULL, self.p(NULL), lambda c: flows.nginx_put(c, src, "x"))
             self.measure(("1. one upload", f"{_size(src.size)} in {_size(chunk)} chunks", "MB/s"),
                          entries, plan.reps, note="nginx and the null sink take one PUT of the whole file; "
@@ -189,6 +199,8 @@ class Bench:
                          "@tus/server and nginx do not fsync")
         if self.graph_why:
             self.r.skip("Graph uploadUrl upload", self.graph_why)
+        if self.blob_why:
+            self.r.skip("Blob Put Block upload", self.blob_why)
 
     # -- 2. parallel range streams into one session ------------------------------------------------
     def parallel(self) -> None:

@@ -353,7 +353,7 @@ class BlobStore:
         session = await self.engine.create_session(principal, FAMILY, NAMESPACE, f"{container.id}/{uuid.uuid4().hex}",
                                                    length, ttl=ttl, extra={"ttl": ttl})
         try:
-            await self.engine.write_range(session.id, principal, 0, length, body)
+            await self.engine.write_range(session.id, principal, 0, length, body, session=session)
             data = {"name": name, "blockId": block_id, "session": session.id, "size": length}
             rid = block_prefix(container.id, name) + _h(block_id, 40)
             old: Resource | None = None
