@@ -333,6 +333,29 @@ async def test_update_is_compare_and_set(store: SessionStore) -> None:
 
 
 @pytest.mark.anyio
+async def test_update_many_is_all_or_nothing(store: SessionStore) -> None:
+    a, b, c = make(), make(), make()
+    for s in (a, b, c):
+        await store.create(s)
+    done = await store.update_many([(a.id, 0, {"state": SessionState.COMMITTING, "extra": {"x": 1}}),
+                                    (b.id, 0, {"state": SessionState.COMMITTING})])
+    assert [(s.id, s.version, s.state) for s in done] == [(a.id, 1, SessionState.COMMITTING),
+                                                           (b.id, 1, SessionState.COMMITTING)]
+    assert (await store.get(a.id)) == done[0] and done[0].extra == {"x": 1}
+    # one stale version: nothing changes, not even the rows listed before it
+    with pytest.raises(Conflict):
+        await store.update_many([(c.id, 0, {"state": SessionState.COMMITTED}),
+                                 (a.id, 0, {"state": SessionState.COMMITTED})])
+    got_c = await store.get(c.id)
+    assert got_c is not None and got_c.version == 0 and got_c.state is SessionState.OPEN
+    with pytest.raises(SessionNotFound):
+        await store.update_many([(c.id, 0, {"state": SessionState.COMMITTED}), ("nope", 0, {})])
+    got_c = await store.get(c.id)
+    assert got_c is not None and got_c.state is SessionState.OPEN
+    assert await store.update_many([]) == []
+
+
+@pytest.mark.anyio
 async def test_expired_lists_live_sessions_past_expiry(store: SessionStore) -> None:
     soon, later, dead = make(expires_at=10.0), make(expires_at=20.0), make(expires_at=5.0)
     committed = make(expires_at=8.0, state=SessionState.COMMITTED)

@@ -463,14 +463,13 @@ class Engine:
                 raise SessionIncomplete(f"part {s.id} has missing ranges")
         # Reserve every part with a compare-and-set so that no write, commit, delete or other compose of a
         # part can run meanwhile; the reservation names the target so that a retry can be recognised.
-        reserved: list[Session] = []
+        # All parts in one transaction (one commit, not one per part), all or nothing.
+        reserved = await self.store.update_many([
+            (s.id, s.version, {"state": SessionState.COMMITTING, "extra": {**s.extra, "composed_into": target},
+                               "modified_at": self.clock(), "expires_at": self._expiry(s)})
+            for s in unique.values()])
+        unique = {s.id: s for s in reserved}
         try:
-            for sid, s in unique.items():
-                s = await self.store.update(s.id, s.version, state=SessionState.COMMITTING,
-                                            extra={**s.extra, "composed_into": target},
-                                            modified_at=self.clock(), expires_at=self._expiry(s))
-                unique[sid] = s
-                reserved.append(s)
             info = await self.storage.publish_composite(
                 [(unique[sid].storage_ref, unique[sid].length or 0) for sid in parts], namespace, key)
         except BaseException:
@@ -483,12 +482,18 @@ class Engine:
                         pass
             raise
         now = self.clock()
-        for s in reserved:
-            try:
-                done = await self.store.update(s.id, s.version, state=SessionState.COMMITTED, modified_at=now,
-                                               expires_at=self._expiry(s))
-            except (Conflict, SessionNotFound):
-                continue
+        changes = [(s.id, s.version, {"state": SessionState.COMMITTED, "modified_at": now,
+                                      "expires_at": self._expiry(s)}) for s in reserved]
+        try:
+            finished = await self.store.update_many(changes)
+        except (Conflict, SessionNotFound):  # a part was swept meanwhile: finish the others one by one
+            finished = []
+            for sid, version, fields in changes:
+                try:
+                    finished.append(await self.store.update(sid, version, **fields))
+                except (Conflict, SessionNotFound):
+                    continue
+        for done in finished:
             await self._emit("committed", done, composed_into=f"{namespace}/{key}")
         return info
 

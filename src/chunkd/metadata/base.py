@@ -130,6 +130,11 @@ class SessionStore(Protocol):
         """Compare-and-set: change ``fields`` if the version is still ``expected_version``; bumps the
         version. Raises Conflict when the version moved and SessionNotFound when the row is gone."""
 
+    async def update_many(self, changes: list[tuple[str, int, dict[str, Any]]]) -> list[Session]:
+        """:meth:`update` for several sessions ``(id, expected_version, fields)`` in one transaction, all
+        or nothing: when one raises Conflict or SessionNotFound, none changed. One commit instead of one
+        per session (composing an object from many parts)."""
+
     async def expired(self, now: float, limit: int) -> list[Session]:
         """Live sessions whose ``expires_at`` is before ``now``."""
 

@@ -418,25 +418,38 @@ class SqlSessionStore:
 
     async def update(self, session_id: str, expected_version: int, **fields: Any) -> Session:
         def run() -> Session:
-            values = dict(fields)
-            for name in _JSON_FIELDS:
-                if name in values:
-                    values[name] = json.dumps(values[name])
-            if "state" in values:
-                values["state"] = SessionState(values["state"]).value
-            values["version"] = sessions.c.version + 1
             with self._write(session_id) as conn:
-                res = conn.execute(sessions.update().where(sessions.c.id == session_id,
-                                                           sessions.c.version == expected_version)
-                                   .values(**values))
-                row = conn.execute(sa.select(sessions).where(sessions.c.id == session_id)).first()
-                if row is None:
-                    raise SessionNotFound()
-                if not res.rowcount:
-                    raise Conflict("session changed concurrently")
-                return _row_to_session(row)
+                return self._update(conn, session_id, expected_version, fields)
 
         return await self._run(run)
+
+    async def update_many(self, changes: list[tuple[str, int, dict[str, Any]]]) -> list[Session]:
+        def run() -> list[Session]:
+            with self._write() as conn:
+                if not self.sqlite:  # lock the rows in one order, so two batches cannot deadlock
+                    for sid in sorted({c[0] for c in changes}):
+                        conn.execute(sa.select(sessions.c.id).where(sessions.c.id == sid).with_for_update())
+                return [self._update(conn, sid, version, fields) for sid, version, fields in changes]
+
+        return await self._run(run)
+
+    @staticmethod
+    def _update(conn: Connection, session_id: str, expected_version: int, fields: dict[str, Any]) -> Session:
+        values = dict(fields)
+        for name in _JSON_FIELDS:
+            if name in values:
+                values[name] = json.dumps(values[name])
+        if "state" in values:
+            values["state"] = SessionState(values["state"]).value
+        values["version"] = sessions.c.version + 1
+        res = conn.execute(sessions.update().where(sessions.c.id == session_id,
+                                                   sessions.c.version == expected_version).values(**values))
+        row = conn.execute(sa.select(sessions).where(sessions.c.id == session_id)).first()
+        if row is None:
+            raise SessionNotFound()
+        if not res.rowcount:
+            raise Conflict("session changed concurrently")
+        return _row_to_session(row)
 
     async def expired(self, now: float, limit: int) -> list[Session]:
         def run() -> list[Session]:
