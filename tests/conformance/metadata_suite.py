@@ -410,6 +410,21 @@ async def test_resources_crud_and_cas(store: SessionStore) -> None:
 
 
 @pytest.mark.anyio
+async def test_delete_resources_in_one_call(store: SessionStore) -> None:
+    def res(kind: str, rid: str) -> Resource:
+        return Resource(kind=kind, id=rid, tenant="t", owner="o", parent="p", data={}, created_at=1.0,
+                        modified_at=1.0, version=0)
+
+    for i in range(3):
+        await store.put_resource(res("block", f"b{i}"))
+    await store.put_resource(res("other", "b0"))
+    assert await store.delete_resources("block", ["b0", "b2", "missing"]) == 2
+    assert [r.id for r in await store.list_resources("block")] == ["b1"]
+    assert await store.get_resource("other", "b0") is not None  # same id, other kind: untouched
+    assert await store.delete_resources("block", []) == 0
+
+
+@pytest.mark.anyio
 async def test_resource_listing_filters_and_pages(store: SessionStore) -> None:
     for rid, tenant, parent, owner in [("a", "t1", "", "o1"), ("b", "t1", "p", "o2"), ("c", "t2", "p", "o1"),
                                        ("d", "t1", "p", "o1")]:

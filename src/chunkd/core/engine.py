@@ -677,6 +677,9 @@ class Engine:
     async def delete_resource(self, kind: str, resource_id: str) -> bool:
         return await self.store.delete_resource(kind, resource_id)
 
+    async def delete_resources(self, kind: str, resource_ids: list[str]) -> int:
+        return await self.store.delete_resources(kind, resource_ids)
+
     # -- helpers ----------------------------------------------------------------------------------
     def _expiry(self, session: Session) -> float:
         ttl = float(session.extra.get("ttl", self.config.session_ttl))

@@ -21,14 +21,16 @@ def gaps_of_sorted(ranges: Iterable[Range], total: int, limit: int | None = None
     """The first ``limit`` (all when None) gaps in ``[0, total)`` between sorted, disjoint ``ranges``.
     Stops reading ``ranges`` as soon as it has them, so a store can stream its rows into it."""
     out: list[Range] = []
+    if limit is not None and limit <= 0:
+        return out
     pos = 0
     for s, e in ranges:
-        if limit is not None and len(out) >= limit:
-            return out
         if s >= total:
             break
         if s > pos:
             out.append((pos, s))
+            if limit is not None and len(out) >= limit:
+                return out  # before pulling another range from the caller's stream
         pos = max(pos, e)
     if pos < total and (limit is None or len(out) < limit):
         out.append((pos, total))

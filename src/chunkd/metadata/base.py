@@ -162,3 +162,6 @@ class SessionStore(Protocol):
 
     async def delete_resource(self, kind: str, resource_id: str) -> bool:
         """Delete; False when it did not exist."""
+
+    async def delete_resources(self, kind: str, resource_ids: list[str]) -> int:
+        """Delete several in one transaction; how many existed."""

@@ -64,6 +64,16 @@ def _session_from(m: Any) -> Session:
     )
 
 
+_RESOURCE_COLUMNS = tuple(c.name for c in resources.c)
+
+
+def _tuple_to_resource(row: tuple[Any, ...]) -> Resource:
+    m = dict(zip(_RESOURCE_COLUMNS, row, strict=True))
+    return Resource(kind=m["kind"], id=m["id"], tenant=m["tenant"], owner=m["owner"], parent=m["parent"],
+                    data=json.loads(m["data"]), created_at=m["created_at"], modified_at=m["modified_at"],
+                    version=m["version"])
+
+
 def _session_values(s: Session) -> dict[str, Any]:
     return {
         "id": s.id, "family": s.family, "owner": s.owner, "tenant": s.tenant, "namespace": s.namespace,
@@ -107,6 +117,15 @@ class _Hot:
         self.renew = p(claims.update().where(c.session_id == b("sid"), c.token == b("tok"))
                        .values(lease_until=b("until")))
         self.drop_token = p(claims.delete().where(c.session_id == b("sid"), c.token == b("tok")))
+        self.state = p(sa.select(sessions.c.state).where(sessions.c.id == b("sid")))
+        self.add_session = p(sessions.insert())
+        self.drop_all_ranges = p(session_ranges.delete().where(r.session_id == b("sid")))
+        self.drop_all_claims = p(claims.delete().where(c.session_id == b("sid")))
+        self.drop_session = p(sessions.delete().where(sessions.c.id == b("sid")))
+        q = resources.c
+        self.get_resource = p(sa.select(*resources.c).where(q.kind == b("rkind"), q.id == b("rid")))
+        self.resource_exists = p(sa.select(q.id).where(q.kind == b("rkind"), q.id == b("rid")))
+        self.add_resource = p(resources.insert())
         self.bump = p(sessions.update().where(sessions.c.id == b("sid")).values(
             received=b("new_received"), version=b("new_version"), modified_at=b("new_modified"),
             expires_at=b("new_expires"), length=b("new_length")))
@@ -134,6 +153,10 @@ class SqlSessionStore:
             self._reader = self._writer
             self._soft = self._writer
         self._hot = _Hot(self._writer.dialect)
+        # statements run on the DB-API connection raise the driver's own IntegrityError, not SQLAlchemy's
+        dbapi = self._writer.dialect.dbapi
+        self._integrity_errors: tuple[type[Exception], ...] = (
+            sa.exc.IntegrityError, *((dbapi.IntegrityError,) if dbapi is not None else ()))
 
     def _sqlite_engine(self, begin: str, synchronous: str = "FULL") -> Engine:
         engine = sa.create_engine(self.url, connect_args={"check_same_thread": False, "timeout": 60},
@@ -167,11 +190,11 @@ class SqlSessionStore:
             yield conn
 
     @contextmanager
-    def _fast_write(self, session_id: str, *, soft: bool = False) -> Iterator[Txn]:
+    def _fast_write(self, session_id: str | None = None, *, soft: bool = False) -> Iterator[Txn]:
         """``_write`` for the prepared hot-path statements (see ``_prepared``)."""
         engine = self._soft if soft else self._writer
         with transaction(engine, "BEGIN IMMEDIATE" if self.sqlite else None) as t:
-            if not self.sqlite:
+            if session_id is not None and not self.sqlite:
                 t.one(self._hot.lock, sid=session_id)
             yield t
 
@@ -209,18 +232,20 @@ class SqlSessionStore:
     # -- sessions ---------------------------------------------------------------------------------
     async def create(self, session: Session) -> Session:
         def run() -> Session:
-            with self._write(session.id) as conn:
-                row = conn.execute(sa.select(sessions.c.state).where(sessions.c.id == session.id)).first()
+            h = self._hot
+            with self._fast_write(session.id) as t:
+                row = t.one(h.state, sid=session.id)
                 if row is not None:
-                    if row.state in _LIVE:
+                    if row[0] in _LIVE:
                         raise SessionConflict(f"session {session.id} already exists")
-                    self._purge(conn, session.id)
-                conn.execute(sessions.insert().values(**_session_values(session)))
+                    for stmt in (h.drop_all_ranges, h.drop_all_claims, h.drop_session):  # a dead one: replace it
+                        t.run(stmt, sid=session.id)
+                t.run(h.add_session, **_session_values(session))
             return session
 
         try:
             return await self._run(run)
-        except sa.exc.IntegrityError as exc:
+        except self._integrity_errors as exc:
             # PostgreSQL: FOR UPDATE cannot lock a row that does not exist yet, so two creators of one id
             # both insert and the primary key refuses the second
             raise SessionConflict(f"session {session.id} already exists") from exc
@@ -499,28 +524,25 @@ class SqlSessionStore:
 
     async def put_resource(self, resource: Resource) -> Resource:
         def run() -> Resource:
-            with self._write() as conn:
-                exists = conn.execute(sa.select(resources.c.id).where(
-                    resources.c.kind == resource.kind, resources.c.id == resource.id)).first()
-                if exists:
+            h = self._hot
+            with self._fast_write() as t:
+                if t.one(h.resource_exists, rkind=resource.kind, rid=resource.id):
                     raise AlreadyExists(f"{resource.kind} {resource.id} already exists")
-                conn.execute(resources.insert().values(
-                    kind=resource.kind, id=resource.id, tenant=resource.tenant, owner=resource.owner,
-                    parent=resource.parent, data=json.dumps(resource.data), created_at=resource.created_at,
-                    modified_at=resource.modified_at, version=resource.version))
+                t.run(h.add_resource, kind=resource.kind, id=resource.id, tenant=resource.tenant,
+                      owner=resource.owner, parent=resource.parent, data=json.dumps(resource.data),
+                      created_at=resource.created_at, modified_at=resource.modified_at, version=resource.version)
             return resource
 
         try:
             return await self._run(run)
-        except sa.exc.IntegrityError as exc:  # a concurrent insert of the same (kind, id) on PostgreSQL
+        except self._integrity_errors as exc:  # a concurrent insert of the same (kind, id) on PostgreSQL
             raise AlreadyExists(f"{resource.kind} {resource.id} already exists") from exc
 
     async def get_resource(self, kind: str, resource_id: str) -> Resource | None:
         def run() -> Resource | None:
-            with self._read() as conn:
-                row = conn.execute(sa.select(resources).where(resources.c.kind == kind,
-                                                              resources.c.id == resource_id)).first()
-            return self._row_to_resource(row) if row else None
+            with self._fast_read(single=True) as t:
+                row = t.one(self._hot.get_resource, rkind=kind, rid=resource_id)
+            return _tuple_to_resource(row) if row else None
 
         return await self._run(run)
 
@@ -556,6 +578,18 @@ class SqlSessionStore:
                 return [self._row_to_resource(r) for r in conn.execute(q.order_by(resources.c.id).limit(limit))]
 
         return await self._run(run)
+
+    async def delete_resources(self, kind: str, resource_ids: list[str]) -> int:
+        def run() -> int:
+            deleted = 0
+            with self._write() as conn:
+                for i in range(0, len(resource_ids), 500):  # bounded IN lists
+                    res = conn.execute(resources.delete().where(resources.c.kind == kind,
+                                                                resources.c.id.in_(resource_ids[i:i + 500])))
+                    deleted += res.rowcount
+            return deleted
+
+        return await self._run(run) if resource_ids else 0
 
     async def delete_resource(self, kind: str, resource_id: str) -> bool:
         def run() -> bool:

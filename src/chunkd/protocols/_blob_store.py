@@ -218,7 +218,7 @@ class BlobStore:
         return await self._install(container, name, key, info.size, props, [], cond)
 
     async def _install(self, container: Resource, name: str, key: str, size: int, props: BlobProps,
-                       blocks: list[list[Any]], cond: Conditions) -> Resource:
+                       blocks: list[list[Any]], cond: Conditions, consumed: frozenset[str] = frozenset()) -> Resource:
         """Point the blob at a newly published object (compare-and-set), then drop what it replaced.
 
         The container must be open just before the switch, and still open (or finalised only after the switch)
@@ -258,8 +258,14 @@ class BlobStore:
             raise
         if existing is not None:
             await self.engine.delete_object(NAMESPACE, existing.data["object"])
-        for block in await self.blocks(container.id, name):
-            await self._drop_block(block)
+        # the blob's staged blocks are gone now, committed or not (as in Azure); one transaction for their
+        # records, and only the blocks left out of the list still have a session to drop (composed parts
+        # were committed into the new object)
+        stale = await self.blocks(container.id, name)
+        await self.engine.delete_resources(K_BLOCK, [b.id for b in stale])
+        for block in stale:
+            if str(block.data["session"]) not in consumed:
+                await self._drop_session(self.principal(container), str(block.data["session"]))
         return res
 
     async def _undo(self, installed: Resource, previous: Resource | None) -> None:
@@ -423,7 +429,7 @@ class BlobStore:
                 for sid in copies:
                     await self._drop_session(principal, sid)
             raise
-        return await self._install(container, name, key, size, props, blocks, cond)
+        return await self._install(container, name, key, size, props, blocks, cond, frozenset(parts))
 
     async def _copy_range(self, container: Resource, blob: Resource, start: int, size: int) -> str:
         """A new session holding ``size`` bytes of the current blob (a committed block listed again)."""
