@@ -153,6 +153,7 @@ class SqlSessionStore:
             self._reader = self._writer
             self._soft = self._writer
         self._hot = _Hot(self._writer.dialect)
+        self._updates: dict[tuple[str, ...], Prepared] = {}
         # statements run on the DB-API connection raise the driver's own IntegrityError, not SQLAlchemy's
         dbapi = self._writer.dialect.dbapi
         self._integrity_errors: tuple[type[Exception], ...] = (
@@ -443,38 +444,49 @@ class SqlSessionStore:
 
     async def update(self, session_id: str, expected_version: int, **fields: Any) -> Session:
         def run() -> Session:
-            with self._write(session_id) as conn:
-                return self._update(conn, session_id, expected_version, fields)
+            with self._fast_write(session_id) as t:
+                return self._update(t, session_id, expected_version, fields)
 
         return await self._run(run)
 
     async def update_many(self, changes: list[tuple[str, int, dict[str, Any]]]) -> list[Session]:
         def run() -> list[Session]:
-            with self._write() as conn:
+            with self._fast_write() as t:
                 if not self.sqlite:  # lock the rows in one order, so two batches cannot deadlock
                     for sid in sorted({c[0] for c in changes}):
-                        conn.execute(sa.select(sessions.c.id).where(sessions.c.id == sid).with_for_update())
-                return [self._update(conn, sid, version, fields) for sid, version, fields in changes]
+                        t.one(self._hot.lock, sid=sid)
+                return [self._update(t, sid, version, fields) for sid, version, fields in changes]
 
         return await self._run(run)
 
-    @staticmethod
-    def _update(conn: Connection, session_id: str, expected_version: int, fields: dict[str, Any]) -> Session:
+    def _update(self, t: Txn, session_id: str, expected_version: int, fields: dict[str, Any]) -> Session:
         values = dict(fields)
         for name in _JSON_FIELDS:
             if name in values:
                 values[name] = json.dumps(values[name])
         if "state" in values:
             values["state"] = SessionState(values["state"]).value
-        values["version"] = sessions.c.version + 1
-        res = conn.execute(sessions.update().where(sessions.c.id == session_id,
-                                                   sessions.c.version == expected_version).values(**values))
-        row = conn.execute(sa.select(sessions).where(sessions.c.id == session_id)).first()
+        names = tuple(sorted(values))
+        changed = t.run(self._update_statement(names), sid=session_id, expected=expected_version,
+                        **{f"new_{n}": v for n, v in values.items()})
+        row = t.one(self._hot.get, sid=session_id)
         if row is None:
             raise SessionNotFound()
-        if not res.rowcount:
+        if not changed:
             raise Conflict("session changed concurrently")
-        return _row_to_session(row)
+        return _tuple_to_session(row)
+
+    def _update_statement(self, names: tuple[str, ...]) -> Prepared:
+        """The compare-and-set UPDATE of these columns, prepared once per combination (a handful occur)."""
+        stmt = self._updates.get(names)
+        if stmt is None:
+            values: dict[str, Any] = {n: sa.bindparam(f"new_{n}") for n in names}
+            values["version"] = sessions.c.version + 1
+            stmt = Prepared(sessions.update().where(sessions.c.id == sa.bindparam("sid"),
+                                                    sessions.c.version == sa.bindparam("expected")).values(**values),
+                            self._writer.dialect)
+            self._updates[names] = stmt
+        return stmt
 
     async def expired(self, now: float, limit: int) -> list[Session]:
         def run() -> list[Session]:
