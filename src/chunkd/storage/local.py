@@ -327,8 +327,14 @@ class LocalStorage:
         """Create ``folder`` and missing parents durably; PathConflict where a file stands in the way."""
         missing: list[Path] = []
         p = folder
-        while _kind(p) != "dir":
-            if os.path.lexists(p):
+        while (kind := _kind(p)) != "dir":
+            if kind is None and os.path.lexists(p):
+                # missing a moment ago, there now: another process may have just created this folder (taking
+                # it for a file in the way made concurrent first publishes into a namespace fail)
+                kind = _kind(p) or "other"
+                if kind == "dir":
+                    break
+            if kind is not None:
                 raise PathConflict("a file stands where a folder is needed")
             missing.append(p)
             p = p.parent
