@@ -68,7 +68,10 @@ _RESOURCE_COLUMNS = tuple(c.name for c in resources.c)
 
 
 def _tuple_to_resource(row: tuple[Any, ...]) -> Resource:
-    m = dict(zip(_RESOURCE_COLUMNS, row, strict=True))
+    return _resource_from(dict(zip(_RESOURCE_COLUMNS, row, strict=True)))
+
+
+def _resource_from(m: Any) -> Resource:
     return Resource(kind=m["kind"], id=m["id"], tenant=m["tenant"], owner=m["owner"], parent=m["parent"],
                     data=json.loads(m["data"]), created_at=m["created_at"], modified_at=m["modified_at"],
                     version=m["version"])
@@ -122,6 +125,13 @@ class _Hot:
         self.drop_all_ranges = p(session_ranges.delete().where(r.session_id == b("sid")))
         self.drop_all_claims = p(claims.delete().where(c.session_id == b("sid")))
         self.drop_session = p(sessions.delete().where(sessions.c.id == b("sid")))
+        # lock the rows (PostgreSQL) so that a concurrent create() that replaces one of these dead sessions
+        # with a live one waits, and then finds no row, instead of losing its new session; an IN over the
+        # dead states (not NOT IN over the live ones) lets ix_sessions_dead serve it
+        # (rendering the IN list needs a value for every parameter at compile time: 0.0 stands in for "before")
+        dead = (sa.select(sessions.c.id).where(sessions.c.state.in_(_DEAD),
+                                               sessions.c.modified_at < b("before", value=0.0)).limit(1000))
+        self.dead = p(dead if dialect.name == "sqlite" else dead.with_for_update(skip_locked=True))
         q = resources.c
         self.get_resource = p(sa.select(*resources.c).where(q.kind == b("rkind"), q.id == b("rid")))
         self.resource_exists = p(sa.select(q.id).where(q.kind == b("rkind"), q.id == b("rid")))
@@ -239,8 +249,7 @@ class SqlSessionStore:
                 if row is not None:
                     if row[0] in _LIVE:
                         raise SessionConflict(f"session {session.id} already exists")
-                    for stmt in (h.drop_all_ranges, h.drop_all_claims, h.drop_session):  # a dead one: replace it
-                        t.run(stmt, sid=session.id)
+                    self._purge(t, session.id)  # a dead one: replace it
                 t.run(h.add_session, **_session_values(session))
             return session
 
@@ -336,7 +345,7 @@ class SqlSessionStore:
                     lease: float) -> Claim:
         def run() -> Claim:
             with self._fast_write(session_id, soft=True) as t:
-                if t.one(self._hot.get, sid=session_id) is None:
+                if t.one(self._hot.state, sid=session_id) is None:
                     raise SessionNotFound()
                 return self._claim(t, session_id, token, start, end, now, now + lease)
 
@@ -497,31 +506,23 @@ class SqlSessionStore:
 
         return await self._run(run)
 
-    @staticmethod
-    def _purge(conn: Connection, session_id: str) -> None:
-        conn.execute(session_ranges.delete().where(session_ranges.c.session_id == session_id))
-        conn.execute(claims.delete().where(claims.c.session_id == session_id))
-        conn.execute(sessions.delete().where(sessions.c.id == session_id))
+    def _purge(self, t: Txn, session_id: str) -> None:
+        for stmt in (self._hot.drop_all_ranges, self._hot.drop_all_claims, self._hot.drop_session):
+            t.run(stmt, sid=session_id)
 
     async def purge(self, session_id: str) -> None:
         def run() -> None:
-            with self._write(session_id) as conn:
-                self._purge(conn, session_id)
+            with self._fast_write(session_id) as t:
+                self._purge(t, session_id)
 
         await self._run(run)
 
     async def purge_dead(self, before: float) -> int:
         def run() -> int:
-            with self._write() as conn:
-                # lock the rows (PostgreSQL) so that a concurrent create() that replaces one of these dead
-                # sessions with a live one waits, and then finds no row, instead of losing its new session
-                # an IN over the dead states (not NOT IN over the live ones) lets ix_sessions_dead serve it
-                q = sa.select(sessions.c.id).where(sessions.c.state.in_(_DEAD), sessions.c.modified_at < before)
-                if not self.sqlite:
-                    q = q.with_for_update(skip_locked=True)
-                ids = [r.id for r in conn.execute(q.limit(1000))]
+            with self._fast_write() as t:
+                ids = [sid for (sid,) in t.all(self._hot.dead, before=before)]
                 for sid in ids:
-                    self._purge(conn, sid)
+                    self._purge(t, sid)
                 return len(ids)
 
         return await self._run(run)
@@ -529,10 +530,7 @@ class SqlSessionStore:
     # -- resources --------------------------------------------------------------------------------
     @staticmethod
     def _row_to_resource(row: Any) -> Resource:
-        m = row._mapping
-        return Resource(kind=m["kind"], id=m["id"], tenant=m["tenant"], owner=m["owner"], parent=m["parent"],
-                        data=json.loads(m["data"]), created_at=m["created_at"], modified_at=m["modified_at"],
-                        version=m["version"])
+        return _resource_from(row._mapping)
 
     async def put_resource(self, resource: Resource) -> Resource:
         def run() -> Resource:
