@@ -1,6 +1,7 @@
 """Differential test: one sequence of azure-storage-blob calls against Azurite 3.35.0 and against chunkd's
-container endpoint (through an Industry Data sessionUrl); status codes, error codes, listings and bytes must
-agree, except for the differences listed in KNOWN_DIFFERENCES (each explained in docs/blob.md)."""
+container endpoint (through an Industry Data sessionUrl, the same /{account}/{container} layout); status codes,
+error codes, listings and bytes must agree, except for the differences listed in KNOWN_DIFFERENCES (each
+explained in docs/blob.md)."""
 
 from __future__ import annotations
 
@@ -175,6 +176,33 @@ def scenario(url: str, sas: Callable[[str], str]) -> dict[str, Any]:
     step("range_beyond", lambda: c.download_blob("orgs.csv", offset=1000, length=10).readall())
     step("if_match_stale", lambda: c.get_blob_client("orgs.csv").upload_blob(
         b"x", overwrite=True, etag='"0x8D0000000000000"', match_condition=MatchConditions.IfNotModified))
+    # Set Blob Metadata / Properties, Blob Batch delete
+    p = c.get_blob_client("dir/a.csv")
+    stale = {"etag": '"0x8D0000000000000"', "match_condition": MatchConditions.IfNotModified}
+    step("set_metadata", lambda: bool(p.set_blob_metadata({"via": "meta", "n": "1"})["etag"]))
+    step("after_metadata", lambda: (lambda q: (q.metadata, q.content_settings.content_type, q.size))(
+        p.get_blob_properties()))
+    step("clear_metadata", lambda: (p.set_blob_metadata(), p.get_blob_properties().metadata)[1])
+    step("set_headers", lambda: bool(p.set_http_headers(ContentSettings(
+        content_type="text/plain", content_language="de", cache_control="no-cache"))["etag"]))
+    step("after_headers", lambda: (lambda q: (q.content_settings.content_type, q.content_settings.content_language,
+                                              q.content_settings.cache_control, q.content_settings.content_md5,
+                                              q.size))(p.get_blob_properties()))
+    step("headers_listed", lambda: [(b.name, b.content_settings.content_type, b.content_settings.content_language)
+                                    for b in c.list_blobs(name_starts_with="dir/a")])
+    step("headers_bytes", lambda: p.download_blob().readall())
+    step("set_metadata_missing", lambda: c.get_blob_client("nope.csv").set_blob_metadata({"a": "b"}))
+    step("set_headers_missing", lambda: c.get_blob_client("nope.csv").set_http_headers(ContentSettings()))
+    step("set_metadata_stale", lambda: p.set_blob_metadata({"a": "b"}, **stale))
+    step("set_headers_stale", lambda: p.set_http_headers(ContentSettings(content_type="x/y"), **stale))
+    step("set_metadata_staged_only", lambda: mixed.set_blob_metadata({"a": "b"}))
+    read_only = ContainerClient.from_container_url(f"{url}?{sas('rl')}")
+    step("read_only_metadata", lambda: read_only.get_blob_client("orgs.csv").set_blob_metadata({"a": "b"}))
+    step("batch_delete", lambda: [r.status_code for r in c.delete_blobs(
+        "dir/sub/b.csv", "empty.csv", "nope.csv", raise_on_any_failure=False)])
+    step("batch_partial", lambda: c.delete_blobs("dir/a.csv", "nope.csv"))
+    step("read_only_batch", lambda: [r.status_code for r in read_only.delete_blobs("orgs.csv",
+                                                                                    raise_on_any_failure=False)])
     step("final_list", lambda: [b.name for b in c.list_blobs()])
     return out
 
@@ -194,3 +222,7 @@ def test_same_sdk_calls_same_answers(azurite: str, chunkd: ServerProcess) -> Non
     assert ours["commit_unknown"] == ("error", 400, "InvalidBlockList")
     assert ours["read_only_write"] == ("error", 403, "AuthorizationPermissionMismatch")
     assert ours["checked_blocks"] is ours["checked_download"] is ours["checked_range"] is ours["big_sha"] is True
+    assert ours["after_metadata"][0] == {"via": "meta", "n": "1"} and ours["clear_metadata"] == {}
+    assert ours["after_headers"] == ("text/plain", "de", "no-cache", None, 9)  # the unset Content-MD5 is cleared
+    assert ours["batch_delete"] == [202, 202, 404] and ours["read_only_batch"] == [403]
+    assert ours["final_list"] == ["big.bin", "checked.bin", "manual.bin", "orgs.csv"]

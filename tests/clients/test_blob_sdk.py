@@ -10,12 +10,13 @@ from typing import Any
 
 import httpx
 import pytest
+from azure.core import MatchConditions
 from azure.core.exceptions import HttpResponseError, ResourceExistsError
-from azure.storage.blob import ContainerClient, ContentSettings
+from azure.storage.blob import ContainerClient, ContentSettings, PartialBatchErrorException
 
 from chunkd.auth.permissions import ALL_ROLES
 from chunkd.auth.tokens import issue_token, load_or_create_secret
-from tests.protocols.industry_data.helpers import BETA, create_connector, start_server, upload_session
+from tests.protocols.industry_data.helpers import BETA, create_connector, split_sas, start_server, upload_session
 from tests.serverproc import ServerProcess
 
 BIG = 150 << 20
@@ -102,3 +103,54 @@ def test_sdk_uploads_csvs_and_150_mib_through_the_session_url(server: ServerProc
     r = httpx.post(f"{server.url}{BETA}/dataConnectors/{connector}/validate", headers=graph)
     op = httpx.get(r.headers["Location"], headers=graph).json()
     assert op["errors"] == [] and ("UnexpectedFile", "big.bin") in [(w["code"], w["target"]) for w in op["warnings"]]
+
+
+@pytest.mark.slow
+def test_sdk_metadata_properties_and_batch_delete(server: ServerProcess, graph: dict[str, str]) -> None:
+    connector = create_connector(server.url, graph)["id"]
+    session = upload_session(server.url, connector, headers=graph)
+    url, _ = split_sas(session["sessionUrl"])
+    container = ContainerClient.from_container_url(session["sessionUrl"])
+    for name, data in CSVS.items():
+        container.upload_blob(name, data, content_settings=ContentSettings(content_type="text/csv",
+                                                                           cache_control="max-age=60"))
+    orgs = container.get_blob_client("orgs.csv")
+    before = orgs.get_blob_properties()
+    changed = orgs.set_blob_metadata({"uploadvia": "sdk", "batch": "7"})
+    assert changed["etag"] != before.etag
+    after = orgs.get_blob_properties()
+    assert after.metadata == {"uploadvia": "sdk", "batch": "7"} and after.etag == changed["etag"]
+    assert after.content_settings.content_type == "text/csv" and after.size == len(CSVS["orgs.csv"])
+    headers = orgs.set_http_headers(ContentSettings(content_type="text/csv; charset=utf-8", content_language="en",
+                                                    content_disposition="attachment; filename=orgs.csv"))
+    after = orgs.get_blob_properties()
+    assert after.etag == headers["etag"] and after.metadata == {"uploadvia": "sdk", "batch": "7"}
+    cs = after.content_settings
+    assert (cs.content_type, cs.content_language, cs.content_disposition, cs.cache_control) == (
+        "text/csv; charset=utf-8", "en", "attachment; filename=orgs.csv", None)  # unset headers are cleared
+    assert orgs.download_blob().readall() == CSVS["orgs.csv"]
+    listed = {b.name: b for b in container.list_blobs(include=["metadata"])}
+    assert listed["orgs.csv"].metadata == {"uploadvia": "sdk", "batch": "7"}
+    with pytest.raises(HttpResponseError) as stale:
+        orgs.set_blob_metadata({}, etag=before.etag, match_condition=MatchConditions.IfNotModified)
+    assert (stale.value.status_code, stale.value.error_code) == (412, "ConditionNotMet")
+
+    # Blob Batch: through the sessionUrl and through the older /blob/{account}/... alias
+    results = container.delete_blobs("users.csv", "missing.csv", raise_on_any_failure=False)
+    assert [r.status_code for r in results] == [202, 404]
+    alias = ContainerClient.from_container_url(session["sessionUrl"].replace(url, url.replace(
+        f"{server.url}/", f"{server.url}/blob/")))
+    assert [r.status_code for r in alias.delete_blobs("roles.csv")] == [202]
+    with pytest.raises(PartialBatchErrorException):
+        container.delete_blobs("orgs.csv", "roles.csv")  # roles.csv is gone: raise_on_any_failure
+    assert [b.name for b in container.list_blobs()] == []
+
+    # after validate the session's SAS cannot write: every subrequest is refused, nothing deleted
+    container.upload_blob("orgs.csv", CSVS["orgs.csv"])
+    assert httpx.post(f"{server.url}{BETA}/dataConnectors/{connector}/validate", headers=graph).status_code == 202
+    refused = container.delete_blobs("orgs.csv", raise_on_any_failure=False)
+    assert [(r.status_code, r.headers["x-ms-error-code"]) for r in refused] == [(403, "AuthorizationFailure")]
+    with pytest.raises(HttpResponseError) as sealed:
+        orgs.set_blob_metadata({"late": "1"})
+    assert (sealed.value.status_code, sealed.value.error_code) == (403, "AuthorizationFailure")
+    assert [b.name for b in container.list_blobs()] == ["orgs.csv"]

@@ -78,6 +78,7 @@ def serve(
     os.environ.update(env)  # workers are separate processes: they read their settings from here
     _tune_malloc()
 
+    from chunkd.protocols.blob import check_account
     from chunkd.server.config import Settings
     from chunkd.server.tls import TLSConfigError, uvicorn_tls_options
 
@@ -91,6 +92,11 @@ def serve(
         uvicorn_tls_options(settings)  # a bad certificate or key is a one-line error here, not in the server
     except TLSConfigError as exc:
         typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from exc
+    try:
+        check_account(settings.blob_account)  # its path /{account} must not shadow another API family
+    except ValueError as exc:
+        typer.echo(f"CHUNKD_BLOB_ACCOUNT: {exc}", err=True)
         raise typer.Exit(2) from exc
     components = build_components(settings)
     anyio.run(components.engine.store.migrate)  # once, before workers race to do it

@@ -268,6 +268,32 @@ class BlobStore:
                 await self._drop_session(self.principal(container), str(block.data["session"]))
         return res
 
+    async def set_properties(self, container: Resource, name: str, change: Callable[[dict[str, Any]], dict[str, Any]],
+                             cond: Conditions) -> Resource:
+        """Set Blob Metadata / Properties: the blob's data becomes ``change(data)`` with a new ETag, same bytes
+        (compare-and-set; checked against reset and validate like any write, see ``_install``)."""
+        for _ in range(50):
+            existing = await self.get_blob(container.id, name)
+            if existing is None:
+                raise blob_not_found()
+            cond.check_write(existing)
+            await self.check_writable(container.id)
+            try:
+                res = await self.engine.update_resource(existing, {**change(dict(existing.data)), "etag": new_etag(),
+                                                                   "modified": time.time()})
+                break
+            except (errors.Conflict, errors.NotFound):
+                await anyio.sleep(0.005)
+        else:
+            raise errors.Conflict("the blob is changing too fast")
+        try:
+            await self.check_writable(container.id, res)
+        except BlobError:
+            with anyio.CancelScope(shield=True):
+                await self._undo(res, existing)
+            raise
+        return res
+
     async def _undo(self, installed: Resource, previous: Resource | None) -> None:
         try:
             if previous is None:

@@ -1,5 +1,5 @@
-"""Wire pieces of the Azure Blob front end: error XML, body digests (Content-MD5, x-ms-content-crc64),
-XML documents. No routing and no engine calls here."""
+"""Wire pieces of the Azure Blob front end: errors (XML, and which exception becomes which Azure error), body
+digests (Content-MD5, x-ms-content-crc64), XML documents. No routing and no engine calls here."""
 
 from __future__ import annotations
 
@@ -9,13 +9,16 @@ import hashlib
 import struct
 import time
 import uuid
+import xml.etree.ElementTree as ET
 from collections.abc import Mapping
 from typing import Any
 from xml.sax.saxutils import escape
 
 from starlette.responses import Response
 
-from chunkd.core.body import Body
+from chunkd.auth import sas
+from chunkd.core import errors
+from chunkd.core.body import Body, ClientGone
 from chunkd.core.models import Resource
 from chunkd.protocols._blob_store import BlobError
 from chunkd.protocols._http import http_date, iso_date
@@ -52,15 +55,52 @@ def crc64_header(crc: int) -> str:
     return base64.b64encode(struct.pack("<Q", crc)).decode()
 
 
+def error_xml(err: BlobError, request_id: str) -> str:
+    """Azure's error document: code, message with request id and time, extra elements."""
+    message = f"{err.message}\nRequestId:{request_id}\nTime:{iso_date(time.time(), 7)}"
+    extra = "".join(f"<{k}>{escape(v)}</{k}>" for k, v in err.extra.items())
+    return f"{XML_DECL}<Error><Code>{err.code}</Code><Message>{escape(message)}</Message>{extra}</Error>"
+
+
 def error_response(err: BlobError, request_id: str, head: bool = False) -> Response:
     """Azure's error XML with ``x-ms-error-code`` (headers only for HEAD)."""
     headers = {"x-ms-error-code": err.code}
     if head:
         return Response(status_code=err.status, headers=headers)
-    message = f"{err.message}\nRequestId:{request_id}\nTime:{iso_date(time.time(), 7)}"
-    extra = "".join(f"<{k}>{escape(v)}</{k}>" for k, v in err.extra.items())
-    body = f"{XML_DECL}<Error><Code>{err.code}</Code><Message>{escape(message)}</Message>{extra}</Error>"
-    return Response(body, status_code=err.status, headers=headers, media_type="application/xml")
+    return Response(error_xml(err, request_id), status_code=err.status, headers=headers,
+                    media_type="application/xml")
+
+
+# core error -> (status, x-ms-error-code, message)
+_CORE_ERRORS: dict[type[errors.ChunkdError], tuple[int, str, str]] = {
+    errors.TooLarge: (413, "RequestBodyTooLarge", "The request body is too large."),
+    errors.SessionNotFound: (400, "InvalidBlockList", "The specified block list is invalid."),
+    errors.SessionGone: (400, "InvalidBlockList", "The specified block list is invalid."),
+    errors.InvalidInput: (400, "InvalidInput", "One of the request inputs is not valid."),
+    errors.NotFound: (404, "BlobNotFound", "The specified blob does not exist."),
+    errors.AlreadyExists: (409, "BlobAlreadyExists", "The specified blob already exists."),
+    errors.PermissionDenied: (403, "AuthorizationFailure", "This request is not authorized to perform this "
+                                                           "operation."),
+    errors.Conflict: (503, "ServerBusy", "The server is busy."),
+}
+INTERNAL = BlobError(500, "InternalError", "The server encountered an internal error.")
+
+
+def as_blob_error(exc: Exception) -> BlobError:
+    """The Azure error for an exception raised while serving a request; INTERNAL for unexpected ones."""
+    if isinstance(exc, BlobError):
+        return exc
+    if isinstance(exc, sas.SasError):
+        extra = {"AuthenticationErrorDetail": exc.detail} if exc.detail else {}
+        return BlobError(exc.status, exc.code, exc.message, **extra)
+    if isinstance(exc, ClientGone):
+        return BlobError(400, "InvalidInput", "The connection closed before the body was complete.")
+    if isinstance(exc, errors.ChunkdError):
+        for cls in type(exc).__mro__:
+            if cls in _CORE_ERRORS:
+                status, code, message = _CORE_ERRORS[cls]
+                return BlobError(status, code, f"{message} {exc.message}".strip())
+    return INTERNAL
 
 
 def decode_b64_header(value: str, name: str, size: int) -> bytes:
@@ -192,3 +232,33 @@ def block_list_xml(committed: list[list[Any]], uncommitted: list[Resource], whic
 
 def new_request_id() -> str:
     return str(uuid.uuid4())
+
+
+def decode_block_id(block_id: str) -> bytes:
+    """The raw bytes of a ``blockid`` query value; 400 InvalidQueryParameterValue if it is not base64."""
+    try:
+        raw = base64.b64decode(block_id, validate=True) if block_id else b""
+    except (binascii.Error, ValueError):
+        raw = b""
+    if not raw:
+        raise BlobError(400, "InvalidQueryParameterValue", "Value for one of the query parameters specified in the "
+                        "request URI is invalid.", QueryParameterName="blockid", QueryParameterValue=block_id)
+    return raw
+
+
+def parse_block_list(raw: bytes) -> list[tuple[str, str]]:
+    """``[(Latest|Committed|Uncommitted, id)]`` from a Put Block List body; 400 InvalidXmlDocument if bad."""
+    try:
+        # the body is size-capped; expat refuses external entities and limits entity expansion
+        root = ET.fromstring(raw)  # noqa: S314
+    except ET.ParseError as exc:
+        raise BlobError(400, "InvalidXmlDocument", "XML specified is not syntactically valid.") from exc
+    if root.tag != "BlockList":
+        raise BlobError(400, "InvalidXmlDocument", "XML specified is not syntactically valid.")
+    out: list[tuple[str, str]] = []
+    for el in root:
+        if el.tag not in ("Latest", "Committed", "Uncommitted"):
+            raise BlobError(400, "InvalidXmlNodeValue", "The value for one of the XML nodes is not in the correct "
+                            "format.", XmlNodeName=el.tag)
+        out.append((el.tag, (el.text or "").strip()))
+    return out

@@ -217,7 +217,9 @@ class IndustryDataAPI:
                 "containerExpirationDateTime": _iso(float(container.data["containerExpires"])),
                 "containerId": container.id,
                 "sessionExpirationDateTime": _iso(expires),
-                "sessionUrl": f"{base}/blob/{self.config.account}/{container.id}?{token}"}
+                # the emulator layout: Azure's Go SDK (rclone, AzCopy) reads a URL on an IP host only as
+                # /{account}/{container}; /blob/{account}/... stays an alias for URLs handed out before
+                "sessionUrl": f"{base}/{self.config.account}/{container.id}?{token}"}
 
     async def validate(self, request: Request, principal: Principal) -> Response:
         _require(principal, UPLOAD, "validate")

@@ -85,19 +85,23 @@ def create_app(settings: Settings | None = None) -> Starlette:
     routes += GraphPrintAPI(c.engine, c.authenticator, signer_for(c.settings.data_dir.resolve())).routes
     routes += TusAPI(c.engine, c.authenticator, _tus_config(c.settings)).routes
     blob_key = load_or_create_account_key(c.settings.data_dir.resolve())
-    routes += BlobAPI(c.engine, blob_key, c.settings.blob_account).routes
     routes += IndustryDataAPI(c.engine, c.authenticator, blob_key, IndustryDataConfig(
         c.settings.industry_session_ttl, c.settings.industry_container_ttl, c.settings.blob_account)).routes
     routes += AdminAPI(c.engine, c.authenticator).routes
+    # last: the blob account's top-level path (/chunkd by default) is shared with the admin API's /chunkd/v1
+    routes += BlobAPI(c.engine, blob_key, c.settings.blob_account, _origins(c.settings)).routes
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.components = c
     return app
 
 
+def _origins(s: Settings) -> tuple[str, ...]:
+    return tuple(o.strip() for o in s.cors_origins.split(",") if o.strip())
+
+
 def _tus_config(s: Settings) -> TusConfig:
-    origins = tuple(o.strip() for o in s.cors_origins.split(",") if o.strip())
     return TusConfig(max_size=min(s.tus_max_size or s.max_size, s.max_size), expiration=s.tus_expiration,
-                     cors_origins=origins, trust_proxy=s.trust_proxy)
+                     cors_origins=_origins(s), trust_proxy=s.trust_proxy)
 
 
 def create_app_from_env() -> Starlette:

@@ -38,10 +38,12 @@ class Settings(BaseSettings):
     industry_session_ttl: float = Field(6 * 3600.0, description="Industry Data upload session (SAS) lifetime, seconds")
     industry_container_ttl: float = Field(48 * 3600.0, description="Industry Data container lifetime from its "
                                           "session's start, seconds (validated files stay this long)")
-    blob_account: str = Field("chunkd", description="account name in blob container URLs and SAS signatures")
+    blob_account: str = Field("chunkd", description="account name in blob container URLs (/{account}/{container}) "
+                              "and SAS signatures: 3-24 lower-case letters and digits, not another API's path")
     tus_max_size: int | None = Field(None, description="tus: largest upload (Tus-Max-Size), bytes; default max_size")
     tus_expiration: float = Field(86400.0, description="tus: idle lifetime of an upload (Upload-Expires), seconds")
-    cors_origins: str = Field("", description="comma-separated origins allowed by CORS on /files/ ('*' = any)")
+    cors_origins: str = Field("", description="comma-separated origins allowed by CORS on /files/ and the blob "
+                              "endpoint ('*' = any)")
     trust_proxy: bool = Field(False, description="build URLs from X-Forwarded-Host/Proto and Forwarded headers")
     webhook_urls: str = Field("", description="comma-separated URLs that receive upload lifecycle events (POST JSON)")
     webhook_events: str = Field("created,completed,committed,deleted,expired",

@@ -1,0 +1,74 @@
+"""Reading Azure Blob requests: Content-Length, bounded integers, content headers and metadata, conditional
+headers. Every bad value becomes a :class:`BlobError` (400/411/413 in Blob XML), never a ValueError."""
+
+from __future__ import annotations
+
+import re
+
+from starlette.requests import Request
+
+from chunkd.protocols._blob_store import BlobError, BlobProps, Conditions
+
+_META_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+META_PREFIX = "x-ms-meta-"
+
+
+def bounded_int(raw: str, max_digits: int) -> int | None:
+    """``raw`` as a non-negative integer if it is at most ``max_digits`` ASCII digits, else None.
+
+    ``str.isdigit`` alone admits superscripts (``"²"``) and unbounded lengths; ``int()`` of either raises
+    ValueError (above 4,300 digits Python refuses the conversion), which must not become a 500.
+    """
+    if not raw or len(raw) > max_digits or not raw.isascii() or not raw.isdigit():
+        return None
+    return int(raw)
+
+
+def content_length(request: Request, limit: int) -> int:
+    """The request's Content-Length: 411 when missing, 400 when malformed, 413 above ``limit``."""
+    raw = request.headers.get("content-length")
+    if raw is None:
+        raise BlobError(411, "MissingContentLengthHeader", "Content-Length HTTP header is missing.")
+    n = bounded_int(raw, 19)
+    if n is None:
+        raise BlobError(400, "InvalidHeaderValue", "The value for one of the HTTP headers is not in the correct "
+                        "format.", HeaderName="Content-Length", HeaderValue=raw[:64])
+    if n > limit:
+        raise BlobError(413, "RequestBodyTooLarge", "The request body is too large and exceeds the maximum "
+                        "permissible limit.", MaxLimit=str(limit))
+    return n
+
+
+def metadata(request: Request) -> dict[str, str]:
+    """The ``x-ms-meta-*`` headers; names must be C# identifiers (they become XML element names in listings)."""
+    meta = {k[len(META_PREFIX):]: v for k, v in request.headers.items() if k.startswith(META_PREFIX)}
+    for key in meta:
+        if not _META_NAME.match(key):
+            raise BlobError(400, "InvalidMetadata", "The metadata specified is invalid. It has characters that are "
+                            "not permitted.", MetadataName=key)
+    return meta
+
+
+def props(request: Request, *, put_blob: bool) -> BlobProps:
+    """Content headers and metadata of a write. Put Blob also takes the plain HTTP headers (``Content-Type``
+    etc.) when the ``x-ms-blob-*`` ones are absent, as Azure does; Put Block List and Set Blob Properties
+    take only ``x-ms-blob-*``."""
+    h = request.headers
+
+    def pick(blob_header: str, plain: str) -> str:
+        return h.get(blob_header) or (h.get(plain, "") if put_blob and plain else "")
+
+    return BlobProps(
+        content_type=pick("x-ms-blob-content-type", "content-type") or "application/octet-stream",
+        content_encoding=pick("x-ms-blob-content-encoding", "content-encoding"),
+        content_language=pick("x-ms-blob-content-language", "content-language"),
+        content_disposition=pick("x-ms-blob-content-disposition", ""),
+        cache_control=pick("x-ms-blob-cache-control", "cache-control"),
+        md5=h.get("x-ms-blob-content-md5", ""),
+        meta=metadata(request),
+    )
+
+
+def conditions(request: Request) -> Conditions:
+    return Conditions(if_match=request.headers.get("if-match", ""),
+                      if_none_match=request.headers.get("if-none-match", ""))
