@@ -18,10 +18,13 @@
     │   ├── SessionIncomplete   commit while ranges are missing
     │   ├── AlreadyExists       target exists and the caller asked not to overwrite
     │   └── RangeBusy           another writer holds part of the range and did not finish in time
+    │   └── GuardFailed         a resource the write depends on changed state (a container was sealed)
     ├── SessionGone             session expired or was deleted and is remembered (tombstone)
     ├── PermissionDenied        principal may not touch this session/object
     ├── TooLarge                over a configured maximum
-    └── WriteInterrupted        the writer lost its claim (taken over by a newer request)
+    ├── WriteInterrupted        the writer lost its claim (taken over by a newer request)
+    ├── PiecesMissing           recorded bytes are not in this server's byte store (commit refused)
+    └── StorageFull             the byte store or the metadata store has no space left (retry later)
 
 Each front end maps these onto its own wire format in one table; anything else is a logged 500.
 """
@@ -131,6 +134,16 @@ class RangeBusy(Conflict):
     code = "range_busy"
 
 
+class GuardFailed(Conflict):
+    """A resource this write depends on is no longer in the required state."""
+
+    code = "guard_failed"
+
+    def __init__(self, message: str = "", *, state: str = "") -> None:
+        super().__init__(message)
+        self.state = state  # the resource's state now; "" when it is gone
+
+
 class SessionGone(ChunkdError):
     """The upload session expired or was deleted."""
 
@@ -153,3 +166,15 @@ class WriteInterrupted(ChunkdError):
     """A newer request took over this upload."""
 
     code = "write_interrupted"
+
+
+class PiecesMissing(ChunkdError):
+    """Recorded bytes of the session are not in this server's byte store."""
+
+    code = "pieces_missing"
+
+
+class StorageFull(ChunkdError):
+    """There is no space left to store this; retry once space is freed."""
+
+    code = "storage_full"

@@ -1,4 +1,4 @@
-"""Value objects of the core: sessions and published objects."""
+"""Value objects of the core: sessions, pieces of their bytes, published objects."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import enum
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-__all__ = ["Listing", "ObjectInfo", "Resource", "Session", "SessionState"]
+__all__ = ["Listing", "ObjectInfo", "Piece", "Session", "SessionState"]
 
 
 class SessionState(enum.StrEnum):
@@ -28,8 +28,14 @@ class Session:
 
     ``length`` is None while the total is unknown (tus deferred length). ``received`` counts the bytes
     recorded as durable. ``version`` increases on every change and is what compare-and-set updates check.
-    ``storage_ref`` is the byte store's opaque handle for the staged bytes; ``extra`` carries
-    protocol-specific fields the core stores but does not interpret.
+    ``storage_ref`` names the session's staging area in the byte store (opaque to the core).
+
+    Core state is typed: ``ttl`` is the idle lifetime (None: the engine's ``session_ttl``);
+    ``composed_into`` names the object (``namespace/key``) a part is being or was composed into, and
+    while it is set no write, commit or delete may touch the part; ``commit_on_complete`` publishes the
+    session as soon as its last byte is recorded (tus, Graph print), so that a crash between the last
+    write and the commit is repaired by the next read of the session or by the sweep. ``extra``
+    carries protocol-specific fields the core stores but never interprets.
     """
 
     id: str
@@ -49,6 +55,9 @@ class Session:
     received: int = 0
     version: int = 0
     storage_ref: str = ""
+    ttl: float | None = None
+    composed_into: str = ""
+    commit_on_complete: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -57,6 +66,27 @@ class Session:
 
     def evolve(self, **changes: Any) -> Session:
         return replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class Piece:
+    """An immutable run of a session's bytes, ``[start, end)``, as the byte store keeps it.
+
+    ``ref`` is the staging ref of the session the piece belongs to and ``handle`` says where in the
+    store the bytes are (both opaque to the core); the handle is recorded in the same metadata
+    transaction as the received range the piece makes durable. ``tag`` is the writer's label for the
+    piece (the block id of an Azure Put Block); pieces of a session never overlap.
+    """
+
+    ref: str
+    start: int
+    end: int
+    handle: str = ""
+    tag: str = ""
+
+    @property
+    def size(self) -> int:
+        return self.end - self.start
 
 
 @dataclass(frozen=True)
@@ -76,20 +106,3 @@ class Listing:
 
     files: list[ObjectInfo]
     folders: list[str]
-
-
-@dataclass(frozen=True)
-class Resource:
-    """A protocol-level object that is not a byte session: a printer, a print job, a data connector,
-    a blob container, a validation operation... ``data`` is the front end's JSON document; the core only
-    stores it. ``parent`` links children to parents (a job to its printer)."""
-
-    kind: str
-    id: str
-    tenant: str
-    owner: str
-    data: dict[str, Any]
-    created_at: float
-    modified_at: float
-    parent: str = ""
-    version: int = 0

@@ -1,0 +1,140 @@
+"""State and helpers every part of the engine shares (the engine is split by concept into mixins:
+:mod:`.sessions`, :mod:`.writes`, :mod:`.commits`, :mod:`.objects`, :mod:`.expiry`)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Protocol
+
+from chunkd.core.bytestore import ByteStore, Capabilities, detect_capabilities
+from chunkd.core.clock import Clock
+from chunkd.core.errors import (
+    Conflict,
+    InvalidRange,
+    LengthMismatch,
+    PermissionDenied,
+    SessionConflict,
+    SessionGone,
+    SessionNotFound,
+    TooLarge,
+)
+from chunkd.core.events import Event, EventBus
+from chunkd.core.models import Session, SessionState
+from chunkd.core.principal import Principal
+from chunkd.core.resources import ResourceStore
+from chunkd.core.store import MetadataStore, SessionChanges
+
+
+class Metadata(MetadataStore, ResourceStore, Protocol):
+    """One metadata store holds sessions and resources (the SQL store does both)."""
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """Engine tunables. Times are seconds."""
+
+    session_ttl: float = 30 * 60  # idle lifetime of a session (Service Fabric's default)
+    tombstone_ttl: float = 24 * 3600  # how long dead sessions are remembered (410 rather than 404)
+    # A write claim not renewed for ``lease`` seconds may be taken over by the next writer of its range
+    # (a client's retry after its connection or the node serving it died). Writers renew it before they
+    # write once their last renewal is ``renew_interval`` old, so a stalled writer that wakes up learns
+    # that it lost the claim before it can write into the range; ``lease - renew_interval`` is the margin
+    # for a write that was already on its way.
+    lease: float = 2.0
+    renew_interval: float = 0.5
+    busy_wait: float = 30.0  # how long a write waits for a live writer of an overlapping range
+    commit_grace: float = 2.0  # a commit older than this is taken to have died with its process
+    durable: bool = True  # fdatasync bytes before acknowledging them
+    max_size: int = 1 << 40  # largest session or object, bytes
+
+
+class EngineBase:
+    """The engine's collaborators and the checks every operation shares."""
+
+    def __init__(self, store: Metadata, storage: ByteStore, config: EngineConfig | None = None,
+                 events: EventBus | None = None, clock: Clock = time.time) -> None:
+        self.store = store
+        self.storage = storage
+        self.config = config or EngineConfig()
+        self.events = events or EventBus()
+        self.clock = clock
+        self.capabilities: Capabilities = detect_capabilities(storage)
+
+    # -- shared by the mixins (finish_commit is implemented in .commits) -------------------------------------------
+    async def finish_commit(self, session: Session) -> Session:
+        raise NotImplementedError
+
+    async def _expire_if_due(self, session_id: str) -> None:  # implemented in .expiry
+        raise NotImplementedError
+
+    async def get_session(self, session_id: str, *, principal: Principal | None = None) -> Session:
+        """The live session; SessionGone for a remembered dead one, SessionNotFound otherwise.
+
+        A commit that died with its process (COMMITTING for longer than ``commit_grace``) is finished
+        here, so that any read of a complete session repairs it.
+        """
+        session = await self.store.get(session_id)
+        if session is None:
+            raise SessionNotFound()
+        if principal is not None:
+            self._check_owner(session, principal)
+        if session.state is SessionState.COMMITTING and not session.composed_into \
+                and session.modified_at < self.clock() - self.config.commit_grace:
+            session = await self._repair_commit(session)
+        self._check_live(session)
+        return session
+
+    async def _repair_commit(self, session: Session) -> Session:
+        try:
+            return await self.finish_commit(session)
+        except (Conflict, SessionNotFound):
+            again = await self.store.get(session.id)
+            if again is None:
+                raise SessionNotFound() from None
+            return again
+
+    async def change(self, session: Session, changes: SessionChanges) -> Session:
+        """Compare-and-set ``changes`` against ``session.version`` (Conflict when it moved)."""
+        return await self.store.update(session.id, session.version, changes)
+
+    # -- checks -----------------------------------------------------------------------------------
+    def _ttl(self, session: Session) -> float:
+        return session.ttl if session.ttl is not None else self.config.session_ttl
+
+    def expiry_for(self, session: Session) -> float:
+        """When ``session`` expires if it is touched now."""
+        return self.clock() + self._ttl(session)
+
+    _expiry = expiry_for
+
+    def _check_length(self, length: int | None) -> None:
+        if length is not None and length < 0:
+            raise InvalidRange("length must not be negative")
+        if length is not None and length > self.config.max_size:
+            raise TooLarge(f"the upload is larger than the maximum of {self.config.max_size} bytes")
+
+    def _check_live(self, session: Session) -> None:
+        if not session.state.alive:
+            raise SessionGone()
+        if session.expires_at < self.clock():
+            raise SessionGone("the upload session expired")
+
+    @staticmethod
+    def check_target(session: Session, family: str, namespace: str, key: str, length: int | None) -> None:
+        """The checks of reusing a session id for a target (Service Fabric's session-id per chunk)."""
+        if session.family != family or session.namespace != namespace or session.key != key:
+            raise SessionConflict("the session id is in use for another path")
+        if session.length != length:
+            raise LengthMismatch("the total length differs from the session's")
+
+    @staticmethod
+    def _check_owner(session: Session, principal: Principal) -> None:
+        if session.owner != principal.key:
+            raise PermissionDenied("the session belongs to another principal")
+
+    async def emit(self, kind: str, session: Session, **detail: object) -> None:
+        """Send a lifecycle event (``created``, ``progress``, ``completed``, ``committed``, ...)."""
+        await self.events.emit(Event(kind, session, self.clock(), dict(detail)))
+
+    _emit = emit

@@ -1,0 +1,217 @@
+"""The session metadata port: sessions, their received ranges and pieces, and write claims.
+
+The store is the only place where processes (and machines) meet: every rule that must hold across them
+(one writer per byte, no acknowledged range lost, one committer) is enforced by a transaction here.
+
+A write goes through a *claim*: the writer claims the gaps of its range that nobody has received or
+holds (:meth:`SessionStore.claim`), writes them into the byte store as pieces, then records the pieces
+(:meth:`SessionStore.record`), which makes them part of the session in the same transaction that drops
+the claim. A claim is exclusive and has a lease; the engine's claim policy (:mod:`chunkd.core.claims`)
+renews it while bytes flow and takes over claims whose lease ended. Times passed in (``now``) come from
+the engine's clock, which follows the metadata store's clock (:mod:`chunkd.core.clock`).
+
+Every implementation must pass ``tests/conformance/metadata_suite.py``.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from chunkd.core.models import Piece, Session, SessionState
+from chunkd.core.ranges import Range, RangeSet
+
+__all__ = [
+    "Claim",
+    "ClaimMode",
+    "Claimed",
+    "Guard",
+    "MetadataBackend",
+    "MetadataStore",
+    "Recorded",
+    "SessionChanges",
+    "SessionQuery",
+    "SessionStore",
+    "WriteIntent",
+]
+
+
+class ClaimMode(enum.Enum):
+    RANGE = "range"  # claim the unreceived, unheld gaps of [start, end) (any order, parallel writers)
+    APPEND = "append"  # start must equal the contiguous received prefix; all of [start, end) or nothing
+    ALLOCATE = "allocate"  # claim end - start fresh bytes after everything received or claimed so far
+
+
+@dataclass(frozen=True)
+class Guard:
+    """A condition on a resource that a write depends on: ``data[field] == value`` of resource
+    ``(kind, id)``. Checked in the claim and in the record transaction (on PostgreSQL the resource row
+    is share-locked, so a concurrent change of the resource waits for the record)."""
+
+    kind: str
+    id: str
+    field: str
+    value: str
+
+
+@dataclass(frozen=True)
+class WriteIntent:
+    """What a writer wants to claim. ``create`` is inserted first when no live session has the id (an
+    existing dead one is replaced), so the first chunk of a session costs no extra transaction."""
+
+    session_id: str
+    token: str
+    start: int
+    end: int
+    mode: ClaimMode = ClaimMode.RANGE
+    create: Session | None = None
+    guard: Guard | None = None
+
+
+@dataclass(frozen=True)
+class Claim:
+    """The ranges the token now holds and must write, and the ranges of its request that other live
+    claims hold."""
+
+    to_write: list[Range]
+    busy: list[Range]
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """Result of :meth:`SessionStore.claim`: the session as the transaction saw it, its contiguous
+    received prefix, whether the transaction created it, the guard's resource state (``""`` when it
+    is missing, None without a guard), and the claim -- None when nothing could be claimed: the session
+    is not open, an append's offset is not the prefix, or the guard failed."""
+
+    session: Session
+    prefix: int
+    claim: Claim | None
+    created: bool = False
+    guard_state: str | None = None
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """Result of :meth:`SessionStore.record`: the session after it, and its first missing ranges when
+    the caller asked for them."""
+
+    session: Session
+    missing: list[Range] | None = None
+
+
+@dataclass(frozen=True)
+class SessionChanges:
+    """Typed fields of a compare-and-set update; None leaves a field as it is."""
+
+    state: SessionState | None = None
+    length: int | None = None
+    received: int | None = None
+    modified_at: float | None = None
+    expires_at: float | None = None
+    composed_into: str | None = None
+    extra: dict[str, Any] | None = None
+
+    def as_columns(self) -> dict[str, Any]:
+        return {k: v for k, v in vars(self).items() if v is not None}
+
+
+@dataclass(frozen=True)
+class SessionQuery:
+    """Filters of :meth:`SessionStore.find`; None means any."""
+
+    owner: str | None = None
+    family: str | None = None
+    namespace: str | None = None
+    key: str | None = None
+    states: tuple[SessionState, ...] | None = None
+    storage_ref: str | None = None
+    after: str = ""
+    limit: int = 100
+
+
+class MetadataBackend(Protocol):
+    """Life cycle and identity of a metadata store."""
+
+    name: str
+
+    async def migrate(self) -> None:
+        """Create or upgrade the schema. Idempotent; safe to run from several processes at once."""
+
+    async def close(self) -> None:
+        """Release connections."""
+
+    async def server_time(self) -> float:
+        """The store's clock (Unix seconds): what every node's leases and expiries are measured on."""
+
+
+class SessionStore(Protocol):
+    """Persistent session records. All methods are one transaction each and safe to call
+    concurrently from many processes on many machines."""
+
+    async def create(self, session: Session) -> Session:
+        """Insert a new session with no ranges. An existing *dead* session (deleted/expired) with the
+        same id is replaced. Raises SessionConflict if a live session has that id, also when another
+        process creates it concurrently."""
+
+    async def get(self, session_id: str) -> Session | None:
+        """The session, dead or alive, or None."""
+
+    async def find(self, query: SessionQuery) -> list[Session]:
+        """Sessions matching ``query``, ordered by id from ``query.after`` (keyset pagination)."""
+
+    async def claim(self, intent: WriteIntent, now: float, lease: float) -> Claimed:
+        """Drop the session's claims whose lease ended before ``now`` (take-over), then claim for
+        ``intent.token`` what ``intent.mode`` allows, with a lease until ``now + lease``. Ranges the same
+        token already holds are returned in ``to_write`` again (a waiting writer re-claims). Raises
+        SessionNotFound when the session does not exist and ``intent.create`` is None."""
+
+    async def renew(self, session_id: str, token: str, now: float, lease: float) -> bool:
+        """Extend the token's claims to ``now + lease``; False when they were taken over (stop writing)."""
+
+    async def record(self, session_id: str, token: str, pieces: Sequence[Piece], now: float, expires_at: float,
+                     *, length: int | None = None, missing_limit: int | None = None,
+                     guard: Guard | None = None) -> Recorded:
+        """Atomically add ``pieces`` (with their handles) and their ranges to the session, drop the
+        token's claims and bump the session (``received``, ``version``, ``modified_at``, ``expires_at``;
+        ``length`` when given and the session had none). When this completes a ``commit_on_complete``
+        session that is open, it becomes COMMITTING in the same transaction. Once this returns, the
+        pieces are part of the session for good.
+
+        Raises WriteInterrupted when ``pieces`` is non-empty and the token no longer holds a claim,
+        SessionGone when the session is dead, SessionNotFound when it does not exist, GuardFailed when
+        ``guard`` does not hold; nothing changes then.
+        """
+
+    async def release(self, session_id: str, token: str) -> None:
+        """Drop the token's claims without recording anything. Idempotent."""
+
+    async def ranges(self, session_id: str) -> RangeSet:
+        """Every received range of the session."""
+
+    async def missing(self, session_id: str, length: int, limit: int | None = None) -> list[Range]:
+        """The gaps in ``[0, length)`` between received ranges, in order; only the first ``limit`` when
+        given, at a cost of O(limit) however many ranges there are."""
+
+    async def pieces(self, session_id: str) -> list[Piece]:
+        """The session's recorded pieces, ordered by start."""
+
+    async def update(self, session_id: str, expected_version: int, changes: SessionChanges) -> Session:
+        """Compare-and-set: apply ``changes`` if the version is still ``expected_version``; bumps the
+        version. Raises Conflict when the version moved and SessionNotFound when the row is gone."""
+
+    async def update_many(self, changes: Sequence[tuple[str, int, SessionChanges]]) -> list[Session]:
+        """:meth:`update` for several sessions in one transaction, all or nothing."""
+
+    async def expired(self, now: float, limit: int) -> list[Session]:
+        """Live sessions whose ``expires_at`` is before ``now``, oldest expiry first."""
+
+    async def purge_dead(self, before: float, limit: int = 1000) -> list[Session]:
+        """Remove dead sessions last modified before ``before`` (with their ranges, pieces and claims);
+        returns what was removed, so that the caller can drop their bytes."""
+
+
+class MetadataStore(MetadataBackend, SessionStore, Protocol):
+    """What the engine needs of one metadata store (sessions; resources are a port of their own)."""
