@@ -1,20 +1,52 @@
-"""Byte storage: staged session bytes and published objects. Implementations are chosen by name."""
+"""Byte stores (implementations of :class:`chunkd.core.bytestore.ByteStore`), chosen by URL from one
+registry and imported lazily, so that a backend's client library is needed only when it is used.
+
+=======================================================  ==========================================
+``local`` (default)                                       files under ``DATA_DIR/store``
+``file:///path``                                          files under ``/path``
+``memory``                                                this process's memory (tests, experiments)
+=======================================================  ==========================================
+"""
 
 from __future__ import annotations
 
-from chunkd.storage.base import ByteStorage, StagedWriter
+import importlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
-__all__ = ["ByteStorage", "StagedWriter", "open_storage"]
+from chunkd.core.bytestore import ByteStore
+
+__all__ = ["BACKENDS", "Backend", "open_byte_store"]
 
 
-def open_storage(url: str, data_dir: str) -> ByteStorage:
-    """Open byte storage from a URL: ``local`` (default, under the data directory) or ``file:///path``."""
-    from pathlib import Path
+@dataclass(frozen=True)
+class Backend:
+    target: str  # "module:factory"; the factory takes (url, data_dir) and returns the store
+    install_hint: str = ""  # what to install when the module's dependencies are missing
 
-    from chunkd.storage.local import LocalStorage
 
-    if url in ("", "local"):
-        return LocalStorage(Path(data_dir) / "store")
-    if url.startswith("file://"):
-        return LocalStorage(Path(url.removeprefix("file://")))
-    raise ValueError(f"unknown storage {url!r} (known: local, file:///path)")
+# sorted by name; each factory parses its own URL form
+BACKENDS: dict[str, Backend] = {
+    "file": Backend("chunkd.storage._factories:local_at_path"),
+    "local": Backend("chunkd.storage._factories:local_in_data_dir"),
+    "memory": Backend("chunkd.storage._factories:memory"),
+}
+
+
+def open_byte_store(url: str, data_dir: str) -> ByteStore:
+    """Open the byte store named by ``url`` (``--storage`` / ``CHUNKD_STORAGE``). Raises ValueError for
+    an unknown name, with the list of known ones; RuntimeError with an install hint when the backend's
+    extra is missing."""
+    scheme = (url or "local").split(":", 1)[0]
+    backend = BACKENDS.get(scheme)
+    if backend is None:
+        raise ValueError(f"unknown storage {url!r} (known: {', '.join(sorted(BACKENDS))})")
+    module_name, _, factory = backend.target.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        hint = f"; install it with: {backend.install_hint}" if backend.install_hint else ""
+        raise RuntimeError(f"the {scheme} byte store needs a package that is missing ({exc.name}){hint}") from exc
+    store: Any = getattr(module, factory)(url or "local", Path(data_dir))
+    return store  # type: ignore[no-any-return]
