@@ -27,6 +27,9 @@ sessions = sa.Table(
     sa.Column("version", sa.Integer, nullable=False, server_default="0"),
     sa.Column("storage_ref", sa.String(300), nullable=False, server_default=""),
     sa.Column("extra", sa.Text, nullable=False, server_default="{}"),
+    sa.Column("ttl", sa.Float, nullable=True),
+    sa.Column("composed_into", sa.String(1400), nullable=False, server_default=""),
+    sa.Column("commit_on_complete", sa.Integer, nullable=False, server_default="0"),
 )
 
 session_ranges = sa.Table(
@@ -35,6 +38,17 @@ session_ranges = sa.Table(
     sa.Column("session_id", sa.String(128), primary_key=True),
     sa.Column("start", sa.BigInteger, primary_key=True),
     sa.Column("stop", sa.BigInteger, nullable=False),
+)
+
+pieces = sa.Table(
+    "pieces",
+    meta,
+    sa.Column("session_id", sa.String(128), primary_key=True),
+    sa.Column("start", sa.BigInteger, primary_key=True),
+    sa.Column("stop", sa.BigInteger, nullable=False),
+    sa.Column("ref", sa.String(300), nullable=False),
+    sa.Column("handle", sa.String(1100), nullable=False, server_default=""),
+    sa.Column("tag", sa.String(300), nullable=False, server_default=""),
 )
 
 claims = sa.Table(

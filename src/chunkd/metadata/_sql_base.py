@@ -1,0 +1,161 @@
+"""Connections, transactions and life cycle of the SQL store.
+
+Every write is one transaction that first locks the session: SQLite takes the database write lock with
+``BEGIN IMMEDIATE`` (WAL mode, so readers are not blocked), PostgreSQL locks the session row with
+``SELECT ... FOR UPDATE``. SQLite runs with ``synchronous=FULL`` in WAL mode: a committed ``record``
+survives a power loss, which is what lets a front end answer 2xx for a chunk.
+
+``transactions`` counts every transaction this store object ran (reads included), for the per-chunk
+cost tests and for diagnostics.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+import anyio.to_thread
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from chunkd.core.errors import StorageFull
+from chunkd.metadata._prepared import Prepared, Txn, transaction
+from chunkd.metadata._sql_hot import Hot
+
+T = TypeVar("T")
+
+
+class SqlBase:
+    """Engines for SQLite (``sqlite:///path``) or PostgreSQL (``postgresql+psycopg://...``)."""
+
+    def __init__(self, url: str, *, durable: bool = True) -> None:
+        self.url = url
+        self.sqlite = url.startswith("sqlite")
+        self.name = "sqlite" if self.sqlite else "postgresql"
+        self.transactions = 0
+        self._count_lock = threading.Lock()
+        self._migrated = threading.Lock()
+        if self.sqlite:
+            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+            self._writer = self._sqlite_engine("BEGIN IMMEDIATE", synchronous="FULL" if durable else "NORMAL")
+            self._reader = self._sqlite_engine("BEGIN")
+            # Write claims are leases, soft state: a claim lost with the machine's power is harmless (its
+            # writer died too), so claim/renew/release commits skip the WAL fsync. Visibility and atomicity
+            # are unchanged, and the next FULL commit (``record``, which acknowledges bytes) fsyncs the WAL
+            # with these frames in it. Saves one of the two fsyncs per chunk (bench/README.md, section 3).
+            self._soft = self._sqlite_engine("BEGIN IMMEDIATE", synchronous="NORMAL")
+        else:
+            self._writer = sa.create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+            self._reader = self._writer
+            self._soft = self._writer
+        self._hot = Hot(self._writer.dialect)
+        self._updates: dict[tuple[str, ...], Prepared] = {}
+        # statements run on the DB-API connection raise the driver's own IntegrityError, not SQLAlchemy's
+        dbapi = self._writer.dialect.dbapi
+        self._integrity_errors: tuple[type[Exception], ...] = (
+            sa.exc.IntegrityError, *((dbapi.IntegrityError,) if dbapi is not None else ()))
+
+    def _sqlite_engine(self, begin: str, synchronous: str = "FULL") -> Engine:
+        engine = sa.create_engine(self.url, connect_args={"check_same_thread": False, "timeout": 60},
+                                  pool_size=8, max_overflow=16)
+
+        @sa.event.listens_for(engine, "connect")
+        def _connect(dbapi_conn: Any, _rec: Any) -> None:
+            dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute(f"PRAGMA synchronous={synchronous}")
+            cur.execute("PRAGMA busy_timeout=60000")
+            cur.close()
+
+        @sa.event.listens_for(engine, "begin")
+        def _begin(conn: Connection) -> None:
+            conn.exec_driver_sql(begin)
+
+        return engine
+
+    # -- plumbing ---------------------------------------------------------------------------------
+    async def _run(self, fn: Callable[[], T]) -> T:
+        try:
+            return await anyio.to_thread.run_sync(fn)
+        except Exception as exc:
+            if _is_full(exc):
+                raise StorageFull("the metadata store's disk is full") from exc
+            raise
+
+    def _counted(self) -> None:
+        with self._count_lock:
+            self.transactions += 1
+
+    @contextmanager
+    def _write(self, session_id: str | None = None, *, soft: bool = False) -> Iterator[Connection]:
+        """A write transaction holding the session's lock; ``soft`` ones (claims only) need no fsync."""
+        self._counted()
+        with (self._soft if soft else self._writer).begin() as conn:
+            if session_id is not None and not self.sqlite:
+                conn.execute(sa.text("SELECT id FROM sessions WHERE id = :sid FOR UPDATE"), {"sid": session_id})
+            yield conn
+
+    @contextmanager
+    def _fast_write(self, session_id: str | None = None, *, soft: bool = False) -> Iterator[Txn]:
+        """``_write`` for the prepared hot-path statements (see ``_prepared``)."""
+        self._counted()
+        engine = self._soft if soft else self._writer
+        with transaction(engine, "BEGIN IMMEDIATE" if self.sqlite else None) as t:
+            if session_id is not None and not self.sqlite:
+                t.one(self._hot.lock, sid=session_id)
+            yield t
+
+    @contextmanager
+    def _fast_read(self, *, single: bool = False) -> Iterator[Txn]:
+        """A read transaction for prepared statements; a ``single`` statement needs no BEGIN on SQLite."""
+        self._counted()
+        with transaction(self._reader, None if single or not self.sqlite else "BEGIN") as t:
+            yield t
+
+    @contextmanager
+    def _read(self) -> Iterator[Connection]:
+        self._counted()
+        with self._reader.begin() as conn:
+            yield conn
+
+    # -- life cycle -------------------------------------------------------------------------------
+    async def migrate(self) -> None:
+        def run() -> None:
+            from alembic import command
+            from alembic.config import Config
+
+            cfg = Config()
+            cfg.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
+            with self._migrated, self._writer.begin() as conn:
+                cfg.attributes["connection"] = conn
+                if not self.sqlite:  # serialise concurrent migrators across processes
+                    conn.exec_driver_sql("SELECT pg_advisory_xact_lock(4242001)")
+                command.upgrade(cfg, "head")
+
+        await self._run(run)
+
+    async def close(self) -> None:
+        self._writer.dispose()
+        self._reader.dispose()
+        self._soft.dispose()
+
+    async def server_time(self) -> float:
+        """SQLite lives on this machine, so its clock is this machine's; PostgreSQL reports its own."""
+        if self.sqlite:
+            return time.time()
+
+        def run() -> float:
+            with self._read() as conn:
+                return float(conn.exec_driver_sql("SELECT extract(epoch FROM clock_timestamp())").scalar_one())
+
+        return await self._run(run)
+
+
+def _is_full(exc: BaseException) -> bool:
+    text = str(exc).lower()
+    return "database or disk is full" in text or "no space left on device" in text or "disk full" in text

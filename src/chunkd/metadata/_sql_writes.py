@@ -1,0 +1,189 @@
+"""The write transactions of the SQL store: claim, renew, record, release (the per-chunk path)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+
+from chunkd.core.errors import GuardFailed, SessionGone, SessionNotFound, WriteInterrupted
+from chunkd.core.models import Piece, Session, SessionState
+from chunkd.core.ranges import Range, RangeSet, gaps_of_sorted
+from chunkd.core.store import Claim, Claimed, ClaimMode, Guard, Recorded, WriteIntent
+from chunkd.metadata._prepared import Txn
+from chunkd.metadata._sql_base import SqlBase
+from chunkd.metadata._sql_rows import LIVE, SESSION_COLUMNS, session_from_tuple, session_values
+
+
+class SqlWrites(SqlBase):
+    async def claim(self, intent: WriteIntent, now: float, lease: float) -> Claimed:
+        def run() -> Claimed:
+            h = self._hot
+            with self._fast_write(intent.session_id, soft=True) as t:
+                row = t.one(h.get, sid=intent.session_id)
+                created = False
+                if (row is None or row[_STATE] not in LIVE) and intent.create is not None:
+                    if row is not None:
+                        self._purge(t, intent.session_id)  # a dead one: replace it
+                    t.run(h.add_session, **session_values(intent.create))
+                    session, created = intent.create, True
+                elif row is None:
+                    raise SessionNotFound()
+                else:
+                    session = session_from_tuple(row)
+                guard_state = self._guard_state(t, intent.guard)
+                found = t.one(h.prefix, sid=intent.session_id)  # ranges are merged: the one at 0 is the prefix
+                prefix = int(found[0]) if found else 0
+                guard_failed = intent.guard is not None and guard_state != intent.guard.value
+                if session.state is not SessionState.OPEN or guard_failed or \
+                        (intent.mode is ClaimMode.APPEND and intent.start != prefix):
+                    return Claimed(session, prefix, None, created, guard_state)
+                start, end = intent.start, intent.end
+                if intent.mode is ClaimMode.ALLOCATE:
+                    t.run(h.drop_expired, sid=intent.session_id, before=now)
+                    # after every received byte, every claim and every piece (an empty one has no bytes)
+                    tops = [t.one(stmt, sid=intent.session_id) for stmt in (h.last_range, h.last_claim, h.last_piece)]
+                    start = max([0, *(int(x[0]) for x in tops if x and x[0] is not None)])
+                    end = start + (intent.end - intent.start)
+                claim = self._claim(t, intent.session_id, intent.token, start, end, now, now + lease,
+                                    all_or_nothing=intent.mode is ClaimMode.APPEND)
+                return Claimed(session, prefix, claim, created, guard_state)
+
+        try:
+            return await self._run(run)
+        except self._integrity_errors:
+            # PostgreSQL: FOR UPDATE cannot lock a row that does not exist yet, so two creators of one id
+            # both insert and the primary key refuses the second: claim again, now the session exists
+            if intent.create is None:
+                raise
+            return await self.claim(intent, now, lease)
+
+    def _guard_state(self, t: Txn, guard: Guard | None) -> str | None:
+        if guard is None:
+            return None
+        row = t.one(self._hot.guard, rkind=guard.kind, rid=guard.id)
+        if row is None:
+            return ""
+        return str(json.loads(row[0]).get(guard.field, ""))
+
+    def _overlapping(self, t: Txn, session_id: str, start: int, end: int, touching: bool) -> list[Range]:
+        """Stored ranges intersecting [start, end) (or touching it, for merges), unclipped."""
+        h = self._hot
+        prev = t.one(h.range_before, sid=session_id, start=start)
+        rest = t.all(h.ranges_touching if touching else h.ranges_within, sid=session_id, start=start, end=end)
+        out: list[Range] = []
+        if prev is not None and (prev[1] >= start if touching else prev[1] > start):
+            out.append((prev[0], prev[1]))
+        out.extend((a, b) for a, b in rest)
+        return out
+
+    def _claim(self, t: Txn, session_id: str, token: str, start: int, end: int, drop_before: float,
+               lease_until: float, all_or_nothing: bool = False) -> Claim:
+        """Claim the gaps of [start, end) no live claim of another token holds (with ``all_or_nothing``,
+        nothing when any is held), after dropping the session's claims whose lease ended before
+        ``drop_before``. Ranges the token already holds are returned again, not inserted twice."""
+        h = self._hot
+        t.run(h.drop_expired, sid=session_id, before=drop_before)
+        gaps = RangeSet(self._overlapping(t, session_id, start, end, touching=False)).gaps(start, end)
+        if not gaps:
+            return Claim([], [])
+        held, mine = RangeSet(), RangeSet()
+        for s, e, tok in t.all(h.claims_within, sid=session_id, start=start, end=end):
+            (mine if tok == token else held).add(s, e)
+        to_write: list[Range] = []
+        fresh: list[Range] = []
+        busy: list[Range] = []
+        for gs, ge in gaps:
+            busy.extend(held.overlapping(gs, ge))
+            for fs, fe in held.gaps(gs, ge):
+                to_write.append((fs, fe))
+                fresh.extend(mine.gaps(fs, fe))
+        if busy and all_or_nothing:
+            return Claim([], busy)
+        if fresh:
+            t.many(h.add_claim, [{"session_id": session_id, "start": s, "stop": e, "token": token,
+                                  "lease_until": lease_until} for s, e in fresh])
+        return Claim(to_write, busy)
+
+    async def renew(self, session_id: str, token: str, now: float, lease: float) -> bool:
+        def run() -> bool:
+            with self._fast_write(session_id, soft=True) as t:
+                return bool(t.run(self._hot.renew, sid=session_id, tok=token, until=now + lease))
+
+        return await self._run(run)
+
+    async def record(self, session_id: str, token: str, pieces: Sequence[Piece], now: float, expires_at: float,
+                     *, length: int | None = None, missing_limit: int | None = None,
+                     guard: Guard | None = None) -> Recorded:
+        def run() -> Recorded:
+            h = self._hot
+            with self._fast_write(session_id) as t:
+                row = t.one(h.get, sid=session_id)
+                if row is None:
+                    raise SessionNotFound()
+                before = session_from_tuple(row)
+                if pieces and before.state.value not in LIVE:
+                    raise SessionGone("the upload session was deleted or expired while it was written")
+                if guard is not None:
+                    state = self._guard_state(t, guard)
+                    if state != guard.value:
+                        raise GuardFailed("the resource this write depends on changed", state=state or "")
+                # dropping the token's claims tells whether it still held them (one statement, not two)
+                dropped = t.run(h.drop_token, sid=session_id, tok=token)
+                if pieces and not dropped:
+                    raise WriteInterrupted("another request took over this range")
+                added = 0
+                for p in pieces:
+                    if p.end > p.start:
+                        added += self._merge(t, session_id, p.start, p.end)
+                    if p.end > p.start or p.tag:  # an empty piece counts only as a label (an empty block)
+                        t.run(h.add_piece, session_id=session_id, start=p.start, stop=p.end, ref=p.ref,
+                              handle=p.handle, tag=p.tag)
+                after = self._bumped(before, added, now, expires_at, length)
+                t.run(h.bump, sid=session_id, new_received=after.received, new_version=after.version,
+                      new_modified=now, new_expires=expires_at, new_length=after.length,
+                      new_state=after.state.value)
+                missing = None
+                if missing_limit is not None and after.length is not None:
+                    rows = t.all(h.first_ranges, sid=session_id, lim=missing_limit + 1)
+                    missing = gaps_of_sorted(((a, b) for a, b in rows), after.length, missing_limit)
+                return Recorded(after, missing)
+
+        return await self._run(run)
+
+    @staticmethod
+    def _bumped(before: Session, added: int, now: float, expires_at: float, length: int | None) -> Session:
+        # the session row is locked for this transaction, so the new values follow from the old
+        after = before.evolve(received=before.received + added, version=before.version + 1, modified_at=now,
+                              expires_at=expires_at,
+                              length=length if length is not None and before.length is None else before.length)
+        if after.commit_on_complete and after.complete and added and after.state is SessionState.OPEN:
+            after = after.evolve(state=SessionState.COMMITTING)  # publish it, also after a crash from here
+        return after
+
+    def _merge(self, t: Txn, session_id: str, start: int, end: int) -> int:
+        """Merge [start, end) into the stored ranges; return how many bytes were new."""
+        found = self._overlapping(t, session_id, start, end, touching=True)
+        new_start, new_end = start, end
+        already = 0
+        for s, e in found:
+            already += max(0, min(e, end) - max(s, start))
+            new_start, new_end = min(new_start, s), max(new_end, e)
+        if found:  # they are consecutive: no other stored range starts between the first and the last
+            t.run(self._hot.drop_ranges, sid=session_id, lo=found[0][0], hi=found[-1][0])
+        t.run(self._hot.add_range, session_id=session_id, start=new_start, stop=new_end)
+        return (end - start) - already
+
+    async def release(self, session_id: str, token: str) -> None:
+        def run() -> None:
+            with self._fast_write(session_id, soft=True) as t:
+                t.run(self._hot.drop_token, sid=session_id, tok=token)
+
+        await self._run(run)
+
+    def _purge(self, t: Txn, session_id: str) -> None:
+        for stmt in (self._hot.drop_all_ranges, self._hot.drop_all_pieces, self._hot.drop_all_claims,
+                     self._hot.drop_session):
+            t.run(stmt, sid=session_id)
+
+
+_STATE = SESSION_COLUMNS.index("state")
