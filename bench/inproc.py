@@ -25,7 +25,7 @@ from bench.flows import Source
 from chunkd.core.engine import Engine, EngineConfig
 from chunkd.core.principal import ANONYMOUS
 from chunkd.metadata import open_store
-from chunkd.storage import open_storage
+from chunkd.storage import open_byte_store
 
 NS = "bench"
 
@@ -34,7 +34,7 @@ async def _engine(data: Path, durable: bool = True) -> Engine:
     data.mkdir(parents=True, exist_ok=True)
     store = open_store("sqlite", str(data))
     await store.migrate()
-    return Engine(store, open_storage("local", str(data)), EngineConfig(durable=durable))
+    return Engine(store, open_byte_store("local", str(data)), EngineConfig(durable=durable))
 
 
 def _db(data: Path) -> Path:

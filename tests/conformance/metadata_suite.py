@@ -4,20 +4,22 @@ Implementations: SQLite (a fresh file per test) and PostgreSQL (one uniquely nam
 session on 127.0.0.1:5432, user ``postgres``, trust auth, dropped at the end; tables are emptied between
 tests). When PostgreSQL is unreachable its tests fail under CI (``CI=true``) and are skipped elsewhere.
 
-What a store must guarantee (see :mod:`chunkd.metadata.base`):
+What a store must guarantee (see :mod:`chunkd.core.store`):
 
-* ``create`` inserts; a *dead* session with the same id is replaced (ranges and claims forgotten), a live
-  one raises SessionConflict.
-* ``claim`` hands out only the gaps of a range that no live claim holds, reports ranges other live claims
-  hold as ``busy``, and first drops expired claims so the next writer takes over; the old holder's
-  ``renew`` then returns False and its ``record`` raises WriteInterrupted.
-* ``claim_append`` reads the session and its contiguous prefix and claims the append range in one
-  transaction, only when the offset is the prefix and the session is open, and all or nothing.
-* ``record`` merges adjacent and overlapping ranges, counts exactly the new bytes in ``received``, drops
-  the writer's claims and bumps ``version``.
+* ``create`` inserts; a *dead* session with the same id is replaced (ranges, pieces and claims forgotten),
+  a live one raises SessionConflict. A claim with ``create`` does the same in its own transaction.
+* ``claim`` hands out only the gaps of a range that no live claim of another token holds, reports ranges
+  other live claims hold as ``busy``, and first drops expired claims so the next writer takes over; the
+  old holder's ``renew`` then returns False and its ``record`` raises WriteInterrupted. In APPEND mode it
+  claims only when the offset is the contiguous prefix and the session is open, all or nothing; in
+  ALLOCATE mode it claims fresh bytes after everything received, claimed or recorded. A guard is read in
+  the same transaction.
+* ``record`` stores the pieces with their handles and tags, merges adjacent and overlapping ranges,
+  counts exactly the new bytes in ``received``, drops the writer's claims, bumps ``version``, makes a
+  completed ``commit_on_complete`` session COMMITTING, and returns the first missing ranges when asked.
 * ``update`` is a compare-and-set on ``version``; ``expired`` lists live sessions past their expiry;
-  ``purge_dead`` forgets dead sessions; resources are documents with compare-and-set updates and
-  keyset-paginated, filtered listings.
+  ``purge_dead`` forgets dead sessions and returns them; resources are documents with compare-and-set
+  updates and keyset-paginated, filtered listings.
 """
 
 from __future__ import annotations
@@ -30,11 +32,24 @@ from pathlib import Path
 
 import pytest
 
-from chunkd.core.errors import AlreadyExists, Conflict, NotFound, SessionConflict, SessionNotFound, WriteInterrupted
-from chunkd.core.models import Resource, Session, SessionState
-from chunkd.core.ranges import RangeSet
+from chunkd.core.engine import Metadata
+from chunkd.core.errors import (
+    AlreadyExists,
+    Conflict,
+    GuardFailed,
+    NotFound,
+    SessionConflict,
+    SessionGone,
+    SessionNotFound,
+    WriteInterrupted,
+)
+from chunkd.core.models import Piece, Session, SessionState
+from chunkd.core.ranges import Range, RangeSet
+from chunkd.core.resources import Resource
+from chunkd.core.store import Claim, Claimed, ClaimMode, Guard, SessionChanges, SessionQuery, WriteIntent
 from chunkd.metadata import open_store
-from chunkd.metadata.base import SessionStore
+
+SessionStore = Metadata
 
 PG_ADMIN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres connect_timeout=3"
 
@@ -86,7 +101,7 @@ async def _truncate(s: SessionStore) -> None:
 
     assert isinstance(s, SqlSessionStore)
     with s._writer.begin() as conn:
-        conn.execute(sa.text("TRUNCATE sessions, session_ranges, claims, resources"))
+        conn.execute(sa.text("TRUNCATE sessions, session_ranges, pieces, claims, resources"))
 
 
 def make(session_id: str | None = None, *, length: int | None = 100, expires_at: float = 1000.0,
@@ -95,7 +110,32 @@ def make(session_id: str | None = None, *, length: int | None = 100, expires_at:
     return Session(id=session_id or uuid.uuid4().hex, family=family, owner=owner, namespace="ns", key=key,
                    length=length, state=state, created_at=1.0, modified_at=1.0, expires_at=expires_at,
                    tenant="t", content_type="text/plain", name="b", metadata={"k": "v"}, storage_ref="ref-1",
-                   extra={"ttl": 60, "nested": {"x": [1, 2]}})
+                   ttl=60.0, extra={"nested": {"x": [1, 2]}})
+
+
+async def claim(store: SessionStore, sid: str, token: str, start: int, end: int, *, now: float,
+                lease: float) -> Claim:
+    got = (await store.claim(WriteIntent(sid, token, start, end), now, lease)).claim
+    assert got is not None
+    return got
+
+
+async def append(store: SessionStore, sid: str, token: str, start: int, end: int, *, now: float,
+                 lease: float) -> Claimed:
+    return await store.claim(WriteIntent(sid, token, start, end, ClaimMode.APPEND), now, lease)
+
+
+async def record(store: SessionStore, sid: str, token: str, written: list[Range], *, now: float,
+                 expires_at: float, length: int | None = None) -> Session:
+    pieces = [Piece("ref-1", a, b, f"h{a}") for a, b in written]
+    return (await store.record(sid, token, pieces, now, expires_at, length=length)).session
+
+
+async def busy(store: SessionStore, sid: str, start: int, end: int, now: float = 0.0) -> bool:
+    """Whether another writer's live claim holds part of the range (a probe claim, released at once)."""
+    got = (await store.claim(WriteIntent(sid, "probe", start, end), now, 30.0)).claim
+    await store.release(sid, "probe")
+    return bool(got is not None and got.busy)
 
 
 # -- sessions -------------------------------------------------------------------------------------
@@ -107,6 +147,7 @@ async def test_create_and_get_round_trip(store: SessionStore) -> None:
     assert got == s
     assert await store.get("nope") is None
     assert await store.ranges(s.id) == RangeSet()
+    assert await store.pieces(s.id) == []
 
 
 @pytest.mark.anyio
@@ -115,32 +156,51 @@ async def test_create_conflicts_with_live_and_replaces_dead(store: SessionStore)
     await store.create(s)
     with pytest.raises(SessionConflict):
         await store.create(make(s.id, key="other"))
-    claim = await store.claim(s.id, "tok", 0, 10, now=0.0, lease=30.0)
-    await store.record(s.id, "tok", claim.to_write, now=1.0, expires_at=100.0)
-    dead = await store.update(s.id, 1, state=SessionState.DELETED)
+    c = await claim(store, s.id, "tok", 0, 10, now=0.0, lease=30.0)
+    await record(store, s.id, "tok", c.to_write, now=1.0, expires_at=100.0)
+    dead = await store.update(s.id, 1, SessionChanges(state=SessionState.DELETED))
     assert dead.state is SessionState.DELETED
     fresh = make(s.id, key="again", length=5)
     await store.create(fresh)
     got = await store.get(s.id)
     assert got is not None and got.key == "again" and got.received == 0 and got.version == 0
-    assert list(await store.ranges(s.id)) == []
+    assert list(await store.ranges(s.id)) == [] and await store.pieces(s.id) == []
     # the old session's claims are gone too: the whole range is claimable
-    assert (await store.claim(s.id, "t2", 0, 5, now=0.0, lease=30.0)).to_write == [(0, 5)]
+    assert (await claim(store, s.id, "t2", 0, 5, now=0.0, lease=30.0)).to_write == [(0, 5)]
 
 
 @pytest.mark.anyio
-async def test_by_target_and_list_sessions(store: SessionStore) -> None:
+async def test_claim_creates_the_session_in_its_transaction(store: SessionStore) -> None:
+    s = make()
+    first = await store.claim(WriteIntent(s.id, "A", 0, 10, create=s), 0.0, 30.0)
+    assert first.created and first.session == s and first.claim == Claim([(0, 10)], [])
+    again = await store.claim(WriteIntent(s.id, "B", 0, 20, create=make(s.id, key="other")), 0.0, 30.0)
+    assert not again.created and again.session.key == "a/b"  # the live one; the caller checks the target
+    assert again.claim == Claim([(10, 20)], [(0, 10)])
+    await store.update(s.id, 0, SessionChanges(state=SessionState.EXPIRED))
+    third = await store.claim(WriteIntent(s.id, "C", 0, 5, create=make(s.id, key="new")), 0.0, 30.0)
+    assert third.created and third.session.key == "new" and third.claim == Claim([(0, 5)], [])
+    with pytest.raises(SessionNotFound):
+        await store.claim(WriteIntent("nope", "D", 0, 1), 0.0, 30.0)
+
+
+@pytest.mark.anyio
+async def test_find_filters_and_pages(store: SessionStore) -> None:
     ids = sorted(uuid.uuid4().hex for _ in range(5))
     for i, sid in enumerate(ids):
         await store.create(make(sid, owner=f"o{i % 2}", family="f" if i < 3 else "g", key="same" if i < 2 else "x"))
-    await store.update(ids[4], 0, state=SessionState.EXPIRED)
-    assert [s.id for s in await store.by_target("ns", "same")] == ids[:2]
-    assert [s.id for s in await store.list_sessions()] == ids
-    assert [s.id for s in await store.list_sessions(owner="o0")] == [ids[0], ids[2], ids[4]]
-    assert [s.id for s in await store.list_sessions(family="g")] == ids[3:]
-    assert [s.id for s in await store.list_sessions(states=(SessionState.OPEN,))] == ids[:4]
-    assert [s.id for s in await store.list_sessions(limit=2)] == ids[:2]
-    assert [s.id for s in await store.list_sessions(after=ids[1], limit=2)] == ids[2:4]
+    await store.update(ids[4], 0, SessionChanges(state=SessionState.EXPIRED))
+    live = (SessionState.OPEN, SessionState.COMMITTING, SessionState.COMMITTED)
+    q = SessionQuery
+    assert [s.id for s in await store.find(q(namespace="ns", key="same", states=live))] == ids[:2]
+    assert [s.id for s in await store.find(q())] == ids
+    assert [s.id for s in await store.find(q(owner="o0"))] == [ids[0], ids[2], ids[4]]
+    assert [s.id for s in await store.find(q(family="g"))] == ids[3:]
+    assert [s.id for s in await store.find(q(states=(SessionState.OPEN,)))] == ids[:4]
+    assert [s.id for s in await store.find(q(limit=2))] == ids[:2]
+    assert [s.id for s in await store.find(q(after=ids[1], limit=2))] == ids[2:4]
+    assert [s.id for s in await store.find(q(storage_ref="ref-1", limit=10))] == ids
+    assert await store.find(q(storage_ref="other")) == []
 
 
 # -- claims and records ---------------------------------------------------------------------------
@@ -148,109 +208,131 @@ async def test_by_target_and_list_sessions(store: SessionStore) -> None:
 async def test_claim_hands_out_gaps_and_reports_busy(store: SessionStore) -> None:
     s = make()
     await store.create(s)
-    a = await store.claim(s.id, "A", 10, 30, now=0.0, lease=30.0)
+    a = await claim(store, s.id, "A", 10, 30, now=0.0, lease=30.0)
     assert a.to_write == [(10, 30)] and a.busy == []
-    await store.record(s.id, "A", [(10, 20)], now=1.0, expires_at=100.0)  # A recorded part and released all
-    b = await store.claim(s.id, "B", 0, 50, now=1.0, lease=30.0)
+    await record(store, s.id, "A", [(10, 20)], now=1.0, expires_at=100.0)  # A recorded part and released all
+    b = await claim(store, s.id, "B", 0, 50, now=1.0, lease=30.0)
     assert b.to_write == [(0, 10), (20, 50)] and b.busy == []
-    c = await store.claim(s.id, "C", 5, 60, now=2.0, lease=30.0)
+    c = await claim(store, s.id, "C", 5, 60, now=2.0, lease=30.0)
     assert c.to_write == [(50, 60)]
     assert c.busy == [(5, 10), (20, 50)]
+    # a token claiming again gets what it holds back (a writer waiting for the busy parts re-claims)
+    assert await claim(store, s.id, "C", 5, 60, now=2.5, lease=30.0) == c
     # fully received range: nothing to write, nothing busy
-    assert await store.claim(s.id, "D", 12, 18, now=2.0, lease=30.0) == type(a)([], [])
-    with pytest.raises(SessionNotFound):
-        await store.claim("nope", "E", 0, 1, now=0.0, lease=30.0)
+    assert await claim(store, s.id, "D", 12, 18, now=2.0, lease=30.0) == Claim([], [])
 
 
 @pytest.mark.anyio
 async def test_expired_claim_is_taken_over(store: SessionStore) -> None:
     s = make()
     await store.create(s)
-    assert (await store.claim(s.id, "old", 0, 40, now=0.0, lease=10.0)).to_write == [(0, 40)]
-    assert (await store.claim(s.id, "new", 0, 40, now=5.0, lease=10.0)).busy == [(0, 40)]
+    assert (await claim(store, s.id, "old", 0, 40, now=0.0, lease=10.0)).to_write == [(0, 40)]
+    assert (await claim(store, s.id, "new", 0, 40, now=5.0, lease=10.0)).busy == [(0, 40)]
     assert await store.renew(s.id, "old", now=9.0, lease=10.0)  # renewed until 19
-    assert (await store.claim(s.id, "new", 0, 40, now=15.0, lease=10.0)).to_write == []
-    taken = await store.claim(s.id, "new", 0, 40, now=20.0, lease=10.0)
+    assert (await claim(store, s.id, "new", 0, 40, now=15.0, lease=10.0)).to_write == []
+    taken = await claim(store, s.id, "new", 0, 40, now=20.0, lease=10.0)
     assert taken.to_write == [(0, 40)] and taken.busy == []
     assert not await store.renew(s.id, "old", now=21.0, lease=10.0)
     with pytest.raises(WriteInterrupted):
-        await store.record(s.id, "old", [(0, 40)], now=21.0, expires_at=100.0)
-    assert list(await store.ranges(s.id)) == []
-    done = await store.record(s.id, "new", [(0, 40)], now=22.0, expires_at=100.0)
+        await record(store, s.id, "old", [(0, 40)], now=21.0, expires_at=100.0)
+    assert list(await store.ranges(s.id)) == [] and await store.pieces(s.id) == []
+    done = await record(store, s.id, "new", [(0, 40)], now=22.0, expires_at=100.0)
     assert done.received == 40
 
 
 @pytest.mark.anyio
-async def test_claim_append_checks_the_prefix_and_claims_in_one_step(store: SessionStore) -> None:
+async def test_append_checks_the_prefix_and_claims_in_one_step(store: SessionStore) -> None:
     s = make()
     await store.create(s)
-    first = await store.claim_append(s.id, "A", 0, 10, now=0.0, lease=30.0, stale_before=0.0)
+    first = await append(store, s.id, "A", 0, 10, now=0.0, lease=30.0)
     assert first.prefix == 0 and first.claim is not None and first.claim.to_write == [(0, 10)]
     assert first.session == s
     # a second appender at the same offset finds the live claim: nothing claimed, the range is busy
-    second = await store.claim_append(s.id, "B", 0, 10, now=1.0, lease=30.0, stale_before=1.0)
+    second = await append(store, s.id, "B", 0, 10, now=1.0, lease=30.0)
     assert second.claim is not None and second.claim.to_write == [] and second.claim.busy == [(0, 10)]
-    assert not await store.claimed(s.id, 10, 100)  # B claimed nothing beyond A's range either
-    await store.record(s.id, "A", [(0, 10)], now=2.0, expires_at=100.0)
+    assert not await busy(store, s.id, 10, 100)  # B claimed nothing beyond A's range either
+    await record(store, s.id, "A", [(0, 10)], now=2.0, expires_at=100.0)
     # a range received out of order beyond the prefix does not move it
-    c = await store.claim(s.id, "C", 50, 60, now=2.0, lease=30.0)
-    await store.record(s.id, "C", c.to_write, now=2.0, expires_at=100.0)
-    wrong = await store.claim_append(s.id, "D", 20, 30, now=3.0, lease=30.0, stale_before=3.0)
+    c = await claim(store, s.id, "C", 50, 60, now=2.0, lease=30.0)
+    await record(store, s.id, "C", c.to_write, now=2.0, expires_at=100.0)
+    wrong = await append(store, s.id, "D", 20, 30, now=3.0, lease=30.0)
     assert wrong.prefix == 10 and wrong.claim is None and wrong.session.received == 20
-    assert not await store.claimed(s.id, 0, 100)
+    assert not await busy(store, s.id, 0, 100)
     # an append over the stray range claims only its gaps
-    ok = await store.claim_append(s.id, "E", 10, 70, now=3.0, lease=30.0, stale_before=3.0)
+    ok = await append(store, s.id, "E", 10, 70, now=3.0, lease=30.0)
     assert ok.claim is not None and ok.claim.to_write == [(10, 50), (60, 70)]
     with pytest.raises(SessionNotFound):
-        await store.claim_append("nope", "F", 0, 1, now=0.0, lease=30.0, stale_before=0.0)
+        await append(store, "nope", "F", 0, 1, now=0.0, lease=30.0)
 
 
 @pytest.mark.anyio
-async def test_claim_append_takes_over_stale_claims_only(store: SessionStore) -> None:
+async def test_append_takes_over_expired_claims_only(store: SessionStore) -> None:
     s = make()
     await store.create(s)
-    await store.claim_append(s.id, "old", 0, 40, now=0.0, lease=30.0, stale_before=0.0)  # lease until 30
-    live = await store.claim_append(s.id, "new", 0, 40, now=5.0, lease=30.0, stale_before=25.0)
+    await append(store, s.id, "old", 0, 40, now=0.0, lease=2.0)  # lease until 2
+    live = await append(store, s.id, "new", 0, 40, now=1.0, lease=2.0)
     assert live.claim is not None and live.claim.busy == [(0, 40)]
-    taken = await store.claim_append(s.id, "new", 0, 40, now=6.0, lease=30.0, stale_before=31.0)
+    taken = await append(store, s.id, "new", 0, 40, now=2.5, lease=2.0)
     assert taken.claim is not None and taken.claim.to_write == [(0, 40)] and taken.claim.busy == []
-    assert not await store.renew(s.id, "old", now=7.0, lease=30.0)
+    assert not await store.renew(s.id, "old", now=3.0, lease=2.0)
 
 
 @pytest.mark.anyio
-async def test_claim_append_claims_nothing_in_a_session_that_is_not_open(store: SessionStore) -> None:
+async def test_claims_nothing_in_a_session_that_is_not_open(store: SessionStore) -> None:
     s = make()
     await store.create(s)
-    await store.update(s.id, 0, state=SessionState.COMMITTED)
-    got = await store.claim_append(s.id, "A", 0, 10, now=0.0, lease=30.0, stale_before=0.0)
-    assert got.claim is None and got.prefix == 0 and got.session.state is SessionState.COMMITTED
-    assert not await store.claimed(s.id, 0, 100)
+    await store.update(s.id, 0, SessionChanges(state=SessionState.COMMITTED))
+    for mode in ClaimMode:
+        got = await store.claim(WriteIntent(s.id, "A", 0, 10, mode), 0.0, 30.0)
+        assert got.claim is None and got.prefix == 0 and got.session.state is SessionState.COMMITTED
+    await store.update(s.id, 1, SessionChanges(state=SessionState.OPEN))
+    assert not await busy(store, s.id, 0, 100)
 
 
 @pytest.mark.anyio
-async def test_claimed_sees_live_and_expired_claims_until_released_or_recorded(store: SessionStore) -> None:
+async def test_allocate_claims_fresh_bytes_after_everything(store: SessionStore) -> None:
+    s = make(length=None)
+    await store.create(s)
+    a = await store.claim(WriteIntent(s.id, "A", 0, 10, ClaimMode.ALLOCATE), 0.0, 30.0)
+    b = await store.claim(WriteIntent(s.id, "B", 0, 5, ClaimMode.ALLOCATE), 0.0, 30.0)
+    assert a.claim == Claim([(0, 10)], []) and b.claim == Claim([(10, 15)], [])  # parallel writers never wait
+    await store.record(s.id, "B", [Piece("r", 10, 15, "hb", "block-b")], 1.0, 100.0)
+    await store.release(s.id, "A")  # A failed: its bytes are never recorded
+    c = await store.claim(WriteIntent(s.id, "C", 0, 1, ClaimMode.ALLOCATE), 2.0, 30.0)
+    assert c.claim == Claim([(15, 16)], [])
+    await store.record(s.id, "C", [Piece("r", 15, 15, "", "empty-block")], 2.0, 100.0)  # an empty piece, tagged
+    d = await store.claim(WriteIntent(s.id, "D", 0, 3, ClaimMode.ALLOCATE), 3.0, 30.0)
+    assert d.claim == Claim([(16, 19)], [])
+    assert await store.pieces(s.id) == [Piece("r", 10, 15, "hb", "block-b"), Piece("r", 15, 15, "", "empty-block")]
+
+
+@pytest.mark.anyio
+async def test_guards_are_checked_when_claiming_and_recording(store: SessionStore) -> None:
     s = make()
     await store.create(s)
-    assert not await store.claimed(s.id, 0, 100)
-    await store.claim(s.id, "A", 10, 20, now=0.0, lease=1.0)
-    assert await store.claimed(s.id, 0, 11) and await store.claimed(s.id, 19, 30) and await store.claimed(s.id, 12, 13)
-    assert not await store.claimed(s.id, 0, 10) and not await store.claimed(s.id, 20, 30)
-    assert await store.claimed(s.id, 15, 16)  # still there after its lease ran out: only a claim drops it
-    await store.claim(s.id, "B", 30, 40, now=0.0, lease=30.0)
-    await store.release(s.id, "A")
-    assert not await store.claimed(s.id, 0, 30) and await store.claimed(s.id, 0, 31)
-    await store.record(s.id, "B", [(30, 40)], now=1.0, expires_at=100.0)
-    assert not await store.claimed(s.id, 0, 100)
-    assert not await store.claimed("nope", 0, 100)
+    await store.put_resource(Resource(kind="box", id="b1", tenant="t", owner="o", data={"state": "open"},
+                                      created_at=0.0, modified_at=0.0))
+    guard = Guard("box", "b1", "state", "open")
+    ok = await store.claim(WriteIntent(s.id, "A", 0, 10, guard=guard), 0.0, 30.0)
+    assert ok.guard_state == "open" and ok.claim is not None
+    await store.update_resource("box", "b1", 0, {"state": "sealed"}, 1.0)
+    with pytest.raises(GuardFailed) as info:
+        await store.record(s.id, "A", [Piece("r", 0, 10)], 1.0, 100.0, guard=guard)
+    assert info.value.state == "sealed"
+    assert await store.ranges(s.id) == RangeSet()  # nothing recorded
+    refused = await store.claim(WriteIntent(s.id, "B", 0, 10, guard=guard), 2.0, 30.0)
+    assert refused.guard_state == "sealed" and refused.claim is None
+    gone = await store.claim(WriteIntent(s.id, "B", 0, 10, guard=Guard("box", "missing", "state", "open")), 2.0, 30.0)
+    assert gone.guard_state == "" and gone.claim is None
 
 
 @pytest.mark.anyio
 async def test_release_drops_claims_without_recording(store: SessionStore) -> None:
     s = make()
     await store.create(s)
-    await store.claim(s.id, "A", 0, 10, now=0.0, lease=30.0)
+    await claim(store, s.id, "A", 0, 10, now=0.0, lease=30.0)
     await store.release(s.id, "A")
-    assert (await store.claim(s.id, "B", 0, 10, now=0.0, lease=30.0)).to_write == [(0, 10)]
+    assert (await claim(store, s.id, "B", 0, 10, now=0.0, lease=30.0)).to_write == [(0, 10)]
     assert (await store.get(s.id)).received == 0  # type: ignore[union-attr]
 
 
@@ -260,23 +342,70 @@ async def test_record_merges_and_counts_new_bytes_exactly(store: SessionStore) -
     await store.create(s)
     version = 0
     model: set[int] = set()
-    # written lists may overlap what is already there (the store must not double count)
-    steps = [[(100, 200)], [(300, 400)], [(200, 300)], [(0, 50), (50, 60)], [(90, 110), (390, 500)],
-             [(0, 1000)]]
+    # pieces never overlap (claims see to that), but they merge with the ranges around them
+    steps = [[(100, 200)], [(300, 400)], [(200, 300)], [(0, 50), (50, 60)], [(90, 100), (400, 500)],
+             [(60, 90), (500, 1000)]]
     for i, written in enumerate(steps):
         tok = f"t{i}"
-        await store.claim(s.id, tok, 0, 1000, now=0.0, lease=30.0)
-        got = await store.record(s.id, tok, written, now=float(i), expires_at=500.0 + i)
+        await claim(store, s.id, tok, 0, 1000, now=0.0, lease=30.0)
+        got = await store.record(s.id, tok, [Piece("ref", a, b, f"{i}-{a}") for a, b in written], float(i),
+                                 500.0 + i)
         for a, b in written:
             model.update(range(a, b))
-        assert got.received == len(model)
-        assert got.version == version + 1
-        assert got.modified_at == float(i) and got.expires_at == 500.0 + i
-        version = got.version
-        expected = RangeSet((p, p + 1) for p in model)
-        assert await store.ranges(s.id) == expected
+        assert got.session.received == len(model)
+        assert got.session.version == version + 1
+        assert got.session.modified_at == float(i) and got.session.expires_at == 500.0 + i
+        version = got.session.version
+        assert await store.ranges(s.id) == RangeSet((p, p + 1) for p in model)
     assert list(await store.ranges(s.id)) == [(0, 1000)]
-    assert await store.received_within(s.id, 10, 20) == [(10, 20)]
+
+
+@pytest.mark.anyio
+async def test_record_keeps_pieces_with_their_handles(store: SessionStore) -> None:
+    s = make(length=100)
+    await store.create(s)
+    await claim(store, s.id, "A", 0, 100, now=0.0, lease=30.0)
+    pieces = [Piece("ref-x", 60, 100, "obj/60"), Piece("ref-x", 0, 60, "obj/0", "tag")]
+    got = await store.record(s.id, "A", pieces, 1.0, 100.0, missing_limit=5)
+    assert got.session.received == 100 and got.missing == []
+    assert await store.pieces(s.id) == sorted(pieces, key=lambda p: p.start)
+
+
+@pytest.mark.anyio
+async def test_record_returns_the_first_missing_ranges(store: SessionStore) -> None:
+    s = make(length=100)
+    await store.create(s)
+    await claim(store, s.id, "A", 0, 100, now=0.0, lease=30.0)
+    got = await store.record(s.id, "A", [Piece("r", 10, 20), Piece("r", 30, 40)], 1.0, 100.0, missing_limit=2)
+    assert got.missing == [(0, 10), (20, 30)]
+    assert (await store.record(s.id, "A", [], 1.0, 100.0)).missing is None
+
+
+@pytest.mark.anyio
+async def test_record_that_completes_an_auto_commit_session_starts_its_commit(store: SessionStore) -> None:
+    auto, manual = make(length=10).evolve(commit_on_complete=True), make(length=10)
+    for s in (auto, manual):
+        await store.create(s)
+        await claim(store, s.id, "A", 0, 10, now=0.0, lease=30.0)
+        half = await record(store, s.id, "A", [(0, 5)], now=1.0, expires_at=100.0)
+        assert half.state is SessionState.OPEN
+        await claim(store, s.id, "B", 0, 10, now=0.0, lease=30.0)
+        done = await record(store, s.id, "B", [(5, 10)], now=1.0, expires_at=100.0)
+        assert done.complete
+        assert done.state is (SessionState.COMMITTING if s is auto else SessionState.OPEN)
+        assert (await store.get(s.id)) == done
+
+
+@pytest.mark.anyio
+async def test_record_into_a_dead_session_is_refused(store: SessionStore) -> None:
+    s = make()
+    await store.create(s)
+    await claim(store, s.id, "A", 0, 10, now=0.0, lease=30.0)
+    await store.update(s.id, 0, SessionChanges(state=SessionState.DELETED))
+    with pytest.raises(SessionGone):
+        await record(store, s.id, "A", [(0, 10)], now=1.0, expires_at=100.0)
+    with pytest.raises(SessionNotFound):
+        await record(store, "nope", "A", [(0, 10)], now=1.0, expires_at=100.0)
 
 
 @pytest.mark.anyio
@@ -286,8 +415,8 @@ async def test_missing_lists_gaps_in_order_and_the_first_ones_with_a_limit(store
     assert await store.missing(s.id, 1000) == [(0, 1000)]
     received = [(0, 10), (20, 30), (30, 35), (100, 200), (990, 1000)]
     for i, (a, b) in enumerate(received):
-        c = await store.claim(s.id, f"t{i}", a, b, now=0.0, lease=30.0)
-        await store.record(s.id, f"t{i}", c.to_write, now=1.0, expires_at=100.0)
+        c = await claim(store, s.id, f"t{i}", a, b, now=0.0, lease=30.0)
+        await record(store, s.id, f"t{i}", c.to_write, now=1.0, expires_at=100.0)
     everything = [(10, 20), (35, 100), (200, 990)]
     assert await store.missing(s.id, 1000) == everything
     for limit in range(5):
@@ -297,23 +426,12 @@ async def test_missing_lists_gaps_in_order_and_the_first_ones_with_a_limit(store
 
 
 @pytest.mark.anyio
-async def test_received_within_clips(store: SessionStore) -> None:
-    s = make()
-    await store.create(s)
-    await store.claim(s.id, "t", 0, 100, now=0.0, lease=30.0)
-    await store.record(s.id, "t", [(10, 20), (30, 40), (50, 60)], now=1.0, expires_at=100.0)
-    assert await store.received_within(s.id, 15, 55) == [(15, 20), (30, 40), (50, 55)]
-    assert await store.received_within(s.id, 20, 30) == []
-    assert await store.received_within(s.id, 0, 100) == [(10, 20), (30, 40), (50, 60)]
-
-
-@pytest.mark.anyio
 async def test_record_can_set_a_deferred_length_once(store: SessionStore) -> None:
     s = make(length=None)
     await store.create(s)
-    got = await store.record(s.id, "t", [], now=1.0, expires_at=100.0, length=50)
+    got = await record(store, s.id, "t", [], now=1.0, expires_at=100.0, length=50)
     assert got.length == 50
-    got = await store.record(s.id, "t", [], now=1.0, expires_at=100.0, length=70)
+    got = await record(store, s.id, "t", [], now=1.0, expires_at=100.0, length=70)
     assert got.length == 50
 
 
@@ -322,14 +440,16 @@ async def test_record_can_set_a_deferred_length_once(store: SessionStore) -> Non
 async def test_update_is_compare_and_set(store: SessionStore) -> None:
     s = make()
     await store.create(s)
-    got = await store.update(s.id, 0, state=SessionState.COMMITTING, extra={"a": 1}, metadata={"m": "n"})
+    got = await store.update(s.id, 0, SessionChanges(state=SessionState.COMMITTING, extra={"a": 1},
+                                                     composed_into="ns/target", length=7))
     assert got.version == 1 and got.state is SessionState.COMMITTING
-    assert got.extra == {"a": 1} and got.metadata == {"m": "n"}
+    assert got.extra == {"a": 1} and got.composed_into == "ns/target" and got.length == 7
+    assert got.metadata == {"k": "v"} and got.ttl == 60.0  # untouched fields keep their values
     with pytest.raises(Conflict):
-        await store.update(s.id, 0, state=SessionState.OPEN)
+        await store.update(s.id, 0, SessionChanges(state=SessionState.OPEN))
     assert (await store.get(s.id)).state is SessionState.COMMITTING  # type: ignore[union-attr]
     with pytest.raises(SessionNotFound):
-        await store.update("nope", 0, state=SessionState.OPEN)
+        await store.update("nope", 0, SessionChanges(state=SessionState.OPEN))
 
 
 @pytest.mark.anyio
@@ -337,19 +457,20 @@ async def test_update_many_is_all_or_nothing(store: SessionStore) -> None:
     a, b, c = make(), make(), make()
     for s in (a, b, c):
         await store.create(s)
-    done = await store.update_many([(a.id, 0, {"state": SessionState.COMMITTING, "extra": {"x": 1}}),
-                                    (b.id, 0, {"state": SessionState.COMMITTING})])
+    committing = SessionChanges(state=SessionState.COMMITTING)
+    done = await store.update_many([(a.id, 0, SessionChanges(state=SessionState.COMMITTING, extra={"x": 1})),
+                                    (b.id, 0, committing)])
     assert [(s.id, s.version, s.state) for s in done] == [(a.id, 1, SessionState.COMMITTING),
                                                            (b.id, 1, SessionState.COMMITTING)]
     assert (await store.get(a.id)) == done[0] and done[0].extra == {"x": 1}
     # one stale version: nothing changes, not even the rows listed before it
+    committed = SessionChanges(state=SessionState.COMMITTED)
     with pytest.raises(Conflict):
-        await store.update_many([(c.id, 0, {"state": SessionState.COMMITTED}),
-                                 (a.id, 0, {"state": SessionState.COMMITTED})])
+        await store.update_many([(c.id, 0, committed), (a.id, 0, committed)])
     got_c = await store.get(c.id)
     assert got_c is not None and got_c.version == 0 and got_c.state is SessionState.OPEN
     with pytest.raises(SessionNotFound):
-        await store.update_many([(c.id, 0, {"state": SessionState.COMMITTED}), ("nope", 0, {})])
+        await store.update_many([(c.id, 0, committed), ("nope", 0, committed)])
     got_c = await store.get(c.id)
     assert got_c is not None and got_c.state is SessionState.OPEN
     assert await store.update_many([]) == []
@@ -361,27 +482,38 @@ async def test_expired_lists_live_sessions_past_expiry(store: SessionStore) -> N
     committed = make(expires_at=8.0, state=SessionState.COMMITTED)
     for s in (soon, later, dead, committed):
         await store.create(s)
-    await store.update(dead.id, 0, state=SessionState.DELETED)
+    await store.update(dead.id, 0, SessionChanges(state=SessionState.DELETED))
     assert [s.id for s in await store.expired(15.0, 100)] == [committed.id, soon.id]
     assert [s.id for s in await store.expired(15.0, 1)] == [committed.id]
     assert await store.expired(1.0, 100) == []
 
 
 @pytest.mark.anyio
-async def test_purge_dead_and_purge(store: SessionStore) -> None:
+async def test_purge_dead(store: SessionStore) -> None:
     old, recent, live = make(), make(), make()
     for s in (old, recent, live):
         await store.create(s)
-    await store.claim(old.id, "t", 0, 10, now=0.0, lease=30.0)
-    await store.record(old.id, "t", [(0, 5)], now=0.0, expires_at=10.0)
-    await store.update(old.id, 1, state=SessionState.EXPIRED, modified_at=100.0)
-    await store.update(recent.id, 0, state=SessionState.DELETED, modified_at=300.0)
-    assert await store.purge_dead(200.0) == 1
+    await claim(store, old.id, "t", 0, 10, now=0.0, lease=30.0)
+    await record(store, old.id, "t", [(0, 5)], now=0.0, expires_at=10.0)
+    await store.update(old.id, 1, SessionChanges(state=SessionState.EXPIRED, modified_at=100.0))
+    await store.update(recent.id, 0, SessionChanges(state=SessionState.DELETED, modified_at=300.0))
+    purged = await store.purge_dead(200.0)
+    assert [s.id for s in purged] == [old.id] and purged[0].storage_ref == "ref-1"
     assert await store.get(old.id) is None
-    assert list(await store.ranges(old.id)) == []
+    assert list(await store.ranges(old.id)) == [] and await store.pieces(old.id) == []
     assert await store.get(recent.id) is not None and await store.get(live.id) is not None
-    await store.purge(live.id)
-    assert await store.get(live.id) is None
+    assert await store.purge_dead(200.0) == []
+
+
+@pytest.mark.anyio
+async def test_server_time_and_transaction_counter(store: SessionStore) -> None:
+    import time
+
+    assert abs(await store.server_time() - time.time()) < 5.0
+    before = store.transactions  # type: ignore[attr-defined]
+    await store.get("nope")
+    await store.create(make())
+    assert store.transactions == before + 2  # type: ignore[attr-defined]
 
 
 # -- resources ------------------------------------------------------------------------------------
@@ -455,10 +587,10 @@ async def test_concurrent_claims_never_hand_out_a_byte_twice(store: SessionStore
     granted: list[tuple[int, int]] = []
 
     async def claimer(token: str, start: int, end: int) -> None:
-        claim = await store.claim(s.id, token, start, end, now=0.0, lease=30.0)
-        granted.extend(claim.to_write)
+        got = await claim(store, s.id, token, start, end, now=0.0, lease=30.0)
+        granted.extend(got.to_write)
         if int(token[1:]) % 2:  # half of the writers record at once, so later claims see received ranges
-            await store.record(s.id, token, claim.to_write, now=1.0, expires_at=100.0)
+            await record(store, s.id, token, got.to_write, now=1.0, expires_at=100.0)
 
     async with anyio.create_task_group() as tg:
         for token, start, end in requests:

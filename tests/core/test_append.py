@@ -1,4 +1,4 @@
-"""Engine.append_at / set_length / concatenate (the tus operations) in-process over SQLite + local files.
+"""Engine.append_at / set_length / tus concatenation (the tus operations) in-process over SQLite + local files.
 
 Two Engine objects on one data directory stand for two server processes.
 """
@@ -15,6 +15,7 @@ from chunkd.core.checksum import verified
 from chunkd.core.engine import Engine
 from chunkd.core.errors import ChecksumMismatch, LengthMismatch, OffsetMismatch, PermissionDenied, TooLarge
 from chunkd.core.models import SessionState
+from chunkd.services.tus_concat import concatenate
 from tests.core import test_engine as base
 from tests.core.test_engine import ALICE, BOB, NS, body, read, staged
 
@@ -77,8 +78,8 @@ async def test_concatenate_from_two_processes(engines: Callable[..., Engine]) ->
         await one.append_at(p.id, ALICE, 0, body(d), len(d))
         parts.append(p.id)
     final = await one.create_session(ALICE, "tus", NS, "final", sum(map(len, data)))
-    first = await one.concatenate(final.id, ALICE, parts)
-    again = await two.concatenate(final.id, ALICE, parts)  # a late second process: no-op
+    first = await concatenate(one, final.id, ALICE, parts)
+    again = await concatenate(two, final.id, ALICE, parts)  # a late second process: no-op
     assert first.state is again.state is SessionState.COMMITTED
     assert first.received == first.length == sum(map(len, data))
     assert await read(two, "final") == b"".join(data)

@@ -1,4 +1,4 @@
-"""The Engine in-process over real SQLite and LocalStorage; two Engine objects stand for two processes."""
+"""The Engine in-process over real SQLite and LocalStore; two Engine objects stand for two processes."""
 
 from __future__ import annotations
 
@@ -22,8 +22,10 @@ from chunkd.core.errors import (
 )
 from chunkd.core.models import SessionState
 from chunkd.core.principal import Principal
+from chunkd.core.models import Piece
+from chunkd.core.store import SessionChanges, WriteIntent
 from chunkd.metadata import open_store
-from chunkd.storage.local import LocalStorage
+from chunkd.storage.local import LocalStore
 from tests.conformance.metadata_suite import _truncate, pg_database, pg_url  # noqa: F401  (fixture)
 
 ALICE = Principal(kind="user", tenant="t", user="alice")
@@ -61,7 +63,7 @@ async def engines(request: pytest.FixtureRequest, tmp_path: Path,
     async def make(**config: object) -> Engine:
         store = open_store(url, str(tmp_path))
         await store.migrate()
-        engine = Engine(store, LocalStorage(tmp_path / "store"),
+        engine = Engine(store, LocalStore(tmp_path / "store"),
                         EngineConfig(durable=False, **config), clock=clock)  # type: ignore[arg-type]
         made.append(engine)
         return engine
@@ -87,8 +89,15 @@ async def read(engine: Engine, key: str) -> bytes:
 
 
 async def staged(engine: Engine, session_id: str, length: int) -> bytes:
+    """The session's staged bytes as local storage holds them (one sparse file per session)."""
     session = await engine.get_session(session_id)
-    return b"".join([p async for p in engine.storage.stage_read(session.storage_ref, 0, length)])
+    assert isinstance(engine.storage, LocalStore)
+    return (engine.storage.staging / session.storage_ref).read_bytes()[:length].ljust(length, b"\0")
+
+
+def stage_exists(engine: Engine, ref: str) -> bool:
+    assert isinstance(engine.storage, LocalStore)
+    return (engine.storage.staging / ref).exists()
 
 
 # -- writing ----------------------------------------------------------------------------------------
@@ -228,7 +237,7 @@ async def test_commit_only_when_complete_atomic_idempotent_and_without_copy(engi
     with pytest.raises(SessionIncomplete):
         await engine.commit(s.id, ALICE)
     await engine.write_range(s.id, ALICE, 1000, len(data), body(data[1000:], 65536))
-    assert isinstance(engine.storage, LocalStorage)
+    assert isinstance(engine.storage, LocalStore)
     inode = os.stat(engine.storage.staging / s.storage_ref).st_ino
     assert await read(engine, "pkg/file") == b"older"  # readers see the old file until the commit
     committed = await engine.commit(s.id, ALICE)
@@ -272,7 +281,7 @@ async def test_sweep_expires_idle_sessions_and_their_bytes(engines: Callable[...
     await engine.write_range(busy.id, ALICE, 0, 50, body(b"y" * 50))  # a write extends the lifetime
     clock.now += 20
     assert await engine.sweep() == 1
-    assert not await engine.storage.stage_exists(idle.storage_ref)
+    assert not stage_exists(engine, idle.storage_ref)
     with pytest.raises(SessionGone):
         await engine.get_session(idle.id)
     assert (await engine.get_session(busy.id)).received == 50
@@ -289,7 +298,7 @@ async def test_expired_session_id_can_be_reused_before_the_sweep(engines: Callab
     clock.now += 61
     again = await engine.ensure_session(ALICE, "test", sid, NS, "k", 10)
     assert again.received == 0 and again.storage_ref != first.storage_ref
-    assert not await engine.storage.stage_exists(first.storage_ref)
+    assert not stage_exists(engine, first.storage_ref)
 
 
 @pytest.mark.anyio
@@ -304,7 +313,7 @@ async def test_delete_keeps_committed_file_and_discards_open_bytes(engine: Engin
     o = await engine.create_session(ALICE, "test", NS, "open", 4)
     await engine.write_range(o.id, ALICE, 0, 2, body(b"op"))
     await engine.delete_session(o.id, ALICE)
-    assert not await engine.storage.stage_exists(o.storage_ref)
+    assert not stage_exists(engine, o.storage_ref)
     assert await engine.storage.stat(NS, "open") is None
 
 
@@ -318,7 +327,7 @@ async def test_compose_publishes_parts_without_copying(engine: Engine) -> None:
         if d:
             await engine.write_range(p.id, ALICE, 0, len(d), body(d))
         parts.append(p)
-    assert isinstance(engine.storage, LocalStorage)
+    assert isinstance(engine.storage, LocalStore)
     inode = os.stat(engine.storage.staging / parts[0].storage_ref).st_ino
     ids = [parts[0].id, parts[1].id, parts[2].id, parts[0].id]
     info = await engine.compose(ALICE, ids, NS, "whole")
@@ -329,7 +338,7 @@ async def test_compose_publishes_parts_without_copying(engine: Engine) -> None:
     for p in parts:
         got = await engine.get_session(p.id)
         assert got.state is SessionState.COMMITTED
-        assert not await engine.storage.stage_exists(p.storage_ref)
+        assert not stage_exists(engine, p.storage_ref)
     assert (await engine.compose(ALICE, ids, NS, "whole")).size == len(whole)  # retry after a lost response
     with pytest.raises(SessionConflict):
         await engine.compose(ALICE, ids, NS, "elsewhere")
@@ -352,8 +361,8 @@ async def test_compose_refuses_incomplete_or_foreign_parts_and_consumes_nothing(
     assert await engine.storage.stat(NS, "whole") is None
     for s in (done, partial):
         got = await engine.get_session(s.id)
-        assert got.state is SessionState.OPEN and "composed_into" not in got.extra
-        assert await engine.storage.stage_exists(s.storage_ref)
+        assert got.state is SessionState.OPEN and not got.composed_into
+        assert stage_exists(engine, s.storage_ref)
     await engine.write_range(partial.id, ALICE, 2, 4, body(b"ef"))
     await engine.compose(ALICE, [done.id, partial.id], NS, "whole")
     assert await read(engine, "whole") == b"abcdef"
@@ -389,7 +398,7 @@ async def test_sweep_finishes_an_interrupted_commit_and_survives_a_failing_one(
     idle = await engine.create_session(ALICE, "test", NS, "idle", 3)
     for s in (crashed, blocked):  # a process died right after marking these COMMITTING
         current = await engine.get_session(s.id)
-        await engine.store.update(s.id, current.version, state=SessionState.COMMITTING)
+        await engine.store.update(s.id, current.version, SessionChanges(state=SessionState.COMMITTING))
     await engine.put_object(NS, "blocked/child", body(b"!"))  # publishing "blocked" will fail
     clock.now += 61
     assert await engine.sweep() == 1  # only the idle open session lost bytes
@@ -398,7 +407,7 @@ async def test_sweep_finishes_an_interrupted_commit_and_survives_a_failing_one(
     assert (await engine.store.get(blocked.id)).state is SessionState.OPEN  # type: ignore[union-attr]
     assert (await engine.store.get(idle.id)).state is SessionState.EXPIRED  # type: ignore[union-attr]
     assert await engine.sweep() == 1  # the blocked session is an idle open session now
-    assert not await engine.storage.stage_exists(blocked.storage_ref)
+    assert not stage_exists(engine, blocked.storage_ref)
 
 
 @pytest.mark.anyio
@@ -428,7 +437,8 @@ async def test_waiting_for_another_writer(engine: Engine, other_records: bool) -
 
     s = await engine.create_session(ALICE, "test", NS, "f", 200)
     # another request holds [0, 100) and is still writing it
-    assert (await engine.store.claim(s.id, "other", 0, 100, engine.clock(), 30.0)).to_write == [(0, 100)]
+    claimed = (await engine.store.claim(WriteIntent(s.id, "other", 0, 100), engine.clock(), 30.0)).claim
+    assert claimed is not None and claimed.to_write == [(0, 100)]
     outcome: list[object] = []
 
     async def mine() -> None:
@@ -443,13 +453,12 @@ async def test_waiting_for_another_writer(engine: Engine, other_records: bool) -
             await anyio.sleep(0.3)
             assert outcome == []  # still waiting for the other request
             if other_records:
-                await engine.store.record(s.id, "other", [(0, 100)], engine.clock(), engine.clock() + 60)
+                await engine.store.record(s.id, "other", [Piece(s.storage_ref, 0, 100)], engine.clock(),
+                                          engine.clock() + 60)
             else:
                 await engine.store.release(s.id, "other")
-    if other_records:
-        result = outcome[0]
-        assert not isinstance(result, RangeBusy) and result.session.received == 200  # type: ignore[attr-defined]
-    else:
-        assert isinstance(outcome[0], RangeBusy)
-        got = await engine.get_session(s.id)
-        assert list(await engine.received(got)) == [(100, 200)]  # its own part was kept
+    # The waiting writer holds its own part while it waits (before reading its body) and re-claims: when
+    # the other records, it writes the rest; when the other gives up, it takes that range over itself.
+    result = outcome[0]
+    assert not isinstance(result, RangeBusy) and result.session.received == 200  # type: ignore[attr-defined]
+    assert result.new_bytes == (100 if other_records else 200)  # type: ignore[attr-defined]

@@ -16,7 +16,7 @@ from chunkd.core.errors import LengthMismatch
 from chunkd.core.principal import Principal
 from chunkd.core.ranges import RangeSet
 from chunkd.metadata import open_store
-from chunkd.storage.local import LocalStorage
+from chunkd.storage.local import LocalStore
 
 ALICE = Principal(kind="user", tenant="t", user="alice")
 TOTAL = 2000
@@ -31,7 +31,7 @@ def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
     tmp: Path = tmp_path_factory.mktemp("model")
     store = open_store(f"sqlite:///{tmp / 'meta.db'}", str(tmp))
     anyio.run(store.migrate)
-    yield Engine(store, LocalStorage(tmp / "store"), EngineConfig(durable=False))
+    yield Engine(store, LocalStore(tmp / "store"), EngineConfig(durable=False))
     anyio.run(store.close)
 
 

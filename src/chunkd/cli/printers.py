@@ -28,18 +28,16 @@ Tenant = Annotated[str, typer.Option(help="tenant id (tid) the printer belongs t
 
 
 async def _with_engine(data_dir: Path, metadata: str, fn: Callable[[Engine], Awaitable[T]]) -> T:
-    from chunkd.core.engine import Engine
-    from chunkd.metadata import open_store
-    from chunkd.storage import open_storage
+    from chunkd.server.config import Settings
+    from chunkd.wiring import open_engine, start_engine
 
-    data_dir = data_dir.resolve()
-    data_dir.mkdir(parents=True, exist_ok=True)
-    store = open_store(metadata, str(data_dir))
-    await store.migrate()
+    # the same wiring as the server's: CHUNKD_STORAGE and the other settings apply here too
+    engine = open_engine(Settings(data_dir=data_dir, metadata=metadata))
+    await start_engine(engine)
     try:
-        return await fn(Engine(store, open_storage("local", str(data_dir))))
+        return await fn(engine)
     finally:
-        await store.close()
+        await engine.store.close()
 
 
 @printers_app.command("add")
@@ -53,7 +51,7 @@ def add(
 ) -> None:
     """Register a printer; prints its id last."""
     from chunkd.core.principal import Principal
-    from chunkd.protocols.graph_print import register_printer
+    from chunkd.services.printers import register_printer
 
     admin = Principal(kind="app", tenant=tenant, app="chunkd-cli")
     printer = anyio.run(_with_engine, data_dir, metadata,
@@ -65,9 +63,8 @@ def add(
 @printers_app.command("list")
 def list_(data_dir: DataDir = Path("./chunkd-data"), tenant: Tenant = "", metadata: Metadata = "sqlite") -> None:
     """Print ``id<TAB>tenant<TAB>name`` of every printer (of one tenant with --tenant)."""
-    from chunkd.protocols.graph_print import KIND_PRINTER
+    from chunkd.services.printers import list_printers
 
-    printers = anyio.run(_with_engine, data_dir, metadata,
-                         lambda engine: engine.list_resources(KIND_PRINTER, tenant=tenant or None))
+    printers = anyio.run(_with_engine, data_dir, metadata, lambda engine: list_printers(engine, tenant or None))
     for p in printers:
         typer.echo(f"{p.id}\t{p.tenant}\t{p.data.get('displayName', '')}")

@@ -1,5 +1,5 @@
-"""Blob containers as the blob and Industry Data front ends share them: containers, blobs and staged blocks
-kept as engine resources, bytes as engine objects and sessions. No HTTP here.
+"""Blob containers as the blob and Industry Data front ends share them: containers and blobs kept as engine
+resources, bytes as engine objects and sessions. No HTTP here.
 
 Resources (all tenant-scoped by the container's tenant):
 
@@ -7,15 +7,18 @@ Resources (all tenant-scoped by the container's tenant):
   (e.g. the data connector id), ``sessionExpires`` / ``containerExpires`` (epoch seconds), ``etag``.
 * ``blob`` ``{containerId}:{sha256(name)}``, parent = container: ``name``, ``object`` (engine key),
   ``size``, ``etag``, content headers, ``md5``, ``meta`` (x-ms-meta-*), ``blocks`` (committed list).
-* ``blobblock`` ``{containerId}:{h(name)}:{h(blockId)}``, parent = container: ``name``, ``blockId``,
-  ``session`` (the core upload session holding the block's bytes), ``size``.
 
 Resource ids are hashes because blob names (up to 1024 characters) exceed the id column; listings are sorted
 by name in memory, which is fine for upload containers of a few thousand blobs.
 
 Bytes: each blob version is the object ``blob/{containerId}/{random}`` (never the blob name, so any name
-works and an overwrite never exposes a half-written blob); each staged block is one complete core session,
-and Put Block List publishes the listed sessions with ``Engine.compose`` -- no copy on local storage.
+works and an overwrite never exposes a half-written blob). The uncommitted blocks of a blob are the
+pieces of one core session per blob (``block_session_id``), each labelled with its block id and stored at
+a fresh offset (:meth:`Engine.write_allocated`: a Put Block is one claim and one record transaction, and
+parallel Put Blocks never wait for each other); Put Block List publishes the listed pieces in list order
+(:meth:`Engine.publish_pieces` -- no copy on local storage) and ends that session, as Azure discards a
+blob's uncommitted blocks. Block sessions live a week after their last Put Block, as Azure keeps
+uncommitted blocks.
 """
 
 from __future__ import annotations
@@ -33,12 +36,14 @@ import anyio
 from chunkd.core import errors
 from chunkd.core.body import Body
 from chunkd.core.engine import Engine
-from chunkd.core.models import Resource
+from chunkd.core.models import Piece, Session, SessionState
 from chunkd.core.principal import Principal
+from chunkd.core.resources import Resource
+from chunkd.core.store import Guard
 
 NAMESPACE = "blob"
 FAMILY = "blobblock"
-K_CONTAINER, K_BLOB, K_BLOCK = "blobcontainer", "blob", "blobblock"
+K_CONTAINER, K_BLOB = "blobcontainer", "blob"
 OPEN, VALIDATED, DISCARDED = "open", "validated", "discarded"
 
 
@@ -75,8 +80,18 @@ def blob_id(container: str, name: str) -> str:
     return f"{container}:{_h(name)}"
 
 
-def block_prefix(container: str, name: str) -> str:
-    return f"{container}:{_h(name, 40)}:"
+def block_session_id(container: str, name: str) -> str:
+    """The core session holding the uncommitted blocks of one blob."""
+    return "blk-" + _h(f"{container}\0{name}", 60)
+
+
+def block_principal(container: str) -> Principal:
+    """The owner of a container's block sessions (SAS requests have no user)."""
+    return Principal(kind="app", app=f"blobcontainer:{container}")
+
+
+BLOCK_TTL = 7 * 24 * 3600.0  # Azure collects uncommitted blocks a week after the last Put Block
+_COPY_TAG = ":"  # tags of committed blocks copied for a Put Block List; block ids are base64, never ':'
 
 
 @dataclass
@@ -172,8 +187,8 @@ class BlobStore:
     async def discard(self, cid: str) -> None:
         """Mark the container discarded and delete its blobs, staged blocks and bytes. Idempotent."""
         await self.set_state(cid, DISCARDED)
-        for res in await self._all(K_BLOCK, cid):
-            await self._drop_block(res)
+        for session in await self._block_sessions(cid):
+            await self._drop_blocks(cid, session.id)
         for res in await self._all(K_BLOB, cid):
             await self.engine.delete_resource(K_BLOB, res.id)
         await self.engine.delete_object(NAMESPACE, cid)
@@ -200,8 +215,23 @@ class BlobStore:
         """Every committed blob of the container, sorted by name (UTF-8 byte order, as Azure sorts)."""
         return sorted(await self._all(K_BLOB, cid), key=lambda r: str(r.data["name"]).encode("utf-8", "replace"))
 
+    async def _block_sessions(self, cid: str) -> list[Session]:
+        out: list[Session] = []
+        after = ""
+        while True:
+            page = await self.engine.list_sessions(owner=block_principal(cid).key, family=FAMILY, after=after,
+                                                   limit=1000)
+            out += page
+            if len(page) < 1000:
+                return out
+            after = page[-1].id
+
     async def uncommitted_names(self, cid: str) -> set[str]:
-        return {str(r.data["name"]) for r in await self._all(K_BLOCK, cid)}
+        names: set[str] = set()
+        for session in await self._block_sessions(cid):
+            if session.state is SessionState.OPEN and await self.engine.pieces(session):
+                names.add(str(session.extra.get("blob", "")))
+        return names
 
     def read(self, blob: Resource, start: int, end: int) -> AsyncIterator[bytes]:
         return self.engine.read_object(NAMESPACE, blob.data["object"], start, end)
@@ -215,10 +245,12 @@ class BlobStore:
         info = await self.engine.put_object(NAMESPACE, key, body)
         if digest is not None and not props.md5:
             props.md5 = digest()
-        return await self._install(container, name, key, info.size, props, [], cond)
+        blob = await self._install(container, name, key, info.size, props, [], cond)
+        await self._drop_blocks(container.id, block_session_id(container.id, name))  # Put Blob discards staged blocks
+        return blob
 
     async def _install(self, container: Resource, name: str, key: str, size: int, props: BlobProps,
-                       blocks: list[list[Any]], cond: Conditions, consumed: frozenset[str] = frozenset()) -> Resource:
+                       blocks: list[list[Any]], cond: Conditions) -> Resource:
         """Point the blob at a newly published object (compare-and-set), then drop what it replaced.
 
         The container must be open just before the switch, and still open (or finalised only after the switch)
@@ -258,14 +290,6 @@ class BlobStore:
             raise
         if existing is not None:
             await self.engine.delete_object(NAMESPACE, existing.data["object"])
-        # the blob's staged blocks are gone now, committed or not (as in Azure); one transaction for their
-        # records, and only the blocks left out of the list still have a session to drop (composed parts
-        # were committed into the new object)
-        stale = await self.blocks(container.id, name)
-        await self.engine.delete_resources(K_BLOCK, [b.id for b in stale])
-        for block in stale:
-            if str(block.data["session"]) not in consumed:
-                await self._drop_session(self.principal(container), str(block.data["session"]))
         return res
 
     async def set_properties(self, container: Resource, name: str, change: Callable[[dict[str, Any]], dict[str, Any]],
@@ -349,137 +373,111 @@ class BlobStore:
 
     async def delete_blob(self, cid: str, name: str) -> bool:
         blob = await self.get_blob(cid, name)
-        blocks = await self.blocks(cid, name)
-        for block in blocks:
-            await self._drop_block(block)
+        had_blocks = bool(await self.blocks(cid, name))
+        await self._drop_blocks(cid, block_session_id(cid, name))
         if blob is None:
-            return bool(blocks)
+            return had_blocks
         await self.engine.delete_resource(K_BLOB, blob.id)
         await self.engine.delete_object(NAMESPACE, blob.data["object"])
         return True
 
     # -- blocks ------------------------------------------------------------------------------------
-    async def blocks(self, cid: str, name: str) -> list[Resource]:
-        """Uncommitted blocks of one blob, oldest first."""
-        prefix = block_prefix(cid, name)
-        out: list[Resource] = []
-        after = prefix
-        while True:
-            page = [r for r in await self.engine.list_resources(K_BLOCK, parent=cid, after=after, limit=1000)]
-            mine = [r for r in page if r.id.startswith(prefix)]
-            out += mine
-            if len(page) < 1000 or len(mine) < len(page):
-                break
-            after = page[-1].id
-        return sorted(out, key=lambda r: (r.created_at, r.id))
-
-    async def any_block_id(self, cid: str, name: str) -> str | None:
-        """One staged block id of the blob, or None."""
-        prefix = block_prefix(cid, name)
-        page = await self.engine.list_resources(K_BLOCK, parent=cid, after=prefix, limit=1)
-        return str(page[0].data["blockId"]) if page and page[0].id.startswith(prefix) else None
-
-    async def stage_block(self, container: Resource, name: str, block_id: str, length: int, body: Body) -> None:
-        principal = self.principal(container)
-        ttl = max(1.0, float(container.data["containerExpires"]) - time.time())
-        session = await self.engine.create_session(principal, FAMILY, NAMESPACE, f"{container.id}/{uuid.uuid4().hex}",
-                                                   length, ttl=ttl, extra={"ttl": ttl})
+    async def blocks(self, cid: str, name: str) -> dict[str, Piece]:
+        """Uncommitted blocks of one blob: block id -> its latest piece, in staging order."""
         try:
-            await self.engine.write_range(session.id, principal, 0, length, body, session=session)
-            data = {"name": name, "blockId": block_id, "session": session.id, "size": length}
-            rid = block_prefix(container.id, name) + _h(block_id, 40)
-            old: Resource | None = None
-            for attempt in range(50):
-                try:
-                    if attempt == 0 or old is None:  # the common case, a new id, costs one insert and no read
-                        await self.engine.create_resource(K_BLOCK, rid, principal, data, parent=container.id)
-                    else:
-                        await self.engine.update_resource(old, data)
-                        await self._drop_session(principal, str(old.data["session"]))
-                    break
-                except (errors.AlreadyExists, errors.Conflict):
-                    old = await self.engine.get_resource(K_BLOCK, rid)  # re-staged id: replace it
-                    if attempt:
-                        await anyio.sleep(0.005)
-            else:
-                raise errors.Conflict("the block is changing too fast")
-        except BaseException:
-            with anyio.CancelScope(shield=True):
-                await self._drop_session(principal, session.id)
-            raise
+            session = await self.engine.get_session(block_session_id(cid, name))
+        except (errors.SessionNotFound, errors.SessionGone):
+            return {}
+        if session.state is not SessionState.OPEN:
+            return {}
+        latest: dict[str, Piece] = {}
+        for piece in await self.engine.pieces(session):  # ordered by start: later stagings win
+            if not piece.tag.startswith(_COPY_TAG):
+                latest.pop(piece.tag, None)
+                latest[piece.tag] = piece
+        return latest
+
+    async def stage_block(self, cid: str, name: str, block_id: str, length: int, body: Body) -> None:
+        """Put Block: store the block as a new piece of the blob's block session, in one claim and one
+        record transaction; the container must be open when claiming and when recording."""
+        principal = block_principal(cid)
+        sid = block_session_id(cid, name)
+        create = self.engine.new_session(principal, FAMILY, NAMESPACE, f"{cid}/blocks/{_h(name, 40)}", None,
+                                         session_id=sid, ttl=BLOCK_TTL, extra={"blob": name, "idlen": len(block_id)})
+
+        def same_id_length(session: Session) -> None:
+            if session.extra.get("idlen", len(block_id)) != len(block_id):
+                raise BlobError(400, "InvalidBlobOrBlock", "The specified blob or block content is invalid.",
+                                Reason="all block ids of a blob must have the same length")
+
         try:
-            await self.check_writable(container.id)  # staged blocks never belong to a validated set
-        except BlobError:
-            with anyio.CancelScope(shield=True):
-                block = await self.engine.get_resource(K_BLOCK, rid)
-                if block is not None and block.data.get("session") == session.id:
-                    await self._drop_block(block)
-            raise
+            await self.engine.write_allocated(sid, principal, length, body, tag=block_id, create=create,
+                                              guard=Guard(K_CONTAINER, cid, "state", OPEN), check=same_id_length)
+        except errors.GuardFailed as exc:
+            raise finalised() if exc.state == VALIDATED else container_not_found() from exc
 
     async def commit_blocks(self, container: Resource, name: str, wanted: list[tuple[str, str]], props: BlobProps,
                             cond: Conditions) -> Resource:
         """Put Block List: ``wanted`` is ``[(Latest|Committed|Uncommitted, blockId)]`` in blob order."""
         existing = await self.get_blob(container.id, name)
         cond.check_write(existing)
-        staged = {str(r.data["blockId"]): r for r in await self.blocks(container.id, name)}
+        staged = await self.blocks(container.id, name)
         committed: dict[str, tuple[int, int]] = {}  # id -> (offset, size) in the current blob
         offset = 0
         for bid, size in (existing.data.get("blocks", []) if existing else []):
             committed.setdefault(bid, (offset, size))
             offset += size
-        principal = self.principal(container)
-        parts: list[str] = []
-        copies: list[str] = []
+        chosen: list[Piece] = []
         blocks: list[list[Any]] = []
-        try:
-            for kind, bid in wanted:
-                if kind in ("Latest", "Uncommitted") and bid in staged:
-                    parts.append(str(staged[bid].data["session"]))
-                    blocks.append([bid, int(staged[bid].data["size"])])
-                elif kind in ("Latest", "Committed") and bid in committed and existing is not None:
-                    start, size = committed[bid]
-                    sid = await self._copy_range(container, existing, start, size)
-                    copies.append(sid)
-                    parts.append(sid)
-                    blocks.append([bid, size])
-                else:
-                    raise BlobError(400, "InvalidBlockList", "The specified block list is invalid.")
-            key = f"{container.id}/{uuid.uuid4().hex}"
-            if parts:
-                info = await self.engine.compose(principal, parts, NAMESPACE, key)
-                size = info.size
+        for kind, bid in wanted:
+            if kind in ("Latest", "Uncommitted") and bid in staged:
+                chosen.append(staged[bid])
+                blocks.append([bid, staged[bid].size])
+            elif kind in ("Latest", "Committed") and bid in committed and existing is not None:
+                start, size = committed[bid]
+                chosen.append(await self._copy_range(container.id, name, existing, start, size, bid))
+                blocks.append([bid, size])
             else:
-                size = (await self.engine.put_object(NAMESPACE, key, _empty())).size
-        except BaseException:
-            with anyio.CancelScope(shield=True):
-                for sid in copies:
-                    await self._drop_session(principal, sid)
-            raise
-        return await self._install(container, name, key, size, props, blocks, cond, frozenset(parts))
+                raise BlobError(400, "InvalidBlockList", "The specified block list is invalid.")
+        key = f"{container.id}/{uuid.uuid4().hex}"
+        if chosen:
+            session = await self.engine.get_session(block_session_id(container.id, name))
+            size = (await self.engine.publish_pieces(session, chosen, NAMESPACE, key)).size
+        else:
+            size = (await self.engine.put_object(NAMESPACE, key, _empty())).size
+            await self._drop_blocks(container.id, block_session_id(container.id, name))
+        blob = await self._install(container, name, key, size, props, blocks, cond)
+        if blocks:  # the next blocks of this blob must keep the committed ids' length
+            try:
+                await self.engine.create_session(
+                    block_principal(container.id), FAMILY, NAMESPACE, f"{container.id}/blocks/{_h(name, 40)}", None,
+                    session_id=block_session_id(container.id, name), ttl=BLOCK_TTL,
+                    extra={"blob": name, "idlen": len(str(blocks[0][0]))})
+            except errors.SessionConflict:
+                pass  # a Put Block of the next round created it first
+        return blob
 
-    async def _copy_range(self, container: Resource, blob: Resource, start: int, size: int) -> str:
-        """A new session holding ``size`` bytes of the current blob (a committed block listed again)."""
-        principal = self.principal(container)
-        session = await self.engine.create_session(principal, FAMILY, NAMESPACE, f"{container.id}/{uuid.uuid4().hex}",
-                                                   size, ttl=3600)
-        await self.engine.write_range(session.id, principal, 0, size, self.read(blob, start, start + size))
-        return session.id
+    async def _copy_range(self, cid: str, name: str, blob: Resource, start: int, size: int, bid: str) -> Piece:
+        """A committed block listed again: its bytes, read from the current blob, as a piece of the block
+        session (the store cannot refer to part of a published object)."""
+        principal = block_principal(cid)
+        sid = block_session_id(cid, name)
+        create = self.engine.new_session(principal, FAMILY, NAMESPACE, f"{cid}/blocks/{_h(name, 40)}", None,
+                                         session_id=sid, ttl=BLOCK_TTL, extra={"blob": name, "idlen": len(bid)})
+        result = await self.engine.write_allocated(sid, principal, size, self.read(blob, start, start + size),
+                                                   tag=_COPY_TAG + bid, create=create)
+        return result.pieces[0]
 
-    async def _drop_block(self, block: Resource) -> None:
-        await self.engine.delete_resource(K_BLOCK, block.id)
-        cid = block.parent
-        principal = Principal(kind="app", tenant=block.tenant, app=f"blobcontainer:{cid}")
-        await self._drop_session(principal, str(block.data["session"]))
-
-    async def _drop_session(self, principal: Principal, session_id: str) -> None:
+    async def _drop_blocks(self, cid: str, session_id: str) -> None:
+        """Discard a blob's uncommitted blocks (its block session), if it has any."""
         try:
             session = await self.engine.get_session(session_id)
         except (errors.SessionNotFound, errors.SessionGone):
             return
-        if session.state.value == "open":
+        if session.state is SessionState.OPEN:
             try:
-                await self.engine.delete_session(session_id, principal)
-            except (errors.SessionNotFound, errors.SessionGone, errors.PermissionDenied):
+                await self.engine.delete_session(session_id, block_principal(cid))
+            except (errors.SessionNotFound, errors.SessionGone, errors.PermissionDenied, errors.Conflict):
                 pass
 
 

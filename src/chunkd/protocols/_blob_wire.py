@@ -19,7 +19,7 @@ from starlette.responses import Response
 from chunkd.auth import sas
 from chunkd.core import errors
 from chunkd.core.body import Body, ClientGone
-from chunkd.core.models import Resource
+from chunkd.core.resources import Resource
 from chunkd.protocols._blob_store import BlobError
 from chunkd.protocols._http import http_date, iso_date
 
@@ -216,7 +216,7 @@ def uncommitted_xml(name: str) -> str:
             "<ServerEncrypted>true</ServerEncrypted></Properties></Blob>")
 
 
-def block_list_xml(committed: list[list[Any]], uncommitted: list[Resource], which: str) -> str:
+def block_list_xml(committed: list[list[Any]], uncommitted: list[tuple[str, int]], which: str) -> str:
     def blocks(items: list[tuple[str, int]]) -> str:
         return "".join(f"<Block><Name>{escape(n)}</Name><Size>{s}</Size></Block>" for n, s in items)
 
@@ -224,8 +224,7 @@ def block_list_xml(committed: list[list[Any]], uncommitted: list[Resource], whic
     if which in ("committed", "all"):
         parts.append(f"<CommittedBlocks>{blocks([(str(n), int(s)) for n, s in committed])}</CommittedBlocks>")
     if which in ("uncommitted", "all"):
-        items = [(str(r.data["blockId"]), int(r.data["size"])) for r in uncommitted]
-        parts.append(f"<UncommittedBlocks>{blocks(items)}</UncommittedBlocks>")
+        parts.append(f"<UncommittedBlocks>{blocks(uncommitted)}</UncommittedBlocks>")
     parts.append("</BlockList>")
     return "".join(parts)
 

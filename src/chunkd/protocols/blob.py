@@ -23,7 +23,7 @@ from starlette.routing import BaseRoute, Route
 
 from chunkd.auth import sas
 from chunkd.core.engine import Engine
-from chunkd.core.models import Resource
+from chunkd.core.resources import Resource
 from chunkd.protocols import _blob_batch as batch
 from chunkd.protocols import _blob_list as listing
 from chunkd.protocols import _blob_props as props
@@ -76,7 +76,7 @@ def _write_headers(blob: Resource) -> dict[str, str]:
             "x-ms-request-server-encrypted": "true"}
 
 
-Op = Callable[[Request, Resource, str, dict[str, str]], Awaitable[Response]]
+Op = Callable[[Request, Any, str, dict[str, str]], Awaitable[Response]]  # the container, or its id (Put Block)
 
 
 class BlobAPI:
@@ -170,6 +170,8 @@ class BlobAPI:
         handler, letter = op
         sas.verify(self.key, self._account(request), cname, query, scheme=request.url.scheme, permission=letter,
                    blob=name)
+        if handler == self.put_block:  # the container's state is checked inside the block's own transactions
+            return await self.put_block(request, cname, name, query)
         container = await self.store.container(cname)
         if container is None:
             raise container_not_found()
@@ -196,33 +198,23 @@ class BlobAPI:
             headers["x-ms-content-crc64"] = wire.crc64_header(body.crc)
         return Response(status_code=201, headers=headers)
 
-    async def put_block(self, request: Request, container: Resource, name: str, query: dict[str, str]) -> Response:
+    async def put_block(self, request: Request, cid: str, name: str, query: dict[str, str]) -> Response:
+        """Put Block: two metadata transactions in all (no container read: the block's claim and record
+        check that the container is open, and the SAS's expiry bounds the container's)."""
         block_id = query.get("blockid", "")
         raw = wire.decode_block_id(block_id)
         if len(raw) > 64:
             raise BlobError(400, "InvalidBlockId", "The specified block ID is invalid. The block ID must be Base64-"
                             "encoded and at most 64 bytes before encoding.")
-        await self._check_id_length(container.id, name, block_id)
         length = req.content_length(request, MAX_BLOCK)
         body = wire.CheckedBody(request_body(request), length, request.headers, always_md5=False)
-        await self.store.stage_block(container, name, block_id, length, body)
+        await self.store.stage_block(cid, name, block_id, length, body)
         headers = {"x-ms-request-server-encrypted": "true"}
         if body.hashing:
             headers["Content-MD5"] = body.md5_b64
         if body.want_crc is not None:
             headers["x-ms-content-crc64"] = wire.crc64_header(body.crc)
         return Response(status_code=201, headers=headers)
-
-    async def _check_id_length(self, cid: str, name: str, block_id: str) -> None:
-        """Azure requires every block id of a blob to have the same encoded length. The ids already there all
-        have one length, so one staged and one committed id suffice (constant work per Put Block)."""
-        others = [await self.store.any_block_id(cid, name)]
-        blob = await self.store.get_blob(cid, name)
-        if blob is not None and blob.data.get("blocks"):
-            others.append(str(blob.data["blocks"][0][0]))
-        if any(o is not None and len(o) != len(block_id) for o in others):
-            raise BlobError(400, "InvalidBlobOrBlock", "The specified blob or block content is invalid.",
-                            Reason="all block ids of a blob must have the same length")
 
     async def put_block_list(self, request: Request, container: Resource, name: str,
                              query: dict[str, str]) -> Response:
@@ -341,7 +333,9 @@ class BlobAPI:
             headers = {"ETag": f'"{blob.data["etag"]}"', "Last-Modified": http_date(blob.data["modified"]),
                        "x-ms-blob-content-length": str(blob.data["size"])}
         committed = list(blob.data.get("blocks", [])) if blob else []
-        return Response(wire.block_list_xml(committed, staged, which), headers=headers, media_type="application/xml")
+        uncommitted = [(bid, piece.size) for bid, piece in staged.items()]
+        return Response(wire.block_list_xml(committed, uncommitted, which), headers=headers,
+                        media_type="application/xml")
 
     async def list_blobs(self, request: Request, container: Resource, name: str, query: dict[str, str]) -> Response:
         layout = f"/blob/{request.path_params['account']}" if "account" in request.path_params else f"/{self.account}"

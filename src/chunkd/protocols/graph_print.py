@@ -38,19 +38,18 @@ from chunkd.auth.permissions import (
 from chunkd.auth.urlsign import BadUrlToken, ExpiredUrlToken, UrlSigner
 from chunkd.core import errors
 from chunkd.core.engine import Engine
-from chunkd.core.models import Resource, Session, SessionState
+from chunkd.core.models import Session, SessionState
 from chunkd.core.principal import Principal
+from chunkd.core.resources import Resource
 from chunkd.protocols import graph_print_wire as wire
 from chunkd.protocols._graph import GraphError, authenticate, graph_call, json_object, require
 from chunkd.protocols._http import object_response, request_body
+from chunkd.services.printers import DEFAULT_CONTENT_TYPES, KIND_DOCUMENT, KIND_JOB, KIND_PRINTER, register_printer
 
 log = logging.getLogger("chunkd.graph_print")
 
 NAMESPACE = "print"
 FAMILY = "graph-print"
-KIND_PRINTER = "print.printer"
-KIND_JOB = "print.job"
-KIND_DOCUMENT = "print.document"
 VERSIONS = ("v1.0", "beta")
 COLLECTIONS = ("printers", "shares", "printerShares")
 UPLOAD_PATH = "/print-upload"
@@ -72,14 +71,6 @@ def signer_for(data_dir: Path) -> UrlSigner:
     return UrlSigner(load_or_create_key(data_dir, "graph-print-upload"))
 
 
-async def register_printer(engine: Engine, principal: Principal, display_name: str,
-                           content_types: list[str] | None = None) -> Resource:
-    """Register a printer in ``principal.tenant`` (used by the admin route and ``chunkd printers add``)."""
-    types = [t.strip().lower() for t in (content_types or wire.DEFAULT_CONTENT_TYPES) if t.strip()]
-    data = {"displayName": display_name, "contentTypes": types}
-    return await engine.create_resource(KIND_PRINTER, str(uuid.uuid4()), principal, data)
-
-
 def _principal_data(principal: Principal) -> dict[str, str]:
     return {"kind": principal.kind, "tenant": principal.tenant, "user": principal.user, "app": principal.app}
 
@@ -89,6 +80,14 @@ def _owner(session: Session) -> Principal:
     p = session.extra.get("principal", {})
     return Principal(kind=p.get("kind", "anonymous"), tenant=p.get("tenant", ""), user=p.get("user", ""),
                      app=p.get("app", ""))
+
+
+def _check_upload_session(session: Session) -> None:
+    """A print upload session that has not passed its deadline (expirationDateTime)."""
+    if session.family != FAMILY:
+        raise GraphError(404, "itemNotFound", "the upload session does not exist", "uploadSessionNotFound")
+    if float(session.extra.get("deadline", 0)) < time.time():
+        raise GraphError(404, "itemNotFound", "the upload session expired", "uploadSessionNotFound")
 
 
 def _not_found(what: str) -> GraphError:
@@ -189,18 +188,37 @@ class GraphPrintAPI:
         except ExpiredUrlToken as exc:
             raise GraphError(404, "itemNotFound", "the upload session expired", "uploadSessionNotFound") from exc
         # Authorization headers are ignored here: the URL is the credential (the docs warn clients off them).
+        if request.method == "PUT":
+            return await self._put_segment(request, sid)
         session = await self.live_session(sid)
         if request.method == "GET":
             return JSONResponse(wire.upload_session_json(session, await self._missing(session),
                                                          self.upload_url_for(request, session)))
-        if request.method == "DELETE":
-            await self.cancel(session)
-            return Response(status_code=204)
-        session = await self.write_segment(request, session, _owner(session))
+        await self.cancel(session)  # DELETE
+        return Response(status_code=204)
+
+    async def _put_segment(self, request: Request, sid: str) -> Response:
+        """A segment to the uploadUrl: one claim and one record transaction, the session's checks run on
+        the session the claim read, and the answer's nextExpectedRanges come from the record."""
+        start, end, total = wire.parse_segment_range(request.headers.get("content-range"),
+                                                     request.headers.get("content-length"))
+
+        def check(session: Session) -> None:
+            _check_upload_session(session)
+            wire.check_segment_fits(start, end, total, session.length or 0)
+
+        try:
+            result = await self.engine.write_range(sid, None, start, end, request_body(request), check=check,
+                                                   missing_limit=NEXT_EXPECTED_RANGES)
+        except (errors.SessionNotFound, errors.SessionGone) as exc:
+            raise GraphError(404, "itemNotFound", "the upload session does not exist or has ended",
+                             "uploadSessionNotFound") from exc
+        session = result.session
         if session.complete:
             doc = await self.finish(session)
             return JSONResponse(_with_context(request, "printDocument", wire.document_json(doc)), status_code=201)
-        return JSONResponse(wire.upload_session_json(session, await self._missing(session), None), status_code=202)
+        missing = result.missing if result.missing is not None else await self._missing(session)
+        return JSONResponse(wire.upload_session_json(session, missing, None), status_code=202)
 
     def upload_url_for(self, request: Request, session: Session) -> str:
         token = self.signer.sign(session.id, float(session.extra["deadline"]))
@@ -214,16 +232,16 @@ class GraphPrintAPI:
         except (errors.SessionNotFound, errors.SessionGone) as exc:
             raise GraphError(404, "itemNotFound", "the upload session does not exist or has ended",
                              "uploadSessionNotFound") from exc
-        if session.family != FAMILY:
-            raise GraphError(404, "itemNotFound", "the upload session does not exist", "uploadSessionNotFound")
-        if float(session.extra.get("deadline", 0)) < time.time():
-            if session.state is SessionState.OPEN:
+        try:
+            _check_upload_session(session)
+        except GraphError:
+            if session.family == FAMILY and session.state is SessionState.OPEN:
                 with anyio.CancelScope(shield=True):
                     try:
                         await self.engine.delete_session(session.id, _owner(session))
                     except errors.ChunkdError:
                         pass
-            raise GraphError(404, "itemNotFound", "the upload session expired", "uploadSessionNotFound")
+            raise
         return session
 
     async def _missing(self, session: Session) -> list[tuple[int, int]]:
@@ -312,11 +330,12 @@ class GraphPrintAPI:
                                                       "delete it first", "uploadSessionInProgress")
                 return current
             ttl = self.engine.config.session_ttl
-            extra = {"ttl": ttl, "deadline": time.time() + ttl, "document": doc_id, "job": job.id,
+            extra = {"deadline": time.time() + ttl, "document": doc_id, "job": job.id,
                      "printer": job.parent, "principal": _principal_data(principal)}
             session = await self.engine.create_session(
                 principal, FAMILY, NAMESPACE, f"{job.tenant or 'no-tenant'}/{doc_id}", size,
-                session_id=str(uuid.uuid4()), content_type=content_type, name=name, ttl=ttl, extra=extra)
+                session_id=str(uuid.uuid4()), content_type=content_type, name=name, ttl=ttl, commit_on_complete=True,
+                extra=extra)
             try:
                 await self.engine.update_resource(doc, {**doc.data, "sessionId": session.id})
             except errors.Conflict:
@@ -487,7 +506,7 @@ class _Ctx:
     # -- upload sessions --------------------------------------------------------------------------
     async def _props(self, job: Resource, body: dict[str, Any]) -> tuple[int, str, str]:
         printer = await self.printer(job.parent)
-        types = list(printer.data.get("contentTypes") or wire.DEFAULT_CONTENT_TYPES)
+        types = list(printer.data.get("contentTypes") or DEFAULT_CONTENT_TYPES)
         return wire.upload_properties(body, types, self.engine.config.max_size)
 
     async def create_upload_session(self, pid: str, jid: str, did: str) -> Response:

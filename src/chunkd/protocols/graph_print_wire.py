@@ -9,13 +9,13 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from chunkd.core.models import Resource, Session
+from chunkd.core.models import Session
 from chunkd.core.ranges import Range
+from chunkd.core.resources import Resource
 from chunkd.protocols._graph import GraphError
 from chunkd.protocols._http import iso_date
+from chunkd.services.printers import DEFAULT_CONTENT_TYPES
 
-DEFAULT_CONTENT_TYPES = ("application/oxps", "application/pdf", "image/jpeg", "image/png", "image/pwg-raster",
-                         "image/urf", "text/plain")
 _CONTENT_RANGE = re.compile(r"^bytes(?:\s+|\s*=\s*)(\d{1,19})\s*-\s*(\d{1,19})\s*/\s*(\d{1,19}|\*)$", re.I)
 
 
@@ -168,6 +168,14 @@ def upload_properties(body: dict[str, Any], content_types: list[str], max_size: 
 
 def parse_content_range(header: str | None, declared_length: str | None, size: int) -> tuple[int, int]:
     """``bytes S-E/T`` or ``bytes=S-E/T`` (inclusive) -> half-open ``(start, end)`` within ``size``."""
+    start, end, total = parse_segment_range(header, declared_length)
+    check_segment_fits(start, end, total, size)
+    return start, end
+
+
+def parse_segment_range(header: str | None, declared_length: str | None) -> tuple[int, int, int]:
+    """``bytes S-E/T`` or ``bytes=S-E/T`` (inclusive) -> half-open ``(start, end)`` and the total ``T``,
+    checked against nothing but itself and ``Content-Length``."""
     if not header:
         raise GraphError(400, "invalidRequest", "the Content-Range header is required")
     m = _CONTENT_RANGE.match(header.strip())
@@ -176,17 +184,20 @@ def parse_content_range(header: str | None, declared_length: str | None, size: i
     start, last = int(m.group(1)), int(m.group(2))
     if m.group(3) == "*":
         raise GraphError(400, "invalidRequest", "the total in Content-Range must be the document size")
-    total = int(m.group(3))
-    if total != size:
-        raise GraphError(400, "invalidRequest", f"Content-Range total {total} differs from the document size {size}",
-                         "fragmentLengthMismatch")
     if start > last:
         raise GraphError(400, "invalidRequest", "Content-Range start is after its end")
-    if last >= size:
-        raise GraphError(416, "invalidRange", f"Content-Range ends at {last}, beyond the last byte {size - 1}",
-                         "invalidStartIndex" if start >= size else None)
     if declared_length is not None and (not declared_length.strip().isdigit()
                                         or int(declared_length) != last - start + 1):
         raise GraphError(400, "invalidRequest", f"Content-Length {declared_length} differs from the "
                                                 f"{last - start + 1} bytes of Content-Range", "fragmentLengthMismatch")
-    return start, last + 1
+    return start, last + 1, int(m.group(3))
+
+
+def check_segment_fits(start: int, end: int, total: int, size: int) -> None:
+    """A segment's total must be the document size, and its range inside it."""
+    if total != size:
+        raise GraphError(400, "invalidRequest", f"Content-Range total {total} differs from the document size {size}",
+                         "fragmentLengthMismatch")
+    if end > size:
+        raise GraphError(416, "invalidRange", f"Content-Range ends at {end - 1}, beyond the last byte {size - 1}",
+                         "invalidStartIndex" if start >= size else None)

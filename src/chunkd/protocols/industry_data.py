@@ -31,8 +31,8 @@ from chunkd.auth.permissions import (
 )
 from chunkd.core import errors
 from chunkd.core.engine import Engine
-from chunkd.core.models import Resource
 from chunkd.core.principal import Principal
+from chunkd.core.resources import Resource
 from chunkd.protocols._blob_store import K_CONTAINER, OPEN, BlobStore
 from chunkd.protocols._graph import GraphError, authenticate, graph_call, json_object
 from chunkd.protocols._http import first_query, iso_date

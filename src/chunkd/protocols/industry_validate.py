@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from chunkd.core.models import Resource
+from chunkd.core.resources import Resource
 
 
 @dataclass(frozen=True)

@@ -203,11 +203,9 @@ class ServiceFabricAPI:
         key = _content_key(content)
         start, end, total = _parse_content_range(request.headers.get("content-range"))
         _check_content_length(request, end - start)
-        session = await self.engine.ensure_session(principal, FAMILY, session_id, NAMESPACE, key, total)
-        # a resend after a crash or a dropped connection must not wait for the dead request's lease
-        if await self.engine.drop_stale_claims(session.id, start, end, wait=self.engine.config.busy_wait):
-            raise errors.RangeBusy("another request is still writing part of this range; retry")
-        await self.engine.write_range(session.id, principal, start, end, request_body(request), session=session)
+        # the first chunk opens the session in the same transaction that claims its range
+        create = self.engine.new_session(principal, FAMILY, NAMESPACE, key, total, session_id=session_id)
+        await self.engine.write_range(session_id, principal, start, end, request_body(request), create=create)
         return Response(status_code=200)
 
     async def get_upload_session(self, request: Request, principal: Principal, content: str,
@@ -348,13 +346,15 @@ class ServiceFabricAPI:
 
     async def info(self, request: Request, principal: Principal, content: str,
                    query: dict[str, str]) -> Response:
-        usage = await self.engine.usage()
+        usage = await self.engine.usage()  # None when the byte store has no capacity figures (object stores)
         files = await self.engine.walk(NAMESPACE, "")
         zero = {"UsedSpace": "0", "FileCount": "0"}
+        capacity, available = (usage.capacity, usage.available) if usage else (0, 0)
+        staged = {"UsedSpace": str(usage.staged_bytes), "FileCount": str(usage.staged_files)} if usage else zero
         return JSONResponse({
-            "DiskInfo": {"Capacity": str(usage["capacity"]), "AvailableSpace": str(usage["available"])},
+            "DiskInfo": {"Capacity": str(capacity), "AvailableSpace": str(available)},
             "UsedByMetadata": zero,
-            "UsedByStaging": {"UsedSpace": str(usage["staged_bytes"]), "FileCount": str(usage["staged_files"])},
+            "UsedByStaging": staged,
             "UsedByCopy": {"UsedSpace": str(sum(f.size for f in files)), "FileCount": str(len(files))},
             "UsedByRegister": zero,
         })

@@ -3,7 +3,7 @@
 Uploads are sessions of family ``tus`` whose key is the upload id. PATCH appends at the received
 prefix (:meth:`Engine.append_at`); a finished upload is committed (published as object ``tus/<id>``)
 and GET downloads it. Partial uploads stay open once complete until a final upload consumes them
-(:meth:`Engine.concatenate`, which composes without copying). A final declared before its parts are
+(:func:`chunkd.services.tus_concat.concatenate`, which composes without copying). A final declared before its parts are
 complete is finished by whichever request completes the last part, or lazily by HEAD/GET of the final,
 in any process: the pending link lives in the metadata store as a resource. See docs/tus.md.
 """
@@ -48,6 +48,7 @@ from chunkd.protocols.tus_wire import (
     parse_uint,
     safe_media_type,
 )
+from chunkd.services.tus_concat import concatenate
 
 log = logging.getLogger("chunkd.tus")
 
@@ -158,7 +159,7 @@ class TusAPI:
             raise TusError(413, "ERR_UPLOAD_SIZE_EXCEEDED", "the body is longer than Upload-Length")
         text = decoded_text(pairs)
         upload_id = secrets.token_hex(16)
-        extra: dict[str, object] = {"ttl": self.config.expiration, "meta": [list(p) for p in pairs]}
+        extra: dict[str, object] = {"meta": [list(p) for p in pairs]}
         if concat:
             extra["concat"] = concat
         if part_ids:
@@ -166,7 +167,8 @@ class TusAPI:
         session = await self.engine.create_session(
             principal, FAMILY, NAMESPACE, upload_id, length, session_id=upload_id,
             content_type=text.get("filetype", text.get("type", "")), name=text.get("filename", text.get("name", "")),
-            metadata=text, ttl=self.config.expiration, extra=extra)
+            metadata=text, ttl=self.config.expiration, commit_on_complete=concat not in ("partial", "final"),
+            extra=extra)
         if concat == "final":
             session = await self._start_final(session, principal)
         elif with_body and (count is None or count > 0):
@@ -208,8 +210,7 @@ class TusAPI:
 
     # -- core requests ----------------------------------------------------------------------------
     async def head(self, request: Request, principal: Principal, upload_id: str) -> Response:
-        session = await self.engine.get_session(upload_id, principal=principal)
-        session = await self._maybe_finish_final(session, principal)
+        session = await self._current(upload_id, principal)
         headers = self._upload_headers(session)
         headers["Cache-Control"] = "no-store"
         if session.length is None:
@@ -262,8 +263,7 @@ class TusAPI:
         return Response(status_code=204, headers=self._upload_headers(session))
 
     async def get(self, request: Request, principal: Principal, upload_id: str) -> Response:
-        session = await self.engine.get_session(upload_id, principal=principal)
-        session = await self._maybe_finish_final(session, principal)
+        session = await self._current(upload_id, principal)
         if session.state is not SessionState.COMMITTED:
             raise TusError(400, "ERR_UPLOAD_NOT_FINISHED", "the upload is not finished; HEAD reports its offset")
         info = await self.engine.stat_object(NAMESPACE, session.key)
@@ -278,6 +278,14 @@ class TusAPI:
         return Response(status_code=204, headers={"Tus-Resumable": TUS_VERSION})
 
     # -- helpers ----------------------------------------------------------------------------------
+    async def _current(self, upload_id: str, principal: Principal) -> Session:
+        """The upload as HEAD and GET report it: a final whose parts are complete is finished, and so is a
+        complete upload whose commit a crash interrupted."""
+        session = await self.engine.get_session(upload_id, principal=principal)
+        if session.complete and session.state is not SessionState.COMMITTED and session.commit_on_complete:
+            return await self._finished(session, principal)
+        return await self._maybe_finish_final(session, principal)
+
     def _patch_rules(self, offset: int, count: int | None) -> Callable[[Session], None]:
         """tus's own refusals of a PATCH, checked on the session the append claims."""
         def check(session: Session) -> None:
@@ -343,7 +351,7 @@ class TusAPI:
         except (errors.NotFound, errors.SessionGone):
             return session  # a part expired or was terminated: the final can never finish
         try:
-            session = await self.engine.concatenate(session.id, principal, parts)
+            session = await concatenate(self.engine, session.id, principal, parts)
         except errors.Conflict:
             # another request is composing it right now (it will finish it), or another final consumed a
             # shared part (this one can never finish); either way the caller's own request succeeded, and

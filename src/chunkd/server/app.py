@@ -15,8 +15,8 @@ from starlette.routing import BaseRoute
 from chunkd.auth.authenticator import Authenticator
 from chunkd.auth.sas import load_or_create_account_key
 from chunkd.auth.tokens import TokenVerifier, load_or_create_secret
-from chunkd.core.engine import Engine, EngineConfig
-from chunkd.metadata import open_store
+from chunkd.core.clock import StoreClock
+from chunkd.core.engine import Engine
 from chunkd.protocols.admin import AdminAPI
 from chunkd.protocols.blob import BlobAPI
 from chunkd.protocols.graph_print import GraphPrintAPI, signer_for
@@ -25,7 +25,7 @@ from chunkd.protocols.servicefabric import ServiceFabricAPI
 from chunkd.protocols.tus import TusAPI, TusConfig
 from chunkd.server.config import Settings
 from chunkd.server.webhooks import from_settings as webhooks_from_settings
-from chunkd.storage import open_storage
+from chunkd.wiring import open_engine, start_engine
 
 log = logging.getLogger("chunkd.server")
 
@@ -39,12 +39,7 @@ class Components:
 
 def build_components(settings: Settings) -> Components:
     data_dir = settings.data_dir.resolve()
-    data_dir.mkdir(parents=True, exist_ok=True)
-    store = open_store(settings.metadata, str(data_dir), durable=settings.durable)
-    storage = open_storage(settings.storage, str(data_dir))
-    config = EngineConfig(session_ttl=settings.session_ttl, tombstone_ttl=settings.tombstone_ttl,
-                          durable=settings.durable, max_size=settings.max_size)
-    engine = Engine(store, storage, config)
+    engine = open_engine(settings)
     verifier = TokenVerifier(load_or_create_secret(data_dir), settings.jwks_file, settings.jwt_issuer,
                              settings.jwt_audience)
     admin_names = frozenset(n.strip() for n in settings.tls_admin_names.split(",") if n.strip())
@@ -71,9 +66,11 @@ def create_app(settings: Settings | None = None) -> Starlette:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        await c.engine.store.migrate()
+        await start_engine(c.engine)
         async with anyio.create_task_group() as tg:
             tg.start_soon(_sweeper, c.engine, c.settings.sweep_interval)
+            if isinstance(c.engine.clock, StoreClock):
+                tg.start_soon(_clock_keeper, c.engine.clock)
             yield
             tg.cancel_scope.cancel()
         if notifier is not None:
@@ -107,6 +104,15 @@ def _tus_config(s: Settings) -> TusConfig:
 def create_app_from_env() -> Starlette:
     """Factory for uvicorn workers: settings come from CHUNKD_* variables set by ``chunkd serve``."""
     return create_app(Settings())
+
+
+async def _clock_keeper(clock: StoreClock) -> None:
+    while True:
+        await anyio.sleep(clock.refresh)
+        try:
+            await clock.sync()
+        except Exception:
+            log.warning("could not read the metadata store's clock", exc_info=True)
 
 
 async def _sweeper(engine: Engine, interval: float) -> None:

@@ -12,7 +12,7 @@ from chunkd.auth.tokens import DEFAULT_TENANT
 from chunkd.core.engine import Engine
 from chunkd.core.principal import Principal
 from chunkd.metadata import open_store
-from chunkd.storage import open_storage
+from chunkd.storage import open_byte_store
 from tests.protocols.print.conftest import ALICE, PrintEnv, graph_error
 
 
@@ -23,7 +23,7 @@ async def _one_piece(data: bytes) -> AsyncIterator[bytes]:
 async def _write_last_bytes(data_dir: str, session_id: str, owner: Principal) -> bool:
     store = open_store("sqlite", data_dir)
     try:
-        engine = Engine(store, open_storage("local", data_dir))
+        engine = Engine(store, open_byte_store("local", data_dir))
         await engine.write_range(session_id, owner, 5, 10, _one_piece(b"56789"))
         return (await engine.get_session(session_id)).complete
     finally:

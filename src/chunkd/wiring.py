@@ -1,0 +1,38 @@
+"""The one place that turns settings into a running engine: it opens the metadata store and the byte
+store named by the settings (the only module that imports both backend packages), measures the
+store's clock, and records the byte store's capabilities. The server (:mod:`chunkd.server.app`) and
+the command line (``chunkd printers``) both build their engine here."""
+
+from __future__ import annotations
+
+import logging
+
+from chunkd.core.clock import StoreClock
+from chunkd.core.engine import Engine, EngineConfig
+from chunkd.metadata import open_store
+from chunkd.server.config import Settings
+from chunkd.storage import open_byte_store
+
+log = logging.getLogger("chunkd.wiring")
+
+__all__ = ["open_engine"]
+
+
+def open_engine(settings: Settings) -> Engine:
+    """The engine for ``settings`` (data directory, ``--storage``, ``--metadata``, lifetimes, limits).
+    The caller migrates the metadata store and runs ``engine.clock.sync()`` (see :func:`start_engine`)."""
+    data_dir = settings.data_dir.resolve()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    store = open_store(settings.metadata, str(data_dir), durable=settings.durable)
+    storage = open_byte_store(settings.storage, str(data_dir))
+    config = EngineConfig(session_ttl=settings.session_ttl, tombstone_ttl=settings.tombstone_ttl,
+                          durable=settings.durable, max_size=settings.max_size)
+    return Engine(store, storage, config, clock=StoreClock(store.server_time))
+
+
+async def start_engine(engine: Engine) -> None:
+    """Migrate the metadata store and measure its clock; logs the byte store's capabilities once."""
+    await engine.store.migrate()
+    if isinstance(engine.clock, StoreClock):
+        await engine.clock.sync()
+    log.info("byte store %s: %s", engine.storage.name, engine.capabilities.describe())
