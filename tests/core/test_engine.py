@@ -20,9 +20,8 @@ from chunkd.core.errors import (
     SessionIncomplete,
     WriteInterrupted,
 )
-from chunkd.core.models import SessionState
+from chunkd.core.models import Piece, SessionState
 from chunkd.core.principal import Principal
-from chunkd.core.models import Piece
 from chunkd.core.store import SessionChanges, WriteIntent
 from chunkd.metadata import open_store
 from chunkd.storage.local import LocalStore

@@ -8,7 +8,7 @@ from xml.sax.saxutils import escape
 
 from starlette.responses import Response
 
-from chunkd.core.models import Resource
+from chunkd.core.resources import Resource
 from chunkd.protocols import _blob_request as req
 from chunkd.protocols import _blob_wire as wire
 from chunkd.protocols._blob_store import BlobError, BlobStore

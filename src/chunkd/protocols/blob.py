@@ -16,6 +16,7 @@ import hashlib
 import logging
 import re
 from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse

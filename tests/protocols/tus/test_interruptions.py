@@ -1,10 +1,12 @@
-"""Disconnect mid-PATCH keeps what arrived; a stale connection is taken over instead of locking forever."""
+"""Disconnect mid-PATCH keeps what arrived; a stale connection is taken over within a lease, a live one
+keeps its upload."""
 
 from __future__ import annotations
 
 import hashlib
 import os
 import socket
+import threading
 import time
 
 import httpx
@@ -54,13 +56,12 @@ def test_stale_connection_is_taken_over(server: ServerProcess, client: httpx.Cli
     stale = raw_patch_start(server, path, 0, len(data), data[:50_000])  # then silence, socket left open
     try:
         time.sleep(0.3)
-        busy = patch(client, path, 0, data)
-        assert busy.status_code == 423, busy.text  # the holder is still fresh: retryable "locked"
-        assert offset_of(client, path) == 0
-        time.sleep(10.5)  # 2 x renew_interval without a byte: the holder is stale
+        started = time.monotonic()
+        # the retry waits for the silent holder's lease (2 s without a byte) and takes the upload over
         r = patch(client, path, 0, data)
         assert r.status_code == 204, r.text
         assert r.headers["upload-offset"] == str(len(data))
+        assert time.monotonic() - started < 6  # a lease, not the old 10 s of 423s
         stale.sendall(os.urandom(100_000))  # the old request wakes up and must not write anything
         time.sleep(0.3)
     finally:
@@ -68,3 +69,29 @@ def test_stale_connection_is_taken_over(server: ServerProcess, client: httpx.Cli
     time.sleep(0.3)
     assert offset_of(client, path) == len(data)
     assert client.get(path).content == data
+
+
+def test_a_live_connection_keeps_the_upload(server: ServerProcess, client: httpx.Client, create: Create) -> None:
+    data = os.urandom(200_000)
+    path = create(len(data))
+    live = raw_patch_start(server, path, 0, len(data), data[:1000])
+    stop = threading.Event()
+    sent = [1000]
+
+    def trickle() -> None:  # a slow but live client: a byte now and then renews its claim
+        while not stop.is_set() and sent[0] < 40_000:
+            live.sendall(data[sent[0]:sent[0] + 1000])
+            sent[0] += 1000
+            time.sleep(0.2)
+
+    t = threading.Thread(target=trickle)
+    t.start()
+    try:
+        time.sleep(0.3)
+        busy = patch(client, path, 0, data)
+        assert busy.status_code == 423, busy.text  # retryable "locked", after waiting one lease
+    finally:
+        stop.set()
+        t.join()
+        live.close()
+    assert sent[0] > 5000 and wait_offset(client, path, sent[0]) == sent[0]  # the live request kept what it sent
