@@ -35,7 +35,8 @@ class UrlSigner:
     def verify(self, subject: str, token: str, now: float) -> int:
         """The token's expiry; BadUrlToken if it is not ours for ``subject``, ExpiredUrlToken if late."""
         exp_text, _, mac = token.partition(".")
-        if not exp_text.isdigit() or not mac or len(exp_text) > 12:
+        # isascii: str.isdigit() is also true for "²", which int() refuses
+        if not (exp_text.isascii() and exp_text.isdigit()) or not mac or len(exp_text) > 12:
             raise BadUrlToken("malformed upload URL token")
         exp = int(exp_text)
         if not hmac.compare_digest(mac, self._mac(subject, exp)):

@@ -21,7 +21,7 @@ from typing import Annotated
 import typer
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_VERIFY, EXIT_AUTH, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b?)\s*$", re.IGNORECASE)
+_SIZE = re.compile(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([kmgt]?)(i?b?)\s*", re.IGNORECASE)
 
 sessions_app = typer.Typer(no_args_is_help=True, help="List, inspect and cancel upload sessions on a chunkd server.")
 
@@ -34,7 +34,7 @@ ServerOpt = Annotated[str, typer.Option("--server", envvar="CHUNKD_URL", help="c
 
 def parse_size(text: str) -> int:
     """``8M``, ``8MiB``, ``512k``, ``1048576`` -> bytes (binary units)."""
-    m = _SIZE.match(text)
+    m = _SIZE.fullmatch(text)
     if not m:
         raise typer.BadParameter(f"{text!r} is not a size (e.g. 8M, 512k, 1048576)")
     number, unit = float(m.group(1)), m.group(2).lower()

@@ -8,7 +8,6 @@ errors into ``{"error": {"code", "message", "innerError": {...}}}`` and puts ``r
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 import uuid
@@ -22,7 +21,8 @@ from chunkd.auth.authenticator import Authenticator, Unauthenticated
 from chunkd.core import errors
 from chunkd.core.body import ClientGone
 from chunkd.core.principal import Principal
-from chunkd.protocols._http import iso_date
+from chunkd.protocols._http import MAX_JSON_BODY, BodyTooLarge, RangeNotSatisfiable, iso_date, json_body
+from chunkd.protocols._parse import JsonError
 
 log = logging.getLogger("chunkd.graph")
 
@@ -90,6 +90,8 @@ async def graph_call(request: Request, handler: Callable[[], Awaitable[Response]
         response = await handler()
     except GraphError as exc:
         response = error_response(request, exc)
+    except RangeNotSatisfiable as exc:
+        response = error_response(request, GraphError(416, "invalidRange", str(exc), headers=exc.headers))
     except ClientGone:
         response = error_response(request, GraphError(400, "invalidRequest", "the client closed the connection "
                                                                              "before the body was complete"))
@@ -149,14 +151,16 @@ def require(principal: Principal, allowed: Iterable[str], what: str) -> set[str]
 
 
 async def json_object(request: Request) -> dict[str, Any]:
-    """The request body as a JSON object (an empty body is ``{}``), else 400 ``invalidRequest``."""
-    raw = await request.body()
-    if not raw.strip():
-        return {}
+    """The request body as a JSON object (an empty body is ``{}``), else 400 ``invalidRequest``; a body over
+    :data:`~chunkd.protocols._http.MAX_JSON_BODY` is 413, refused without buffering it."""
     try:
-        value = json.loads(raw)
-    except ValueError as exc:
-        raise GraphError(400, "invalidRequest", "the request body is not valid JSON") from exc
+        value = await json_body(request)
+    except BodyTooLarge as exc:
+        raise GraphError(413, "invalidRequest", f"a JSON request body is at most {MAX_JSON_BODY} bytes") from exc
+    except JsonError as exc:
+        raise GraphError(400, "invalidRequest", f"the request body is not valid JSON: {exc}") from exc
+    if value is None:
+        return {}
     if not isinstance(value, dict):
         raise GraphError(400, "invalidRequest", "the request body must be a JSON object")
     return value

@@ -1,4 +1,5 @@
-"""Helpers every front end shares: request bodies, query strings, Range handling, dates."""
+"""Helpers every front end shares: request bodies (streamed, or capped and read whole), query strings,
+Range handling, dates."""
 
 from __future__ import annotations
 
@@ -12,9 +13,13 @@ from urllib.parse import parse_qsl
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response, StreamingResponse
 
+from chunkd.core import errors
 from chunkd.core.body import ClientGone
 from chunkd.core.engine import Engine
 from chunkd.core.models import ObjectInfo
+from chunkd.protocols._parse import INT64_MAX, loads_json, parse_uint
+
+MAX_JSON_BODY = 1 << 20  # the JSON bodies of these APIs are a few hundred bytes; never buffer more
 
 
 async def request_body(request: Request) -> AsyncIterator[bytes]:
@@ -27,6 +32,37 @@ async def request_body(request: Request) -> AsyncIterator[bytes]:
         raise ClientGone() from exc
 
 
+class BodyTooLarge(Exception):
+    """The request body is longer than the caller's limit (nothing was kept of it)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"the request body is larger than {limit} bytes")
+        self.limit = limit
+
+
+async def capped_body(request: Request, limit: int) -> bytes:
+    """The whole request body, read piece by piece and refused with BodyTooLarge as soon as it exceeds
+    ``limit`` bytes (a declared Content-Length over the limit is refused before reading anything)."""
+    declared = request.headers.get("content-length")
+    if declared is not None and (parse_uint(declared.strip()) or 0) > limit:
+        raise BodyTooLarge(limit)
+    raw = bytearray()
+    async for piece in request_body(request):
+        raw += piece
+        if len(raw) > limit:
+            raise BodyTooLarge(limit)
+    return bytes(raw)
+
+
+async def json_body(request: Request, limit: int = MAX_JSON_BODY) -> object:
+    """The request body as JSON, None when it is empty or only whitespace. Raises BodyTooLarge, or
+    :class:`~chunkd.protocols._parse.JsonError` for malformed or too deeply nested documents."""
+    raw = await capped_body(request, limit)
+    if not raw.strip():
+        return None
+    return loads_json(raw)
+
+
 def first_query(scope: Mapping[str, Any]) -> dict[str, str]:
     """Query parameters, case-sensitive, the first occurrence of a name winning."""
     out: dict[str, str] = {}
@@ -36,10 +72,14 @@ def first_query(scope: Mapping[str, Any]) -> dict[str, str]:
 
 
 def iso_date(ts: float, digits: int = 3) -> str:
-    """ISO-8601 UTC with a ``Z``: ``2024-05-01T10:00:00.123Z``."""
-    dt = datetime.fromtimestamp(ts, UTC)
-    frac = f"{dt.microsecond:06d}"[:digits]
-    return dt.strftime("%Y-%m-%dT%H:%M:%S") + (f".{frac}" if digits else "") + "Z"
+    """ISO-8601 UTC with a ``Z`` and ``digits`` (0-7) fraction digits: ``2024-05-01T10:00:00.123Z``.
+
+    Seven digits are .NET's 100-ns ticks, the form Graph writes (``2022-12-16T06:07:39.3096785Z``).
+    """
+    ticks = round(ts * 10_000_000)
+    seconds, frac = divmod(ticks, 10_000_000)
+    dt = datetime.fromtimestamp(seconds, UTC)
+    return dt.strftime("%Y-%m-%dT%H:%M:%S") + (f".{frac:07d}"[:digits + 1] if digits else "") + "Z"
 
 
 def http_date(ts: float) -> str:
@@ -47,49 +87,61 @@ def http_date(ts: float) -> str:
 
 
 class RangeNotSatisfiable(Exception):
-    pass
+    """The requested range lies outside the object; a 416 names the object's size in ``headers``."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__(f"the requested range lies outside the {size} bytes of the object")
+        self.size = size
+        self.headers = {"Content-Range": f"bytes */{size}"}
 
 
-_RANGE = re.compile(r"^\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*$")
+_RANGE = re.compile(r"\s*bytes\s*=\s*([0-9]*)\s*-\s*([0-9]*)\s*")
+
+
+def _position(digits: str) -> int:
+    value = parse_uint(digits, INT64_MAX)
+    if value is None:
+        raise errors.InvalidInput(f"Range: {digits[:40]}{'...' if len(digits) > 40 else ''} is not a 64-bit byte "
+                                  "position")
+    return value
 
 
 def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
     """A single ``Range: bytes=a-b`` / ``a-`` / ``-n`` as half-open ``(start, end)``; None = whole.
 
-    Multi-range requests are answered with the whole object (allowed by RFC 9110). Raises
-    RangeNotSatisfiable when the range lies outside the object.
+    Multi-range and malformed requests are answered with the whole object (allowed by RFC 9110). Raises
+    RangeNotSatisfiable when the range lies outside the object, and core InvalidInput (each family's 400)
+    for a position beyond 2^63 - 1, which no object has and no client means.
     """
     if not header:
         return None
-    m = _RANGE.match(header)
+    m = _RANGE.fullmatch(header)
     if not m:
         return None
     first, last = m.group(1), m.group(2)
     if first == "" and last == "":
         return None
     if first == "":
-        n = int(last)
+        n = _position(last)
         if n == 0:
-            raise RangeNotSatisfiable()
+            raise RangeNotSatisfiable(size)
         return (max(0, size - n), size)
-    start = int(first)
-    end = size if last == "" else min(int(last) + 1, size)
-    if start >= size or (last != "" and int(last) < start):
-        raise RangeNotSatisfiable()
-    return (start, end)
+    start = _position(first)
+    stop = None if last == "" else _position(last)
+    if start >= size or (stop is not None and stop < start):
+        raise RangeNotSatisfiable(size)
+    return (start, size if stop is None else min(stop + 1, size))
 
 
 def object_response(engine: Engine, info: ObjectInfo, range_header: str | None,
                     headers: dict[str, str] | None = None, media_type: str = "application/octet-stream",
                     head: bool = False) -> Response:
-    """200 with the whole object, 206 with one range, or 416."""
+    """200 with the whole object or 206 with one range; raises RangeNotSatisfiable (the family answers 416
+    in its own format) or InvalidInput as :func:`parse_range` does."""
     headers = dict(headers or {})
     headers.setdefault("Accept-Ranges", "bytes")
     headers.setdefault("Last-Modified", http_date(info.modified_at))
-    try:
-        rng = parse_range(range_header, info.size)
-    except RangeNotSatisfiable:
-        return Response(status_code=416, headers={"Content-Range": f"bytes */{info.size}", **headers})
+    rng = parse_range(range_header, info.size)
     start, end = rng if rng else (0, info.size)
     status = 206 if rng else 200
     if rng:

@@ -33,6 +33,7 @@ from chunkd.core.events import Event
 from chunkd.core.models import Session
 from chunkd.core.principal import Principal
 from chunkd.protocols._http import iso_date
+from chunkd.protocols._parse import parse_uint
 
 log = logging.getLogger("chunkd.admin")
 
@@ -143,10 +144,10 @@ class AdminAPI:
 
     async def list_sessions(self, request: Request, principal: Principal) -> Response:
         q = request.query_params
-        try:
-            limit = max(1, min(1000, int(q.get("limit", "100"))))
-        except ValueError:
-            return _error(400, "invalidRequest", "limit must be a number")
+        number = parse_uint(q.get("limit", "100").strip())
+        if number is None:
+            return _error(400, "invalidRequest", "limit must be a whole number")
+        limit = max(1, min(1000, number))
         everyone = q.get("all", "").lower() in ("1", "true", "yes")
         if everyone and not self._is_admin(principal):
             return _error(403, "accessDenied", f"listing every owner's sessions needs the {CHUNKD_ADMIN} role")

@@ -44,6 +44,7 @@ from chunkd.core.resources import Resource
 from chunkd.protocols import graph_print_wire as wire
 from chunkd.protocols._graph import GraphError, authenticate, graph_call, json_object, require
 from chunkd.protocols._http import object_response, request_body
+from chunkd.protocols._routing import ANY_PATH
 from chunkd.services.printers import DEFAULT_CONTENT_TYPES, KIND_DOCUMENT, KIND_JOB, KIND_PRINTER, register_printer
 
 log = logging.getLogger("chunkd.graph_print")
@@ -107,7 +108,7 @@ class GraphPrintAPI:
         methods = ["GET", "PUT", "POST", "DELETE", "PATCH"]
         out: list[BaseRoute] = []
         for version in VERSIONS:
-            out.append(Route(f"/{version}/print/{{rest:path}}", self.dispatch, methods=methods))
+            out.append(Route(f"/{version}/print/{{rest:{ANY_PATH}}}", self.dispatch, methods=methods))
         out.append(Route(UPLOAD_PATH + "/{session_id}", self.upload_url, methods=methods))
         return out
 
@@ -117,8 +118,7 @@ class GraphPrintAPI:
 
     async def _dispatch(self, request: Request) -> Response:
         version = request.url.path.split("/", 2)[1]
-        segs = [s for s in request.path_params["rest"].split("/") if s]
-        segs = [s.removeprefix("microsoft.graph.") for s in segs]
+        segs = [s.removeprefix("microsoft.graph.") for s in request.path_params["rest"].split("/") if s]
         method = "GET" if request.method == "HEAD" else request.method  # HEAD: GET's headers, no body
         principal = authenticate(self.auth, request)
         n = len(segs)

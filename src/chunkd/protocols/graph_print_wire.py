@@ -14,9 +14,10 @@ from chunkd.core.ranges import Range
 from chunkd.core.resources import Resource
 from chunkd.protocols._graph import GraphError
 from chunkd.protocols._http import iso_date
+from chunkd.protocols._parse import INT64_MAX, parse_uint
 from chunkd.services.printers import DEFAULT_CONTENT_TYPES
 
-_CONTENT_RANGE = re.compile(r"^bytes(?:\s+|\s*=\s*)(\d{1,19})\s*-\s*(\d{1,19})\s*/\s*(\d{1,19}|\*)$", re.I)
+_CONTENT_RANGE = re.compile(r"bytes(?:\s+|\s*=\s*)([0-9]{1,19})\s*-\s*([0-9]{1,19})\s*/\s*([0-9]{1,19}|\*)", re.I)
 
 
 def _date(ts: float | None) -> str | None:
@@ -143,8 +144,8 @@ def upload_properties(body: dict[str, Any], content_types: list[str], max_size: 
     size = body.get("size")
     if size is None:
         raise GraphError(400, "invalidRequest", "size is required")
-    if isinstance(size, str) and size.strip().isdigit():
-        size = int(size)  # Int64 may arrive as a string (OData IEEE754Compatible)
+    if isinstance(size, str):  # Int64 may arrive as a string (OData IEEE754Compatible); ASCII digits only
+        size = parse_uint(size.strip(), INT64_MAX)
     if not isinstance(size, int) or isinstance(size, bool):
         raise GraphError(400, "invalidRequest", "size must be an integer")
     if size < 0:
@@ -178,7 +179,7 @@ def parse_segment_range(header: str | None, declared_length: str | None) -> tupl
     checked against nothing but itself and ``Content-Length``."""
     if not header:
         raise GraphError(400, "invalidRequest", "the Content-Range header is required")
-    m = _CONTENT_RANGE.match(header.strip())
+    m = _CONTENT_RANGE.fullmatch(header.strip())
     if not m:
         raise GraphError(400, "invalidRequest", f"malformed Content-Range {header!r}; expected 'bytes S-E/T'")
     start, last = int(m.group(1)), int(m.group(2))
@@ -186,9 +187,8 @@ def parse_segment_range(header: str | None, declared_length: str | None) -> tupl
         raise GraphError(400, "invalidRequest", "the total in Content-Range must be the document size")
     if start > last:
         raise GraphError(400, "invalidRequest", "Content-Range start is after its end")
-    if declared_length is not None and (not declared_length.strip().isdigit()
-                                        or int(declared_length) != last - start + 1):
-        raise GraphError(400, "invalidRequest", f"Content-Length {declared_length} differs from the "
+    if declared_length is not None and parse_uint(declared_length.strip()) != last - start + 1:
+        raise GraphError(400, "invalidRequest", f"Content-Length {declared_length[:40]} differs from the "
                                                 f"{last - start + 1} bytes of Content-Range", "fragmentLengthMismatch")
     return start, last + 1, int(m.group(3))
 

@@ -36,6 +36,7 @@ from chunkd.core.resources import Resource
 from chunkd.protocols._blob_store import K_CONTAINER, OPEN, BlobStore
 from chunkd.protocols._graph import GraphError, authenticate, graph_call, json_object
 from chunkd.protocols._http import first_query, iso_date
+from chunkd.protocols._routing import ANY_PATH
 from chunkd.protocols.industry_validate import DEFAULT_RULES, Rule, ValidationContext, run_rules
 
 PREFIX = "/beta/external/industryData"
@@ -97,7 +98,8 @@ class IndustryDataAPI:
         return [
             Route(f"{PREFIX}/dataConnectors", self._wrap(self.connectors), methods=["GET", "POST"]),
             Route(f"{PREFIX}/dataConnectors/{{cid}}", self._wrap(self.connector), methods=["GET", "PATCH", "DELETE"]),
-            Route(f"{PREFIX}/dataConnectors/{{cid}}/{{action:path}}", self._wrap(self.action), methods=["GET", "POST"]),
+            Route(f"{PREFIX}/dataConnectors/{{cid}}/{{action:{ANY_PATH}}}", self._wrap(self.action),
+                  methods=["GET", "POST"]),
             Route(f"{PREFIX}/operations/{{oid}}", self._wrap(self.operation), methods=["GET"]),
         ]
 

@@ -59,6 +59,7 @@ FORMATS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "schooldatasyncv1": (SDS_V1_REQUIRED, ()),
 }
 DEFAULT_FORMAT = "schoolDataSyncV2Rev1"
+MAX_HEADER_ROW = 1 << 20  # characters; SDS header rows are a few hundred. Bounds what validate holds in memory
 
 
 def format_code(connector: dict[str, Any]) -> str:
@@ -91,9 +92,11 @@ async def csv_files(ctx: ValidationContext) -> list[Problem]:
 
 
 async def _check_csv(name: str, data: AsyncIterator[bytes]) -> list[Problem]:
-    """UTF-8 throughout (a BOM is allowed) and a first line with non-empty, distinct column names."""
+    """UTF-8 throughout (a BOM is allowed) and a first line with non-empty, distinct column names, at most
+    :data:`MAX_HEADER_ROW` characters long (only that much of the file is ever held)."""
     decoder = codecs.getincrementaldecoder("utf-8-sig")()
     header: str | None = None
+    too_long = False
     pending = ""
     offset = 0
     piece = b""
@@ -106,12 +109,17 @@ async def _check_csv(name: str, data: AsyncIterator[bytes]) -> list[Problem]:
                 if "\n" in pending:
                     header = pending.split("\n", 1)[0]
                     pending = ""
+                elif len(pending) > MAX_HEADER_ROW:
+                    header, pending, too_long = "", "", True
         tail = decoder.decode(b"", final=True)
     except UnicodeDecodeError as exc:
         return [Problem("error", "InvalidFileEncoding", f"{name} is not valid UTF-8 (near byte "
                         f"{offset - len(piece) + exc.start}).", name)]
     if header is None:
         header = (pending + tail).split("\n", 1)[0]
+    if too_long or len(header) > MAX_HEADER_ROW:
+        return [Problem("error", "InvalidHeaderRow", f"{name} has a header row longer than {MAX_HEADER_ROW} "
+                        "characters.", name)]
     columns = [c.strip().strip('"') for c in header.rstrip("\r").split(",")]
     if not header.strip():
         return [Problem("error", "MissingHeaderRow", f"{name} is empty or has no header row.", name)]

@@ -8,9 +8,7 @@ strings, inclusive ranges, paths with ``/`` or ``\\``, ``$`` segments starting t
 
 from __future__ import annotations
 
-import json
 import logging
-import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -25,33 +23,39 @@ from chunkd.core import errors
 from chunkd.core.body import ClientGone
 from chunkd.core.engine import Engine
 from chunkd.core.models import ObjectInfo, Session, SessionState
-from chunkd.core.paths import MAX_KEY_LENGTH, MAX_SEGMENT_LENGTH, normalize_key
 from chunkd.core.principal import Principal
-from chunkd.protocols._http import first_query, iso_date, object_response, request_body
+from chunkd.protocols._http import (
+    BodyTooLarge,
+    RangeNotSatisfiable,
+    capped_body,
+    first_query,
+    iso_date,
+    object_response,
+    request_body,
+)
+from chunkd.protocols._parse import JsonError, loads_json
+from chunkd.protocols._routing import ANY_PATH
+from chunkd.protocols.servicefabric_wire import (
+    RUNTIME_VERSION,
+    FabricError,
+    check_api_version,
+    check_content_length,
+    content_key,
+    fabric_error_response,
+    parse_content_range,
+    parse_session_id,
+    parse_timeout,
+    reject_reserved,
+    split_action,
+)
 
 log = logging.getLogger("chunkd.servicefabric")
 
 NAMESPACE = "imagestore"
 FAMILY = "servicefabric"
-RUNTIME_VERSION = 8.2
-CLUSTER_VERSION = "8.2.1571.9590"
-RESERVED_ROOTS = ("store", "windowsfabricstore")
+CLUSTER_VERSION = f"{RUNTIME_VERSION}.1571.9590"
 PAGE_SIZE = 1000
 MAX_COPY_BODY = 1 << 20  # an ImageStoreCopyDescription is a few hundred bytes; never buffer more
-_GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
-_CONTENT_RANGE = re.compile(r"^(?:bytes)?\s*(\d+)\s*-\s*(\d+)\s*/\s*(\d+)\s*$")
-_UINT64_MAX = (1 << 64) - 1
-_VERSION = re.compile(r"^(\d{1,4}(?:\.\d{1,4})?)(?:-[A-Za-z0-9.]*)?$")
-
-
-class FabricError(Exception):
-    def __init__(self, status: int, code: str, message: str = "") -> None:
-        super().__init__(message or code)
-        self.status, self.code, self.message = status, code, message or code
-
-
-def fabric_error_response(status: int, code: str, message: str) -> JSONResponse:
-    return JSONResponse({"Error": {"Code": code, "Message": message}}, status_code=status)
 
 
 # core error -> (status, code); looked up along the exception's MRO, most specific first
@@ -140,7 +144,7 @@ class ServiceFabricAPI:
             Route("/", self.root, methods=["GET", "HEAD"]),
             Route("/$/GetClusterVersion", self.cluster_version, methods=["GET"]),
             Route("/ImageStore", self.dispatch, methods=methods),
-            Route("/ImageStore/{rest:path}", self.dispatch, methods=methods),
+            Route(f"/ImageStore/{{rest:{ANY_PATH}}}", self.dispatch, methods=methods),
         ]
 
     async def root(self, request: Request) -> Response:
@@ -154,7 +158,7 @@ class ServiceFabricAPI:
         try:
             return await self._dispatch(request)
         except FabricError as exc:
-            response = fabric_error_response(exc.status, exc.code, exc.message)
+            response = fabric_error_response(exc.status, exc.code, exc.message, exc.headers)
             if exc.status == 401:
                 response.headers["WWW-Authenticate"] = 'Bearer realm="chunkd"'
             return response
@@ -172,15 +176,15 @@ class ServiceFabricAPI:
     async def _dispatch(self, request: Request) -> Response:
         # scope["path"] is percent-decoded; request.url.path would re-quote "\\", "?" and "#"
         rest = request.scope["path"][len("/ImageStore"):]
-        content, action = _split_action(rest)
+        content, action = split_action(rest)
         method = "GET" if request.method == "HEAD" and action != "Content" else request.method
         op = self._ops.get((method, action))
         if op is None:
             raise FabricError(400, "E_INVALIDARG", f"unknown operation {request.method} {action or 'content'}")
         handler, min_version, needs_admin, takes_body = op
         query = first_query(request.scope)
-        _check_api_version(query.get("api-version"), min_version)
-        timeout = _parse_timeout(query.get("timeout"))
+        check_api_version(query.get("api-version"), min_version)
+        timeout = parse_timeout(query.get("timeout"))
         principal = self._authenticate(request, needs_admin)
         if takes_body:  # bodies take as long as the client needs; timeout bounds only server work
             return await handler(request, principal, content, query)
@@ -199,10 +203,10 @@ class ServiceFabricAPI:
     # -- upload sessions --------------------------------------------------------------------------
     async def upload_chunk(self, request: Request, principal: Principal, content: str,
                            query: dict[str, str]) -> Response:
-        session_id = _session_id(query.get("session-id"), "FABRIC_E_INVALID_UPLOAD_SESSION_ID")
-        key = _content_key(content)
-        start, end, total = _parse_content_range(request.headers.get("content-range"))
-        _check_content_length(request, end - start)
+        session_id = parse_session_id(query.get("session-id"), "FABRIC_E_INVALID_UPLOAD_SESSION_ID")
+        key = content_key(content)
+        start, end, total = parse_content_range(request.headers.get("content-range"))
+        check_content_length(request.headers, end - start)
         # the first chunk opens the session in the same transaction that claims its range
         create = self.engine.new_session(principal, FAMILY, NAMESPACE, key, total, session_id=session_id)
         await self.engine.write_range(session_id, principal, start, end, request_body(request), create=create)
@@ -211,11 +215,11 @@ class ServiceFabricAPI:
     async def get_upload_session(self, request: Request, principal: Principal, content: str,
                                  query: dict[str, str]) -> Response:
         if content.strip("/\\"):
-            key = _content_key(content)
+            key = content_key(content)
             found = await self.engine.sessions_for_target(NAMESPACE, key)
             sessions = [s for s in found if s.family == FAMILY]
         else:
-            session_id = _session_id(query.get("session-id"), "FABRIC_E_INVALID_UPLOAD_SESSION_ID")
+            session_id = parse_session_id(query.get("session-id"), "FABRIC_E_INVALID_UPLOAD_SESSION_ID")
             session = await self.engine.get_session(session_id)
             if session.family != FAMILY:
                 raise errors.SessionNotFound()
@@ -225,7 +229,7 @@ class ServiceFabricAPI:
 
     async def commit_session(self, request: Request, principal: Principal, content: str,
                              query: dict[str, str]) -> Response:
-        session_id = _session_id(query.get("session-id"), "E_INVALIDARG")
+        session_id = parse_session_id(query.get("session-id"), "E_INVALIDARG")
         try:
             session = await self.engine.get_session(session_id, principal=principal)
             if session.family != FAMILY:
@@ -256,22 +260,22 @@ class ServiceFabricAPI:
 
     async def delete_session(self, request: Request, principal: Principal, content: str,
                              query: dict[str, str]) -> Response:
-        session_id = _session_id(query.get("session-id"), "E_INVALIDARG")
+        session_id = parse_session_id(query.get("session-id"), "E_INVALIDARG")
         await self.engine.delete_session(session_id, principal)
         return Response(status_code=200)
 
     # -- content ----------------------------------------------------------------------------------
     async def upload_file(self, request: Request, principal: Principal, content: str,
                           query: dict[str, str]) -> Response:
-        key = _content_key(content)
+        key = content_key(content)
         if request.headers.get("content-range"):
-            _parse_content_range(request.headers["content-range"])  # validated, then ignored (as the runtime)
+            parse_content_range(request.headers["content-range"])  # validated, then ignored (as the runtime)
         await self.engine.put_object(NAMESPACE, key, request_body(request))
         return Response(status_code=200)
 
     async def get_content(self, request: Request, principal: Principal, content: str,
                           query: dict[str, str]) -> Response:
-        key = _content_key(content, allow_empty=True)
+        key = content_key(content, allow_empty=True)
         if key:
             try:
                 info = await self.engine.stat_object(NAMESPACE, key)
@@ -302,29 +306,26 @@ class ServiceFabricAPI:
 
     async def delete_content(self, request: Request, principal: Principal, content: str,
                              query: dict[str, str]) -> Response:
-        key = _content_key(content)
-        _reject_reserved(key)
+        key = content_key(content)
+        reject_reserved(key)
         await self.engine.delete_object(NAMESPACE, key)
         return Response(status_code=200)
 
     async def copy(self, request: Request, principal: Principal, content: str,
                    query: dict[str, str]) -> Response:
-        raw = bytearray()
-        async for piece in request_body(request):
-            raw += piece
-            if len(raw) > MAX_COPY_BODY:
-                raise FabricError(413, "FABRIC_E_VALUE_TOO_LARGE",
-                                  f"a copy description is at most {MAX_COPY_BODY} bytes")
         try:
-            desc = json.loads(bytes(raw) or b"null")
-        except ValueError as exc:
-            raise FabricError(400, "E_INVALIDARG", "the body is not valid JSON") from exc
+            desc = loads_json(await capped_body(request, MAX_COPY_BODY) or b"null")
+        except BodyTooLarge as exc:
+            raise FabricError(413, "FABRIC_E_VALUE_TOO_LARGE", f"a copy description is at most {MAX_COPY_BODY} "
+                              "bytes") from exc
+        except JsonError as exc:
+            raise FabricError(400, "E_INVALIDARG", f"the body is not valid JSON: {exc}") from exc
         if not isinstance(desc, dict) or not isinstance(desc.get("RemoteSource"), str) \
                 or not isinstance(desc.get("RemoteDestination"), str):
             raise FabricError(400, "E_INVALIDARG", "RemoteSource and RemoteDestination are required strings")
-        src = _content_key(desc["RemoteSource"])
-        dst = _content_key(desc["RemoteDestination"])
-        _reject_reserved(dst)
+        src = content_key(desc["RemoteSource"])
+        dst = content_key(desc["RemoteDestination"])
+        reject_reserved(dst)
         skip_files = desc.get("SkipFiles") or []
         if not isinstance(skip_files, list) or not all(isinstance(s, str) for s in skip_files):
             raise FabricError(400, "E_INVALIDARG", "SkipFiles must be a list of file names")
@@ -338,7 +339,7 @@ class ServiceFabricAPI:
 
     async def folder_size(self, request: Request, principal: Principal, content: str,
                           query: dict[str, str]) -> Response:
-        key = _content_key(content, allow_empty=True)
+        key = content_key(content, allow_empty=True)
         if key and not await self.engine.is_folder(NAMESPACE, key):
             raise errors.ObjectNotFound(f"{_store_path(key)} is not a folder in the image store")
         files = await self.engine.walk(NAMESPACE, key)
@@ -361,99 +362,9 @@ class ServiceFabricAPI:
 
     async def download(self, request: Request, principal: Principal, content: str,
                        query: dict[str, str]) -> Response:
-        key = _content_key(content)
+        key = content_key(content)
         info = await self.engine.stat_object(NAMESPACE, key)
-        return object_response(self.engine, info, request.headers.get("range"), head=request.method == "HEAD")
-
-
-# -- wire parsing ---------------------------------------------------------------------------------
-def _split_action(rest: str) -> tuple[str, str]:
-    """``/a/b/$/UploadChunk`` -> (``a/b``, ``UploadChunk``); ``/a/b`` -> (``a/b``, "").
-
-    Only the one ``/`` after ``ImageStore`` is dropped, so ``/ImageStore//etc`` keeps its leading
-    separator and is refused as absolute by :func:`_content_key`.
-    """
-    segments = rest.split("/")
-    action = ""
-    if "$" in segments:
-        i = segments.index("$")
-        segments, action = segments[:i], "/".join(segments[i + 1:])
-    content = "/".join(segments)
-    return content.removeprefix("/"), action
-
-
-def _content_key(content: str, *, allow_empty: bool = False) -> str:
-    """A contentPath as a store key; 400 when it would leave the store root or is too long."""
-    if content.startswith(("/", "\\")):
-        raise FabricError(400, "E_INVALIDARG", "contentPath must be relative to the image store root")
-    try:
-        return normalize_key(content, allow_empty=allow_empty)
-    except errors.InvalidPath as exc:
-        segments = re.split(r"[/\\]", content)
-        if len(content.encode()) > MAX_KEY_LENGTH or any(len(s.encode()) > MAX_SEGMENT_LENGTH for s in segments):
-            raise FabricError(400, "FABRIC_E_PATH_TOO_LONG", exc.message) from exc
-        raise
-
-
-def _check_api_version(value: str | None, minimum: float) -> None:
-    if value is None:
-        raise FabricError(400, "E_INVALIDARG", "api-version is required")
-    m = _VERSION.match(value)
-    if not m:  # float() alone would take "nan", "inf" and "1e3"
-        raise FabricError(400, "E_INVALIDARG", f"api-version {value!r} is not a version number like 6.0")
-    version = float(m.group(1))
-    if version < minimum:
-        raise FabricError(400, "E_INVALIDARG", f"this operation needs api-version {minimum} or later")
-    if version > RUNTIME_VERSION:
-        raise FabricError(400, "E_INVALIDARG", f"api-version {value} is newer than this server ({RUNTIME_VERSION})")
-
-
-def _parse_timeout(value: str | None) -> float:
-    if value is None:
-        return 60.0
-    try:
-        seconds = int(value)
-    except ValueError as exc:
-        raise FabricError(400, "E_INVALIDARG", "timeout must be a whole number of seconds") from exc
-    if not 1 <= seconds <= 4294967295:
-        raise FabricError(400, "E_INVALIDARG", "timeout must be between 1 and 4294967295 seconds")
-    return float(seconds)
-
-
-def _session_id(value: str | None, code: str) -> str:
-    if not value or not _GUID.match(value) or set(value) <= {"0", "-"}:
-        raise FabricError(400, code, "session-id must be a GUID like 4a2340e8-d8d8-497c-95fe-cdaa1052f33b")
-    return value.lower()
-
-
-def _parse_content_range(value: str | None) -> tuple[int, int, int]:
-    """``bytes S-E/T`` (inclusive) -> half-open (start, end, total); ``0-0/0`` is the empty file."""
-    code = "FABRIC_E_UPLOAD_SESSION_RANGE_NOT_SATISFIABLE"
-    if not value:
-        raise FabricError(400, code, "the Content-Range header is required")
-    m = _CONTENT_RANGE.match(value.strip())
-    if not m:
-        raise FabricError(400, code, f"malformed Content-Range {value!r}; expected 'bytes S-E/T'")
-    start, last, total = (int(g) for g in m.groups())
-    if max(start, last, total) > _UINT64_MAX:
-        raise FabricError(400, code, "Content-Range values must be 64-bit unsigned integers")
-    if total == 0 and start == 0 and last == 0:
-        return 0, 0, 0
-    if start > last:
-        raise FabricError(400, code, "Content-Range start is after its end")
-    if last >= total:
-        raise FabricError(400, code, "Content-Range ends at or beyond the file size")
-    return start, last + 1, total
-
-
-def _check_content_length(request: Request, expected: int) -> None:
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) != expected:
-        raise FabricError(400, "E_INVALIDARG",
-                          f"the body has {declared} bytes but Content-Range covers {expected}")
-
-
-def _reject_reserved(key: str) -> None:
-    if key.split("/", 1)[0].lower() in RESERVED_ROOTS:
-        raise FabricError(400, "FABRIC_E_IMAGEBUILDER_RESERVED_DIRECTORY_ERROR",
-                          "Store and WindowsFabricStore are reserved by the image store")
+        try:
+            return object_response(self.engine, info, request.headers.get("range"), head=request.method == "HEAD")
+        except RangeNotSatisfiable as exc:
+            raise FabricError(416, "E_INVALIDARG", f"{exc} ({_store_path(key)})", exc.headers) from exc

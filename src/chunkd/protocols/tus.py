@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
-from starlette.responses import PlainTextResponse, Response
+from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route, Router
 from starlette.types import ASGIApp
 
@@ -29,7 +29,7 @@ from chunkd.core.checksum import verified
 from chunkd.core.engine import Engine
 from chunkd.core.models import Session, SessionState
 from chunkd.core.principal import Principal
-from chunkd.protocols._http import http_date, object_response, request_body
+from chunkd.protocols._http import RangeNotSatisfiable, http_date, object_response, request_body
 from chunkd.protocols.tus_wire import (
     CHECKSUM_ALGORITHMS,
     EXTENSIONS,
@@ -39,6 +39,7 @@ from chunkd.protocols.tus_wire import (
     TusError,
     content_disposition,
     decoded_text,
+    error_response,
     external_base,
     format_metadata,
     map_core_error,
@@ -107,14 +108,14 @@ class TusAPI:
                 return self.options()
             return await self._dispatch(request, method)
         except TusError as exc:
-            return _error(exc)
+            return error_response(exc)
         except ClientGone:
-            return _error(TusError(400, "ERR_UNEXPECTED_EOF", "the client closed the connection mid-body"))
+            return error_response(TusError(400, "ERR_UNEXPECTED_EOF", "the client closed the connection mid-body"))
         except errors.ChunkdError as exc:
-            return _error(map_core_error(exc))
+            return error_response(map_core_error(exc))
         except Exception:
             log.exception("unexpected error in %s %s", method, request.url.path)
-            return _error(TusError(500, "ERR_INTERNAL_SERVER_ERROR", "internal error"))
+            return error_response(TusError(500, "ERR_INTERNAL_SERVER_ERROR", "internal error"))
 
     async def _dispatch(self, request: Request, method: str) -> Response:
         if method != "GET" and request.headers.get("tus-resumable") != TUS_VERSION:
@@ -126,7 +127,7 @@ class TusAPI:
         if handler is None:
             raise TusError(405, "ERR_METHOD_NOT_ALLOWED", f"{method} is not allowed here",
                            {"Allow": ", ".join([*table, "OPTIONS"])})
-        if upload_id and not UPLOAD_ID.match(upload_id):
+        if upload_id and not UPLOAD_ID.fullmatch(upload_id):
             raise TusError(404, "ERR_UPLOAD_NOT_FOUND", "no such upload")
         principal = self._authenticate(request, write=method in ("POST", "PATCH", "DELETE"))
         return await handler(request, principal, upload_id)
@@ -269,8 +270,11 @@ class TusAPI:
         info = await self.engine.stat_object(NAMESPACE, session.key)
         headers = {"Tus-Resumable": TUS_VERSION, "X-Content-Type-Options": "nosniff"}
         headers["Content-Disposition"] = content_disposition(session.name)
-        return object_response(self.engine, info, request.headers.get("range"), headers,
-                               media_type=safe_media_type(session.content_type))
+        try:
+            return object_response(self.engine, info, request.headers.get("range"), headers,
+                                   media_type=safe_media_type(session.content_type))
+        except RangeNotSatisfiable as exc:
+            raise TusError(416, "ERR_RANGE_NOT_SATISFIABLE", str(exc), exc.headers) from exc
 
     async def terminate(self, request: Request, principal: Principal, upload_id: str) -> Response:
         session = await self.engine.delete_session(upload_id, principal)
@@ -388,11 +392,6 @@ async def _capped(body: Body, limit: int) -> Body:
         if total > limit:
             raise errors.TooLarge(f"the upload would grow beyond the maximum of {limit} more bytes")
         yield piece
-
-
-def _error(exc: TusError) -> Response:
-    headers = {"Tus-Resumable": TUS_VERSION, **exc.headers}
-    return PlainTextResponse(f"{exc.code}: {exc.message}\n", status_code=exc.status, headers=headers)
 
 
 __all__ = ["TusAPI", "TusConfig"]

@@ -1,8 +1,8 @@
 """tus 1.0 wire format: header parsing and formatting, the error table, proxy-aware base URLs.
 
 Pure functions over header values; :mod:`chunkd.protocols.tus` uses them to translate requests into
-engine calls. Every client-visible error is a :class:`TusError` (plain-text body ``ERR_CODE: message``,
-like tusd); core errors are mapped in :data:`CORE_ERRORS`.
+engine calls. Every client-visible error is a :class:`TusError`, answered by :func:`error_response`
+(plain-text body ``ERR_CODE: message``, like tusd); core errors are mapped in :data:`CORE_ERRORS`.
 """
 
 from __future__ import annotations
@@ -13,8 +13,11 @@ import re
 from collections.abc import Mapping
 from urllib.parse import quote, urlsplit
 
+from starlette.responses import PlainTextResponse, Response
+
 from chunkd.core import errors
 from chunkd.core.checksum import ALGORITHMS, ChecksumIncomplete, UnsupportedAlgorithm
+from chunkd.protocols import _parse
 
 TUS_VERSION = "1.0.0"
 OFFSET_STREAM = "application/offset+octet-stream"
@@ -22,10 +25,10 @@ EXTENSIONS = ("creation", "creation-with-upload", "creation-defer-length", "expi
               "termination", "concatenation", "concatenation-unfinished")
 CHECKSUM_ALGORITHMS = ("sha1", "sha256", "sha512", "md5", "crc32")
 assert set(CHECKSUM_ALGORITHMS) <= set(ALGORITHMS)
-UPLOAD_ID = re.compile(r"^[0-9a-f]{32}$")
-_INT = re.compile(r"^[0-9]{1,19}$")
-_META_KEY = re.compile(r"^[^\s,]+$")
-_SAFE_TYPE = re.compile(r"^[A-Za-z0-9][\w.+-]*/[\w.+-]+$")
+# used with fullmatch: "$" would also match before a final newline
+UPLOAD_ID = re.compile(r"[0-9a-f]{32}")
+_META_KEY = re.compile(r"[^\s,]+")
+_SAFE_TYPE = re.compile(r"[A-Za-z0-9][\w.+-]*/[\w.+-]+", re.ASCII)
 
 
 class TusError(Exception):
@@ -57,6 +60,12 @@ CORE_ERRORS: dict[type[errors.ChunkdError], tuple[int, str]] = {
 }
 
 
+def error_response(exc: TusError) -> Response:
+    """The plain-text answer to ``exc``, with ``Tus-Resumable`` and the error's own headers."""
+    headers = {"Tus-Resumable": TUS_VERSION, **exc.headers}
+    return PlainTextResponse(f"{exc.code}: {exc.message}\n", status_code=exc.status, headers=headers)
+
+
 def map_core_error(exc: errors.ChunkdError) -> TusError:
     for cls in type(exc).__mro__:
         if cls in CORE_ERRORS:
@@ -70,10 +79,10 @@ def parse_uint(value: str | None, header: str, code: str) -> int | None:
     """A non-negative decimal integer header, None when absent; TusError 400 when malformed."""
     if value is None:
         return None
-    value = value.strip()
-    if not _INT.match(value):
-        raise TusError(400, code, f"{header} must be a non-negative integer, not {value!r}")
-    return int(value)
+    number = _parse.parse_uint(value.strip(), _parse.INT64_MAX)
+    if number is None:
+        raise TusError(400, code, f"{header} must be a non-negative 63-bit integer, not {value[:40]!r}")
+    return number
 
 
 def parse_metadata(value: str | None) -> list[tuple[str, str]]:
@@ -86,7 +95,7 @@ def parse_metadata(value: str | None) -> list[tuple[str, str]]:
     for item in value.split(","):
         parts = item.strip().split(" ")
         key, encoded = parts[0], (parts[1] if len(parts) > 1 else "")
-        if len(parts) > 2 or not _META_KEY.match(key):
+        if len(parts) > 2 or not _META_KEY.fullmatch(key):
             raise TusError(400, "ERR_INVALID_METADATA", f"malformed Upload-Metadata pair {item.strip()!r}")
         if key in seen:
             raise TusError(400, "ERR_INVALID_METADATA", f"Upload-Metadata key {key!r} appears twice")
@@ -119,7 +128,7 @@ def decoded_text(pairs: list[tuple[str, str]]) -> dict[str, str]:
 def safe_media_type(value: str) -> str:
     """The stored ``filetype`` if it is a plain media type and not active content, else octet-stream."""
     lowered = value.lower()
-    if _SAFE_TYPE.match(value) and not any(t in lowered for t in ("html", "javascript", "xml", "svg")):
+    if _SAFE_TYPE.fullmatch(value) and not any(t in lowered for t in ("html", "javascript", "xml", "svg")):
         return value
     return "application/octet-stream"
 
@@ -172,7 +181,7 @@ def upload_id_from_url(url: str) -> str:
     """The upload id of an absolute (``http://h/files/ID``) or relative (``/files/ID``) upload URL."""
     path = urlsplit(url).path.rstrip("/")
     upload_id = path.rsplit("/", 1)[-1]
-    if not UPLOAD_ID.match(upload_id):
+    if not UPLOAD_ID.fullmatch(upload_id):
         raise TusError(400, "ERR_INVALID_CONCAT", f"{url!r} is not an upload URL of this server")
     return upload_id
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import anyio
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.routing import BaseRoute
 
 from chunkd.auth.authenticator import Authenticator
@@ -17,6 +18,7 @@ from chunkd.auth.sas import load_or_create_account_key
 from chunkd.auth.tokens import TokenVerifier, load_or_create_secret
 from chunkd.core.clock import StoreClock
 from chunkd.core.engine import Engine
+from chunkd.protocols._routing import unrouted
 from chunkd.protocols.admin import AdminAPI
 from chunkd.protocols.blob import BlobAPI
 from chunkd.protocols.graph_print import GraphPrintAPI, signer_for
@@ -87,7 +89,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
     routes += AdminAPI(c.engine, c.authenticator).routes
     # last: the blob account's top-level path (/chunkd by default) is shared with the admin API's /chunkd/v1
     routes += BlobAPI(c.engine, blob_key, c.settings.blob_account, _origins(c.settings)).routes
-    app = Starlette(routes=routes, lifespan=lifespan)
+    # 404/405 for paths and methods no route takes, in the format of the family the path belongs to
+    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={HTTPException: unrouted})
     app.state.components = c
     return app
 

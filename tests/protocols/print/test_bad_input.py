@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,6 +26,9 @@ CREATE_CASES: list[tuple[str, Any, int, str]] = [
     ("unknown content type", {**OK, "contentType": "application/x-unknown"}, 400, "invalidRequest"),
     ("missing content type", {"size": 100, "documentName": "a.pdf"}, 400, "invalidRequest"),
     ("document name not a string", {**OK, "documentName": 7}, 400, "invalidRequest"),
+    ("size a superscript digit", {**OK, "size": "\u00b2"}, 400, "invalidRequest"),  # "²".isdigit(), int() refuses
+    ("size an Arabic-Indic digit string", {**OK, "size": "\u0663"}, 400, "invalidRequest"),
+    ("size a 5000-digit string", {**OK, "size": "9" * 5000}, 400, "invalidRequest"),
 ]
 
 
@@ -46,6 +50,62 @@ def test_malformed_bodies(env: PrintEnv) -> None:
         graph_error(env.client.put(doc + "/uploadSession", content=content, headers=alice), 400, "invalidRequest")
     graph_error(env.client.post(doc + "/createUploadSession", json={"size": 5}, headers=alice), 400, "invalidRequest")
     graph_error(env.client.post(env.jobs_url(), json={"configuration": 5}, headers=alice), 400, "invalidRequest")
+    # RecursionError and the 4,300-digit int() limit are not ValueErrors a JSON parser is expected to raise
+    nested = b"[" * 100_000 + b"]" * 100_000
+    too_deep = b'{"configuration": ' + b'{"a": ' * 70 + b"1" + b"}" * 70 + b"}"
+    huge_int = b'{"size": ' + b"9" * 5000 + b', "contentType": "application/pdf"}'
+    nan = b'{"size": NaN, "contentType": "application/pdf"}'
+    for content in (nested, huge_int, nan):
+        graph_error(env.client.put(doc + "/uploadSession", content=content, headers=alice), 400, "invalidRequest")
+        graph_error(env.client.post(doc + "/createUploadSession", content=b'{"properties": ' + content + b"}",
+                                    headers=alice), 400, "invalidRequest")
+    for content in (nested, too_deep):
+        graph_error(env.client.post(env.jobs_url(), content=content, headers=alice), 400, "invalidRequest")
+    graph_error(env.client.get(doc + "/uploadSession", headers=alice), 404, "itemNotFound")  # nothing created
+
+
+def _chunked(data: bytes) -> Iterator[bytes]:
+    """A body without Content-Length: only the server can count it."""
+    for i in range(0, len(data), 64 << 10):
+        yield data[i:i + (64 << 10)]
+
+
+def test_oversized_json_bodies_are_413_and_change_nothing(env: PrintEnv) -> None:
+    alice = env.user(ALICE, RW)
+    _, _, doc = env.new_job(alice)
+    big = b'{"properties": ' + json.dumps({**OK, "pad": "x" * (2 << 20)}).encode() + b"}"
+    for body in (lambda: big, lambda: _chunked(big)):  # with and without Content-Length
+        graph_error(env.client.post(doc + "/createUploadSession", content=body(), headers=alice), 413,
+                    "invalidRequest")
+    graph_error(env.client.put(doc + "/uploadSession", content=_chunked(big[15:-1]), headers=alice), 413,
+                "invalidRequest")
+    graph_error(env.client.post(env.jobs_url(), content=b'{"configuration": {"x": "' + b"y" * (2 << 20) + b'"}}',
+                                headers=alice), 413, "invalidRequest")
+    graph_error(env.client.get(doc + "/uploadSession", headers=alice), 404, "itemNotFound")
+    # just under the cap is still a JSON body like any other
+    fits = json.dumps({"properties": {**OK, "pad": "x" * ((1 << 20) - 200)}}).encode()
+    assert env.client.post(doc + "/createUploadSession", content=fits, headers=alice).status_code == 200
+
+
+def test_download_ranges(env: PrintEnv) -> None:
+    alice = env.user(ALICE, RW)
+    _, _, doc = env.new_job(alice)
+    env.upload_all(doc, alice, b"0123456789")
+    reader = env.user(ALICE, "PrintJob.Read")
+    assert env.client.get(doc + "/$value", headers={**reader, "Range": "bytes=2-4"}).content == b"234"
+    for rng in (f"bytes={'9' * 5000}-", f"bytes=0-{'9' * 5000}", f"bytes=-{'9' * 5000}"):
+        graph_error(env.client.get(doc + "/$value", headers={**reader, "Range": rng}), 400, "invalidRequest")
+    r = env.client.get(doc + "/$value", headers={**reader, "Range": "bytes=10-"})
+    graph_error(r, 416, "invalidRange")  # was an empty body
+    assert r.headers["content-range"] == "bytes */10"
+
+
+def test_upload_url_token_with_a_non_ascii_digit(env: PrintEnv, seeded: tuple[dict[str, str], str, str]) -> None:
+    _, _, url = seeded
+    base = url.split("?", 1)[0]
+    for token in ("\u00b2.abc", "\u0663" * 5 + ".abc", "9" * 5000 + ".abc"):
+        graph_error(httpx.put(base, params={"tempauthtoken": token}, content=b"1" * 10,
+                              headers={"Content-Range": "bytes 10-19/100"}), 401, "InvalidAuthenticationToken")
 
 
 SEGMENT_CASES: list[tuple[str, str | None, bytes, int, str]] = [

@@ -75,6 +75,9 @@ CASES = [
     chunk("range-end-beyond-total", "bytes 900-5000/1000", b"z" * 4101, 400, RNS),
     chunk("range-start-after-end", "bytes 200-100/1000", B100, 400, RNS),
     chunk("range-over-uint64", f"bytes 0-99/{1 << 64}", B100, 400, RNS),
+    # beyond Python's 4,300-digit int() limit (a ValueError inside the parser was a 500)
+    chunk("range-5000-digit-end", f"bytes 0-{'9' * 5000}/1000", B100, 400, RNS),
+    chunk("range-5000-digit-total", f"bytes 0-99/{'9' * 5000}", B100, 400, RNS),
     # body length against the range: declared by Content-Length, or only countable by the server
     chunk("body-shorter-content-length", R100, b"z" * 50, 400, ARG),
     chunk("body-longer-content-length", R100, b"z" * 150, 400, ARG),
@@ -92,6 +95,9 @@ CASES = [
     chunk("chunk-sid-braces", R100, B100, 400, BAD_ID, url=chunk_url(sid="{" + VICTIM + "}")),
     chunk("chunk-sid-no-dashes", R100, B100, 400, BAD_ID, url=chunk_url(sid=VICTIM.replace("-", ""))),
     chunk("chunk-sid-zero", R100, B100, 400, BAD_ID, url=chunk_url(sid=str(uuid.UUID(int=0)))),
+    # "$" matches before a final newline: the id was stored as "<guid>\n", another session than <guid>
+    chunk("chunk-sid-trailing-newline", "bytes 0-99/100", B100, 400, BAD_ID,
+          url=chunk_url("bad/fresh.bin", sid=FRESH + "%0a")),
     Case("get-sid-missing", "GET", "/ImageStore/$/GetUploadSession?api-version=6.0", 400, BAD_ID),
     Case("get-sid-malformed", "GET", "/ImageStore/$/GetUploadSession?api-version=6.0&session-id=xyz", 400, BAD_ID),
     Case("commit-sid-missing", "POST", "/ImageStore/$/CommitUploadSession?api-version=6.0", 400, ARG),
@@ -110,11 +116,14 @@ CASES = [
     chunk("api-not-a-number", R100, B100, 400, ARG, url=chunk_url(api="latest")),
     chunk("api-nan", R100, B100, 400, ARG, url=chunk_url(api="nan")),
     chunk("api-empty", R100, B100, 400, ARG, url=chunk_url(api="")),
+    chunk("api-trailing-newline", R100, B100, 400, ARG, url=chunk_url(api="6.0%0a")),
     Case("api-below-operation", "GET", "/ImageStore/$/FolderSize?api-version=6.4", 400, ARG),
     chunk("timeout-zero", R100, B100, 400, ARG, url=chunk_url(extra="timeout=0")),
     chunk("timeout-negative", R100, B100, 400, ARG, url=chunk_url(extra="timeout=-1")),
     chunk("timeout-too-big", R100, B100, 400, ARG, url=chunk_url(extra="timeout=4294967296")),
     chunk("timeout-not-a-number", R100, B100, 400, ARG, url=chunk_url(extra="timeout=soon")),
+    chunk("timeout-arabic-indic-digit", R100, B100, 400, ARG, url=chunk_url(extra="timeout=%D9%A3")),  # int() takes it
+    chunk("timeout-5000-digits", R100, B100, 400, ARG, url=chunk_url(extra="timeout=" + "9" * 5000)),
     Case("commit-timeout-zero", "POST",
          f"/ImageStore/$/CommitUploadSession?api-version=6.0&session-id={VICTIM}&timeout=0", 400, ARG),
     # paths that would leave the store root (a fresh session id: nothing may be created)
@@ -132,6 +141,8 @@ CASES = [
         ("drive-encoded", "C%3A%2Fescape.bin", ARG),
         ("nul", "bad%2Fescape%00.bin", ARG),
         ("control-char", "bad%2Fescape%01.bin", ARG),
+        ("newline", "bad%2Fescape%0a.bin", ARG),  # matched no route: Starlette's plain-text 404
+        ("carriage-return-newline", "bad%2Fescape%0d%0a.bin", ARG),
         ("too-long", "a%2F" * 600 + "escape.bin", TOO_LONG),
         ("segment-too-long", "b" * 300, TOO_LONG),
         ("empty", "", ARG),
@@ -151,6 +162,22 @@ CASES = [
     Case("copy-bad-json", "POST", "/ImageStore/$/Copy?api-version=6.0", 400, ARG, body=b"{not json"),
     Case("copy-huge-body", "POST", "/ImageStore/$/Copy?api-version=6.0", 413, "FABRIC_E_VALUE_TOO_LARGE",
          body=b'{"RemoteSource": "' + b"a" * (2 << 20) + b'"}'),
+    Case("copy-huge-chunked-body", "POST", "/ImageStore/$/Copy?api-version=6.0", 413, "FABRIC_E_VALUE_TOO_LARGE",
+         body=gen(2 << 20)),
+    Case("copy-deeply-nested-json", "POST", "/ImageStore/$/Copy?api-version=6.0", 400, ARG,
+         body=b"[" * 100_000 + b"]" * 100_000),  # RecursionError, not ValueError, in json.loads
+    Case("copy-nested-deeper-than-64", "POST", "/ImageStore/$/Copy?api-version=6.0", 400, ARG,
+         body=b'{"RemoteSource": "bad/existing.txt", "RemoteDestination": "bad/copy.txt", "SkipFiles": '
+              + b"[" * 70 + b"]" * 70 + b"}"),
+    Case("copy-nan", "POST", "/ImageStore/$/Copy?api-version=6.0", 400, ARG,
+         body=b'{"RemoteSource": "bad/existing.txt", "RemoteDestination": "bad/copy.txt", "CheckMarkFile": NaN}'),
+    # the chunkd download extension
+    Case("download-range-5000-digits", "GET", "/ImageStore/bad/existing.txt/$/Content?api-version=6.0", 400, ARG,
+         headers={"Range": f"bytes={'9' * 5000}-"}),
+    Case("download-suffix-range-5000-digits", "GET", "/ImageStore/bad/existing.txt/$/Content?api-version=6.0", 400,
+         ARG, headers={"Range": f"bytes=-{'9' * 5000}"}),
+    Case("download-range-unsatisfiable", "GET", "/ImageStore/bad/existing.txt/$/Content?api-version=6.0", 416, ARG,
+         headers={"Range": "bytes=100-"}),  # was an empty body
     Case("copy-missing-fields", "POST", "/ImageStore/$/Copy?api-version=6.0", 400, ARG, body=b'{"RemoteSource": "a"}'),
     # authentication and authorisation
     chunk("no-token", R100, B100, 401, DENIED, token="none"),
@@ -175,6 +202,9 @@ CASES = [
     # unknown operations
     Case("unknown-action", "GET", "/ImageStore/$/Nonsense?api-version=6.0", 400, ARG),
     Case("wrong-method", "POST", "/ImageStore/bad/existing.txt?api-version=6.0", 400, ARG),
+    Case("method-no-route-takes", "PATCH", "/ImageStore/bad/existing.txt?api-version=6.0", 405, ARG),
+    Case("cluster-version-wrong-method", "POST", "/$/GetClusterVersion", 405, ARG),
+    Case("unknown-dollar-path", "GET", "/$/Nonsense", 404, ARG),
 ]
 
 
@@ -240,6 +270,12 @@ def test_bad_input_is_refused_and_changes_nothing(env: Env, case: Case) -> None:
         assert (fresh.status_code, fresh.json()["Error"]["Code"]) == (404, "FABRIC_E_FILE_NOT_FOUND")
         assert admin.get("/ImageStore/bad/existing.txt/$/Content?api-version=6.0").content == b"original"
         assert env.snapshot() == before_files
+
+
+def test_unsatisfiable_download_names_the_size(env: Env) -> None:
+    with httpx.Client(base_url=env.server.url, headers=env.headers("admin")) as c:
+        r = c.get("/ImageStore/bad/existing.txt/$/Content?api-version=6.0", headers={"Range": "bytes=8-"})
+    assert (r.status_code, r.headers["content-range"]) == (416, "bytes */8"), r.text
 
 
 def test_refused_chunk_then_good_chunk_still_works(env: Env) -> None:

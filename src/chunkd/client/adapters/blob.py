@@ -31,7 +31,7 @@ def block_offset(block: str) -> int | None:
         text = base64.b64decode(block).decode()
     except (ValueError, UnicodeDecodeError):
         return None
-    return int(text[7:]) if text.startswith("chunkd-") and text[7:].isdigit() else None
+    return int(text[7:]) if text.startswith("chunkd-") and text[7:].isascii() and text[7:].isdigit() else None
 
 
 class BlobAdapter(Adapter):
