@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import jwt
@@ -12,6 +13,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from chunkd.auth.authenticator import Authenticator, Unauthenticated
+from chunkd.auth.permissions import ALL_ROLES
 from chunkd.auth.tokens import CONSUMER_TENANT, InvalidToken, TokenVerifier, issue_token, load_or_create_secret
 
 
@@ -105,3 +107,37 @@ def test_server_accepts_jwks_tokens_and_cli_tokens(serve, tmp_path: Path) -> Non
     put = httpx.put(f"{server.url}/ImageStore/x.txt?api-version=6.0", content=b"x",
                     headers={"Authorization": f"Bearer {idp_token}"})
     assert put.status_code == 403 and put.json()["Error"]["Code"] == "E_ACCESSDENIED"
+
+
+def test_a_star_permission_in_a_token_grants_nothing(serve) -> None:
+    """``*`` is the ``--no-auth`` principal's wildcard, not a permission a token can carry (issue 12)."""
+    server = serve()
+    secret = load_or_create_secret(server.data_dir)
+    full = server.token()  # `chunkd token` without --roles: every real role, listed by name
+    roles = jwt.decode(full, options={"verify_signature": False})["roles"]
+    assert sorted(roles) == sorted(ALL_ROLES) and "*" not in roles
+    stars = {"app": issue_token(secret, app="star", roles=["*"]),
+             "user": issue_token(secret, user="u-star", scopes=["*"])}
+    connector = {"@odata.type": "#microsoft.graph.industryData.azureDataLakeConnector", "displayName": "Star"}
+    requests: list[tuple[str, str, dict[str, Any]]] = [
+        ("GET", "/chunkd/v1/sessions?all=true", {}),  # every owner's sessions
+        ("GET", "/chunkd/v1/stats", {}),
+        ("PUT", "/ImageStore/star.txt?api-version=6.0", {"content": b"x"}),
+        ("POST", "/files/", {"headers": {"Tus-Resumable": "1.0.0", "Upload-Length": "1"}}),
+        ("GET", "/v1.0/print/printers", {}),
+        ("POST", "/v1.0/print/printers", {"json": {"displayName": "Star"}}),
+        ("GET", "/beta/external/industryData/dataConnectors", {}),
+        ("POST", "/beta/external/industryData/dataConnectors", {"json": connector}),
+    ]
+
+    def send(c: httpx.Client, method: str, path: str, token: str, kw: dict[str, Any]) -> httpx.Response:
+        headers = {**kw.get("headers", {}), "Authorization": f"Bearer {token}"}
+        return c.request(method, path, headers=headers, content=kw.get("content"), json=kw.get("json"))
+
+    with httpx.Client(base_url=server.url) as c:
+        for method, path, kw in requests:
+            for kind, star in stars.items():
+                r = send(c, method, path, star, kw)
+                assert r.status_code == 403, (kind, method, path, r.status_code, r.text)
+            r = send(c, method, path, full, kw)
+            assert r.status_code in (200, 201), (method, path, r.status_code, r.text)

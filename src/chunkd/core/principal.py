@@ -33,10 +33,17 @@ class Principal:
             return f"cert:{self.user}"
         return "anonymous"
 
+    @property
+    def unrestricted(self) -> bool:
+        """The ``--no-auth`` caller, who holds every permission. Tokens cannot make one: their principals are
+        ``user`` or ``app``, so a ``roles`` claim of ``["*"]`` is just an unknown role name."""
+        return self.kind == "anonymous" and ALL_PERMISSIONS in self.roles
+
     def has_any(self, *permissions: str) -> bool:
         """True when the caller holds at least one of ``permissions`` as a scope or role."""
         granted = self.scopes | self.roles
-        return "*" in granted or any(p in granted for p in permissions)
+        return self.unrestricted or any(p in granted for p in permissions)
 
 
-ANONYMOUS = Principal(kind="anonymous", roles=frozenset({"*"}))
+ALL_PERMISSIONS = "*"
+ANONYMOUS = Principal(kind="anonymous", roles=frozenset({ALL_PERMISSIONS}))

@@ -128,7 +128,7 @@ def granted(principal: Principal, allowed: Iterable[str]) -> set[str]:
     application tokens by their roles restricted to ``.All`` permissions (Graph has no application
     permission without ``.All`` for these APIs); the anonymous principal (``--no-auth``) holds all."""
     allowed = set(allowed)
-    if principal.kind == "anonymous":
+    if principal.unrestricted:
         return allowed
     if principal.kind == "user":
         held = principal.scopes
@@ -136,8 +136,6 @@ def granted(principal: Principal, allowed: Iterable[str]) -> set[str]:
         held = frozenset(r for r in principal.roles if r.endswith(APP_ONLY_SUFFIX))
     else:
         held = frozenset()
-    if "*" in held:
-        return allowed
     return allowed & held
 
 

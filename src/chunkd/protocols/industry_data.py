@@ -66,10 +66,10 @@ class IndustryDataConfig:
 def _require(principal: Principal, allowed: Sequence[str], what: str) -> None:
     """Delegated tokens by scope, application tokens by role; unlike the shared Graph helper this accepts the
     application permission ``IndustryData-DataConnector.Upload``, which has no ``.All`` suffix."""
-    if principal.kind == "anonymous":
+    if principal.unrestricted:
         return
     held = principal.scopes if principal.kind == "user" else principal.roles if principal.kind == "app" else set()
-    if "*" in held or any(p in held for p in allowed):
+    if any(p in held for p in allowed):
         return
     raise GraphError(403, "accessDenied", f"{what} needs one of the permissions {', '.join(allowed)}")
 
