@@ -10,6 +10,7 @@ write), runs the pluggable rules of :mod:`chunkd.protocols.industry_validate` an
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
@@ -46,6 +47,7 @@ K_CONNECTOR, K_OPERATION = "idconnector", "idoperation"
 SAS_PERMISSIONS = "racwdl"
 _GET_UPLOAD_SESSION = f"{NS}.azuredatalakeconnector/getuploadsession".lower()
 _VALIDATE = ("validate", f"{NS}.validate".lower())
+_CALL = re.compile(r"([^()]*)(?:\(([^()]*)\))?")  # an OData function segment: name, then (params) at most once
 _WRITABLE = {"displayName", "fileFormat", "sourceSystem@odata.bind", "fileFormat@odata.bind", "@odata.type"}
 
 READ = (INDUSTRYDATA_READ_ALL, INDUSTRYDATA_READWRITE_ALL)
@@ -269,20 +271,26 @@ class IndustryDataAPI:
 
 
 def _reset_flag(request: Request, action: str) -> bool:
-    """``resetSession`` from the query or the inline function-parameter form; 400 when not a Boolean."""
+    """``resetSession`` from the query or from the OData function call ``getUploadSession(resetSession=true)``,
+    parsed strictly: one pair of parentheses closing the segment, ``name=value`` pairs naming only
+    ``resetSession``, once, with a Boolean literal. Anything else is 400 before anything changes."""
     value = first_query(request.scope).get("resetSession")
-    if "(" in action:
-        inline = action.split("(", 1)[1].rstrip(")")
+    call = _CALL.fullmatch(action)
+    if call is None:
+        raise GraphError(400, "BadRequest", f"malformed function call {action[:200]!r}")
+    inline = call.group(2)
+    if inline is not None and inline.strip():
         for part in inline.split(","):
-            name, _, v = part.partition("=")
-            if name.strip() == "resetSession":
-                value = v.strip().strip("'")
-            elif name.strip():
-                raise GraphError(400, "BadRequest", f"unknown function parameter {name.strip()!r}")
+            name, eq, v = (p.strip() for p in part.partition("="))
+            if name != "resetSession" or not eq:
+                raise GraphError(400, "BadRequest", f"unknown or malformed function parameter {part.strip()[:100]!r}")
+            if value is not None:
+                raise GraphError(400, "BadRequest", "resetSession is given more than once")
+            value = v
     if value is None or value == "":
         return False
     if value.lower() not in ("true", "false"):
-        raise GraphError(400, "BadRequest", f"resetSession must be true or false, not {value!r}")
+        raise GraphError(400, "BadRequest", f"resetSession must be true or false, not {value[:100]!r}")
     return value.lower() == "true"
 
 
