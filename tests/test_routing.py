@@ -73,10 +73,10 @@ CASES: list[tuple[str, str, int, Callable[[httpx.Response], None]]] = [
     ("GET", "/files/a/b", 404, tus("ERR_UPLOAD_NOT_FOUND")),
     ("TRACE", "/files/", 405, tus("ERR_METHOD_NOT_ALLOWED")),
     ("GET", "/files/0123%0A", 404, tus("ERR_UPLOAD_NOT_FOUND")),
-    ("GET", "/blob", 404, blob("ResourceNotFound")),
+    ("GET", "/blob/chunkd/c/a%0Ab", 404, blob("ResourceNotFound")),
     ("GET", "/nothing/here%0D%0A", 404, neutral("notFound")),
     ("GET", "/ImageStoreX", 404, neutral("notFound")),
-    ("POST", "/chunkd/v1/stats", 405, neutral("methodNotAllowed")),
+    ("DELETE", "/", 405, neutral("methodNotAllowed")),
 ]
 
 

@@ -9,15 +9,15 @@ from xml.sax.saxutils import escape
 from starlette.responses import Response
 
 from chunkd.core.resources import Resource
-from chunkd.protocols import _blob_request as req
 from chunkd.protocols import _blob_wire as wire
 from chunkd.protocols._blob_store import BlobError, BlobStore
+from chunkd.protocols._parse import parse_uint
 
 MAX_RESULTS = 5000
 
 
 def _max_results(raw: str) -> int:
-    limit = req.bounded_int(raw, 9)
+    limit = parse_uint(raw, 999_999_999)  # up to 9 digits: larger is malformed, 5001..999999999 out of range
     if limit is None:
         raise BlobError(400, "InvalidQueryParameterValue", "Value for one of the query parameters specified in the "
                         "request URI is invalid.", QueryParameterName="maxresults", QueryParameterValue=raw[:64])

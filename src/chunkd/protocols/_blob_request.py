@@ -8,20 +8,10 @@ import re
 from starlette.requests import Request
 
 from chunkd.protocols._blob_store import BlobError, BlobProps, Conditions
+from chunkd.protocols._parse import INT64_MAX, parse_uint
 
-_META_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_META_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")  # with fullmatch
 META_PREFIX = "x-ms-meta-"
-
-
-def bounded_int(raw: str, max_digits: int) -> int | None:
-    """``raw`` as a non-negative integer if it is at most ``max_digits`` ASCII digits, else None.
-
-    ``str.isdigit`` alone admits superscripts (``"²"``) and unbounded lengths; ``int()`` of either raises
-    ValueError (above 4,300 digits Python refuses the conversion), which must not become a 500.
-    """
-    if not raw or len(raw) > max_digits or not raw.isascii() or not raw.isdigit():
-        return None
-    return int(raw)
 
 
 def content_length(request: Request, limit: int) -> int:
@@ -29,7 +19,7 @@ def content_length(request: Request, limit: int) -> int:
     raw = request.headers.get("content-length")
     if raw is None:
         raise BlobError(411, "MissingContentLengthHeader", "Content-Length HTTP header is missing.")
-    n = bounded_int(raw, 19)
+    n = parse_uint(raw, INT64_MAX)  # the shared bounded parser: "²" or 5,000 digits are None, not ValueError
     if n is None:
         raise BlobError(400, "InvalidHeaderValue", "The value for one of the HTTP headers is not in the correct "
                         "format.", HeaderName="Content-Length", HeaderValue=raw[:64])
@@ -43,7 +33,7 @@ def metadata(request: Request) -> dict[str, str]:
     """The ``x-ms-meta-*`` headers; names must be C# identifiers (they become XML element names in listings)."""
     meta = {k[len(META_PREFIX):]: v for k, v in request.headers.items() if k.startswith(META_PREFIX)}
     for key in meta:
-        if not _META_NAME.match(key):
+        if not _META_NAME.fullmatch(key):
             raise BlobError(400, "InvalidMetadata", "The metadata specified is invalid. It has characters that are "
                             "not permitted.", MetadataName=key)
     return meta

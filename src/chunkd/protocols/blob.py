@@ -23,6 +23,7 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
 from chunkd.auth import sas
+from chunkd.core import errors
 from chunkd.core.engine import Engine
 from chunkd.core.resources import Resource
 from chunkd.protocols import _blob_batch as batch
@@ -46,7 +47,7 @@ log = logging.getLogger("chunkd.blob")
 
 DEFAULT_VERSION = "2025-11-05"
 _MIN_VERSION = "2009-09-19"
-_VERSION = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_VERSION = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")  # fullmatch: "$" would let a final newline through
 MAX_PUT_BLOB = 5000 << 20
 MAX_BLOCK = 4000 << 20
 MAX_BLOCK_LIST_BODY = 16 << 20
@@ -140,7 +141,7 @@ class BlobAPI:
 
     async def _dispatch(self, request: Request) -> Response:
         version = request.headers.get("x-ms-version")
-        if version is not None and (not _VERSION.match(version) or version < _MIN_VERSION):
+        if version is not None and (not _VERSION.fullmatch(version) or version < _MIN_VERSION):
             raise BlobError(400, "InvalidHeaderValue", "The value for one of the HTTP headers is not in the correct "
                             "format.", HeaderName="x-ms-version", HeaderValue=version)
         if "container" not in request.path_params:
@@ -292,7 +293,7 @@ class BlobAPI:
         except RangeNotSatisfiable as exc:
             raise BlobError(416, "InvalidRange", "The range specified is invalid for the current size of the "
                             "resource.") from exc
-        except ValueError as exc:  # e.g. more digits than int() converts
+        except errors.InvalidInput as exc:  # a position beyond 2^63 - 1 (parse_range refuses it)
             raise BlobError(400, "InvalidHeaderValue", "The value for one of the HTTP headers is not in the correct "
                             "format.", HeaderName="Range") from exc
         start, end = rng if rng else (0, size)
