@@ -18,10 +18,10 @@ from bench.peers import free_port
 CHUNKD = [sys.executable, "-m", "chunkd.cli.main"]
 
 
-def start_chunkd(data_dir: Path, *serve_args: str) -> tuple[subprocess.Popen[bytes], str]:
-    """Start ``chunkd serve`` with ``serve_args`` on a free port; return the process and its base URL once it
-    answers."""
-    port = free_port()
+def start_chunkd(data_dir: Path, *serve_args: str, port: int = 0) -> tuple[subprocess.Popen[bytes], str]:
+    """Start ``chunkd serve`` with ``serve_args`` on ``port`` (0: a free one); return the process and its base URL
+    once it answers."""
+    port = port or free_port()
     proc = subprocess.Popen([*CHUNKD, "serve", "--port", str(port), "--data-dir", str(data_dir), *serve_args],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
