@@ -21,6 +21,7 @@ from chunkd.auth.authenticator import Authenticator
 from chunkd.auth.permissions import IMAGESTORE_ADMIN, IMAGESTORE_READ
 from chunkd.server.certs import LocalPKI
 from chunkd.server.config import Settings
+from chunkd.server.limits import LimitedHttpProtocol
 from chunkd.server.tls import ClientCertHttpProtocol, TLSConfigError, uvicorn_tls_options
 from tests.serverproc import free_port
 
@@ -75,13 +76,15 @@ def server_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 def test_tls_options_require_client_certificates_through_the_importable_protocol(server_files, tmp_path) -> None:
     f = server_files
-    assert uvicorn_tls_options(Settings(data_dir=tmp_path)) == ({}, "httptools")
+    options, http = uvicorn_tls_options(Settings(data_dir=tmp_path))
+    assert options == {} and import_from_string(http) is LimitedHttpProtocol
     options, http = uvicorn_tls_options(Settings(data_dir=tmp_path, tls_cert=f["cert"], tls_key=f["key"]))
-    assert http == "httptools" and "ssl_cert_reqs" not in options
+    assert import_from_string(http) is LimitedHttpProtocol and "ssl_cert_reqs" not in options
     options, http = uvicorn_tls_options(Settings(data_dir=tmp_path, tls_cert=f["cert"], tls_key=f["key"],
                                                  tls_client_ca=f["ca"]))
     assert options["ssl_cert_reqs"] == ssl.CERT_REQUIRED and options["ssl_ca_certs"] == str(f["ca"])
     assert import_from_string(http) is ClientCertHttpProtocol  # what each uvicorn worker does with it
+    assert issubclass(ClientCertHttpProtocol, LimitedHttpProtocol)  # client-certificate servers keep the limits
     options, http = uvicorn_tls_options(Settings(data_dir=tmp_path, tls_cert=f["cert"], tls_key=f["key"],
                                                  tls_client_ca=f["ca"], tls_client_auth="optional"))
     assert options["ssl_cert_reqs"] == ssl.CERT_OPTIONAL and import_from_string(http) is ClientCertHttpProtocol

@@ -61,6 +61,20 @@ def serve(
     durable: Annotated[bool | None, typer.Option(
         "--durable/--no-durable",
         help="fdatasync every chunk before acknowledging it [env var: CHUNKD_DURABLE] [default: durable]")] = None,
+    max_header_bytes: Annotated[int | None, typer.Option(
+        help="largest request head (request line + header fields), bytes; larger ones get 431 "
+             "[env var: CHUNKD_MAX_HEADER_BYTES] [default: 65536]")] = None,
+    max_headers: Annotated[int | None, typer.Option(
+        help="most header fields in a request; more get 431 [env var: CHUNKD_MAX_HEADERS] [default: 100]")] = None,
+    header_timeout: Annotated[float | None, typer.Option(
+        help="seconds to complete a request head, then 408 and close "
+             "[env var: CHUNKD_HEADER_TIMEOUT] [default: 30]")] = None,
+    keep_alive_timeout: Annotated[int | None, typer.Option(
+        help="seconds an idle keep-alive connection stays open [env var: CHUNKD_KEEP_ALIVE_TIMEOUT] "
+             "[default: 75]")] = None,
+    max_connections: Annotated[int | None, typer.Option(
+        help="open connections per server process; more get 503 [env var: CHUNKD_MAX_CONNECTIONS] "
+             "[default: 2048]")] = None,
 ) -> None:
     """Start the server: every API family on one port."""
     from chunkd.server.app import build_components, describe
@@ -72,17 +86,27 @@ def serve(
     for name, value in (("TLS_CERT", tls_cert), ("TLS_KEY", tls_key), ("TLS_CLIENT_CA", tls_client_ca),
                         ("TLS_CLIENT_AUTH", tls_client_auth), ("TLS_ADMIN_NAMES", tls_admin_names),
                         ("METADATA", metadata), ("STORAGE", storage), ("SESSION_TTL", session_ttl),
-                        ("MAX_SIZE", max_size), ("DURABLE", None if durable is None else int(durable))):
+                        ("MAX_SIZE", max_size), ("DURABLE", None if durable is None else int(durable)),
+                        ("MAX_HEADER_BYTES", max_header_bytes), ("MAX_HEADERS", max_headers),
+                        ("HEADER_TIMEOUT", header_timeout), ("KEEP_ALIVE_TIMEOUT", keep_alive_timeout),
+                        ("MAX_CONNECTIONS", max_connections)):
         if value is not None:
             env[f"CHUNKD_{name}"] = str(value.resolve() if isinstance(value, Path) else value)
     os.environ.update(env)  # workers are separate processes: they read their settings from here
     _tune_malloc()
 
+    from pydantic import ValidationError
+
     from chunkd.protocols.blob import check_account
     from chunkd.server.config import Settings
     from chunkd.server.tls import TLSConfigError, uvicorn_tls_options
 
-    settings = Settings()
+    try:
+        settings = Settings()
+    except ValidationError as exc:  # a bad option or CHUNKD_* value: one line per field, not a traceback
+        for error in exc.errors():
+            typer.echo(f"invalid CHUNKD_{'_'.join(map(str, error['loc'])).upper()}: {error['msg']}", err=True)
+        raise typer.Exit(2) from exc
     # Checked on the settings, not the flags: CHUNKD_NO_AUTH / CHUNKD_TLS_* in the environment count too.
     if settings.no_auth and not is_loopback(settings.host) and not (force or settings.force_no_auth):
         typer.echo(f"refusing --no-auth on non-loopback address {settings.host}: anyone who can reach it could "

@@ -50,6 +50,15 @@ class Settings(BaseSettings):
                                 description="comma-separated event kinds sent to webhooks ('*' = all, incl. progress)")
     webhook_retries: int = Field(5, description="delivery attempts after the first one fails")
     webhook_backoff: float = Field(0.5, description="first retry delay, seconds; doubles on each retry")
+    # Connection limits (chunkd.server.limits); the defaults and why: docs/architecture.md "Connection limits".
+    max_header_bytes: int = Field(64 * 1024, ge=1024, description="largest request head (request line + header "
+                                  "fields), bytes; larger heads are answered 431")
+    max_headers: int = Field(100, ge=1, description="most header fields in one request; more are answered 431")
+    header_timeout: float = Field(30.0, gt=0, description="seconds a connection has to complete each request head "
+                                  "(from its first byte, or from connecting); then 408 and close")
+    keep_alive_timeout: int = Field(75, ge=1, description="seconds an idle keep-alive connection stays open")
+    max_connections: int = Field(2048, ge=1, description="open connections per server process; beyond it new "
+                                 "connections are answered 503 and closed")
 
     @property
     def scheme(self) -> str:

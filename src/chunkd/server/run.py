@@ -11,15 +11,18 @@ from __future__ import annotations
 import uvicorn
 
 from chunkd.server.config import Settings
+from chunkd.server.limits import raise_fd_limit
 from chunkd.server.tls import uvicorn_tls_options
 
 
 def main() -> None:
     settings = Settings()
-    ssl, http = uvicorn_tls_options(settings)
+    ssl, http = uvicorn_tls_options(settings)  # http: the protocol class with chunkd's head and connection limits
+    raise_fd_limit(settings.max_connections)
     uvicorn.run("chunkd.server.app:create_app_from_env", factory=True, host=settings.host, port=settings.port,
                 workers=settings.workers, loop="uvloop", http=http, log_level=settings.log_level,
-                timeout_keep_alive=75, access_log=False,
+                timeout_keep_alive=settings.keep_alive_timeout, access_log=False,
+                ws="none",  # chunkd serves no WebSockets: an Upgrade header must not hand the connection elsewhere
                 # uvicorn kills a worker that does not answer its health ping within this many seconds. The
                 # default 5 s is shorter than a spawned worker's imports on a busy 2-core machine, which made
                 # --workers N restart its workers forever.

@@ -16,9 +16,8 @@ import asyncio
 import ssl
 from typing import Any
 
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
-
 from chunkd.server.config import Settings
+from chunkd.server.limits import LimitedHttpProtocol
 
 # ASGI TLS extension: tls_version is the TLS protocol number (0x0304 = TLS 1.3).
 _TLS_VERSIONS = {"TLSv1": 0x0301, "TLSv1.1": 0x0302, "TLSv1.2": 0x0303, "TLSv1.3": 0x0304}
@@ -41,8 +40,8 @@ def tls_extension(ssl_object: ssl.SSLObject | ssl.SSLSocket | None) -> dict[str,
     }
 
 
-class ClientCertHttpProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol plus the ASGI TLS extension in each request scope."""
+class ClientCertHttpProtocol(LimitedHttpProtocol):
+    """The connection-limited httptools protocol plus the ASGI TLS extension in each request scope."""
 
     _tls: dict[str, Any] | None = None
 
@@ -58,6 +57,10 @@ class ClientCertHttpProtocol(HttpToolsProtocol):
             extensions["tls"] = dict(self._tls)
 
 
+# An import string, so that every --workers process imports the class itself.
+PLAIN_PROTOCOL = "chunkd.server.limits:LimitedHttpProtocol"
+
+
 class TLSConfigError(Exception):
     """The HTTPS settings are incomplete or their files cannot be used."""
 
@@ -69,7 +72,7 @@ def uvicorn_tls_options(settings: Settings) -> tuple[dict[str, Any], str]:
     one-line error at start-up rather than a traceback in every worker.
     """
     if not settings.tls_cert and not settings.tls_key and not settings.tls_client_ca:
-        return {}, "httptools"
+        return {}, PLAIN_PROTOCOL
     if not settings.tls_cert or not settings.tls_key:
         raise TLSConfigError("HTTPS needs both --tls-cert and --tls-key (a client CA alone is not enough)")
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -80,7 +83,7 @@ def uvicorn_tls_options(settings: Settings) -> tuple[dict[str, Any], str]:
                              f"{exc}") from exc
     options: dict[str, Any] = {"ssl_certfile": str(settings.tls_cert), "ssl_keyfile": str(settings.tls_key)}
     if not settings.tls_client_ca:
-        return options, "httptools"
+        return options, PLAIN_PROTOCOL
     try:
         context.load_verify_locations(settings.tls_client_ca)
     except (OSError, ssl.SSLError) as exc:
