@@ -21,6 +21,7 @@ from chunkd.core import errors
 from chunkd.core.body import Body, ClientGone
 from chunkd.core.resources import Resource
 from chunkd.protocols._blob_store import BlobError
+from chunkd.protocols._errors import lookup, retry_after
 from chunkd.protocols._http import http_date, iso_date
 
 XML_DECL = '<?xml version="1.0" encoding="utf-8"?>'
@@ -64,7 +65,7 @@ def error_xml(err: BlobError, request_id: str) -> str:
 
 def error_response(err: BlobError, request_id: str, head: bool = False) -> Response:
     """Azure's error XML with ``x-ms-error-code`` (headers only for HEAD)."""
-    headers = {"x-ms-error-code": err.code}
+    headers = {"x-ms-error-code": err.code, **retry_after(err.status)}
     if head:
         return Response(status_code=err.status, headers=headers)
     return Response(error_xml(err, request_id), status_code=err.status, headers=headers,
@@ -72,7 +73,7 @@ def error_response(err: BlobError, request_id: str, head: bool = False) -> Respo
 
 
 # core error -> (status, x-ms-error-code, message)
-_CORE_ERRORS: dict[type[errors.ChunkdError], tuple[int, str, str]] = {
+CORE_ERRORS: dict[type[errors.ChunkdError], tuple[int, str, str]] = {
     errors.TooLarge: (413, "RequestBodyTooLarge", "The request body is too large."),
     errors.SessionNotFound: (400, "InvalidBlockList", "The specified block list is invalid."),
     errors.SessionGone: (400, "InvalidBlockList", "The specified block list is invalid."),
@@ -82,6 +83,11 @@ _CORE_ERRORS: dict[type[errors.ChunkdError], tuple[int, str, str]] = {
     errors.PermissionDenied: (403, "AuthorizationFailure", "This request is not authorized to perform this "
                                                            "operation."),
     errors.Conflict: (503, "ServerBusy", "The server is busy."),
+    errors.WriteInterrupted: (503, "ServerBusy", "The operation was interrupted by a newer request; retry."),
+    errors.SessionConflict: (409, "BlobAlreadyExists", "The specified blob already exists."),
+    ClientGone: (400, "InvalidInput", "The connection closed before the body was complete."),
+    errors.PiecesMissing: (503, "ServerBusy", "The blob's staged bytes are not reachable from this server."),
+    errors.StorageFull: (503, "ServerBusy", "The server is out of storage space; retry later."),
 }
 INTERNAL = BlobError(500, "InternalError", "The server encountered an internal error.")
 
@@ -96,10 +102,10 @@ def as_blob_error(exc: Exception) -> BlobError:
     if isinstance(exc, ClientGone):
         return BlobError(400, "InvalidInput", "The connection closed before the body was complete.")
     if isinstance(exc, errors.ChunkdError):
-        for cls in type(exc).__mro__:
-            if cls in _CORE_ERRORS:
-                status, code, message = _CORE_ERRORS[cls]
-                return BlobError(status, code, f"{message} {exc.message}".strip())
+        entry = lookup(CORE_ERRORS, exc)
+        if entry is not None:
+            status, code, message = entry
+            return BlobError(status, code, f"{message} {exc.message}".strip())
     return INTERNAL
 
 

@@ -21,6 +21,7 @@ from chunkd.auth.authenticator import Authenticator, Unauthenticated
 from chunkd.core import errors
 from chunkd.core.body import ClientGone
 from chunkd.core.principal import Principal
+from chunkd.protocols._errors import lookup, retry_after
 from chunkd.protocols._http import MAX_JSON_BODY, BodyTooLarge, RangeNotSatisfiable, iso_date, json_body
 from chunkd.protocols._parse import JsonError
 
@@ -38,7 +39,7 @@ class GraphError(Exception):
 
 
 # core error -> (status, code, inner code); looked up along the exception's MRO, most specific first
-_ERRORS: dict[type[errors.ChunkdError], tuple[int, str, str | None]] = {
+ERRORS: dict[type[errors.ChunkdError], tuple[int, str, str | None]] = {
     errors.InvalidRange: (416, "invalidRange", None),
     errors.LengthMismatch: (400, "invalidRequest", "fragmentLengthMismatch"),
     errors.InvalidInput: (400, "invalidRequest", None),
@@ -51,17 +52,19 @@ _ERRORS: dict[type[errors.ChunkdError], tuple[int, str, str | None]] = {
     errors.Conflict: (409, "conflict", None),
     errors.PermissionDenied: (403, "accessDenied", None),
     errors.TooLarge: (400, "invalidRequest", "maxFileSizeExceeded"),
+    ClientGone: (400, "invalidRequest", None),
+    errors.PiecesMissing: (503, "serviceNotAvailable", None),
+    errors.StorageFull: (507, "insufficientStorage", None),
 }
 
 
 def from_core(exc: errors.ChunkdError) -> GraphError:
     """The Graph error for a core error (500 generalException for anything unmapped)."""
-    for cls in type(exc).__mro__:
-        if cls in _ERRORS:
-            status, code, inner = _ERRORS[cls]
-            headers = {"Retry-After": "1"} if status == 503 else None
-            return GraphError(status, code, exc.message, inner, headers)
-    return GraphError(500, "generalException", "internal error")
+    entry = lookup(ERRORS, exc)
+    if entry is None:
+        return GraphError(500, "generalException", "internal error")
+    status, code, inner = entry
+    return GraphError(status, code, exc.message, inner, retry_after(status, exc) or None)
 
 
 def request_ids(request: Request) -> tuple[str, str]:

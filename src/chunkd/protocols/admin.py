@@ -28,6 +28,7 @@ from starlette.routing import BaseRoute, Route
 from chunkd.auth.authenticator import Authenticator, Unauthenticated
 from chunkd.auth.permissions import CHUNKD_ADMIN
 from chunkd.core import errors
+from chunkd.core.body import ClientGone
 from chunkd.core.engine import Engine
 from chunkd.core.events import Event
 from chunkd.core.models import Session
@@ -41,12 +42,17 @@ PREFIX = "/chunkd/v1"
 MAX_TRACKED = 10_000
 MAX_LISTED_RANGES = 1000  # per list in one session's detail; missingRangesTruncated says when there are more
 
-_ERRORS: dict[type[errors.ChunkdError], tuple[int, str]] = {
+ERRORS: dict[type[errors.ChunkdError], tuple[int, str]] = {
     errors.InvalidInput: (400, "invalidRequest"),
     errors.NotFound: (404, "notFound"),
     errors.SessionGone: (404, "notFound"),
     errors.PermissionDenied: (404, "notFound"),  # do not reveal other owners' sessions
     errors.Conflict: (409, "conflict"),
+    errors.TooLarge: (413, "tooLarge"),
+    errors.WriteInterrupted: (409, "conflict"),
+    errors.PiecesMissing: (503, "unavailable"),
+    errors.StorageFull: (507, "insufficientStorage"),
+    ClientGone: (400, "invalidRequest"),
 }
 
 
@@ -129,8 +135,8 @@ class AdminAPI:
                 return response
             except errors.ChunkdError as exc:
                 for cls in type(exc).__mro__:
-                    if cls in _ERRORS:
-                        return _error(*_ERRORS[cls], exc.message)
+                    if cls in ERRORS:
+                        return _error(*ERRORS[cls], exc.message)
                 log.exception("unexpected core error")
                 return _error(500, "internal", "internal error")
             except Exception:

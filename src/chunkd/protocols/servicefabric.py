@@ -24,6 +24,7 @@ from chunkd.core.body import ClientGone
 from chunkd.core.engine import Engine
 from chunkd.core.models import ObjectInfo, Session, SessionState
 from chunkd.core.principal import Principal
+from chunkd.protocols._errors import lookup, retry_after
 from chunkd.protocols._http import (
     BodyTooLarge,
     RangeNotSatisfiable,
@@ -59,7 +60,7 @@ MAX_COPY_BODY = 1 << 20  # an ImageStoreCopyDescription is a few hundred bytes; 
 
 
 # core error -> (status, code); looked up along the exception's MRO, most specific first
-_ERRORS: dict[type[errors.ChunkdError], tuple[int, str]] = {
+ERRORS: dict[type[errors.ChunkdError], tuple[int, str]] = {
     errors.InvalidPath: (400, "E_INVALIDARG"),
     errors.PathConflict: (400, "FABRIC_E_INVALID_DIRECTORY"),
     errors.InvalidRange: (400, "FABRIC_E_UPLOAD_SESSION_RANGE_NOT_SATISFIABLE"),
@@ -75,14 +76,16 @@ _ERRORS: dict[type[errors.ChunkdError], tuple[int, str]] = {
     errors.RangeBusy: (503, "FABRIC_E_SERVICE_TOO_BUSY"),
     errors.WriteInterrupted: (503, "FABRIC_E_SERVICE_TOO_BUSY"),
     errors.Conflict: (503, "FABRIC_E_SERVICE_TOO_BUSY"),
+    errors.NotFound: (404, "FABRIC_E_FILE_NOT_FOUND"),
+    ClientGone: (400, "E_INVALIDARG"),
+    # the bytes live in another server's data directory (or were lost): another node may hold them
+    errors.PiecesMissing: (503, "FABRIC_E_SERVICE_TOO_BUSY"),
+    errors.StorageFull: (503, "FABRIC_E_SERVICE_TOO_BUSY"),  # msrest clients retry 503 with back-off
 }
 
 
 def _map_error(exc: errors.ChunkdError) -> tuple[int, str]:
-    for cls in type(exc).__mro__:
-        if cls in _ERRORS:
-            return _ERRORS[cls]
-    return (500, "E_FAIL")
+    return lookup(ERRORS, exc) or (500, "E_FAIL")
 
 
 def _store_path(key: str) -> str:
@@ -166,7 +169,7 @@ class ServiceFabricAPI:
             return fabric_error_response(400, "E_INVALIDARG", "the client closed the connection mid-body")
         except errors.ChunkdError as exc:
             status, code = _map_error(exc)
-            return fabric_error_response(status, code, exc.message)
+            return fabric_error_response(status, code, exc.message, retry_after(status, exc))
         except TimeoutError:
             return fabric_error_response(504, "FABRIC_E_TIMEOUT", "the operation did not finish in time")
         except Exception:

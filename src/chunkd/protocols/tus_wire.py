@@ -16,8 +16,10 @@ from urllib.parse import quote, urlsplit
 from starlette.responses import PlainTextResponse, Response
 
 from chunkd.core import errors
+from chunkd.core.body import ClientGone
 from chunkd.core.checksum import ALGORITHMS, ChecksumIncomplete, UnsupportedAlgorithm
 from chunkd.protocols import _parse
+from chunkd.protocols._errors import lookup, retry_after
 
 TUS_VERSION = "1.0.0"
 OFFSET_STREAM = "application/offset+octet-stream"
@@ -57,6 +59,10 @@ CORE_ERRORS: dict[type[errors.ChunkdError], tuple[int, str]] = {
     errors.RangeBusy: (423, "ERR_UPLOAD_LOCKED"),
     errors.WriteInterrupted: (400, "ERR_UPLOAD_INTERRUPTED"),
     errors.Conflict: (423, "ERR_UPLOAD_LOCKED"),  # a concurrent change: clients retry 423
+    errors.NotFound: (404, "ERR_UPLOAD_NOT_FOUND"),
+    ClientGone: (400, "ERR_UNEXPECTED_EOF"),
+    errors.PiecesMissing: (503, "ERR_UPLOAD_UNAVAILABLE"),
+    errors.StorageFull: (507, "ERR_INSUFFICIENT_STORAGE"),  # tus clients retry 5xx
 }
 
 
@@ -67,12 +73,12 @@ def error_response(exc: TusError) -> Response:
 
 
 def map_core_error(exc: errors.ChunkdError) -> TusError:
-    for cls in type(exc).__mro__:
-        if cls in CORE_ERRORS:
-            status, code = CORE_ERRORS[cls]
-            headers = {"Upload-Offset": str(exc.offset)} if isinstance(exc, errors.OffsetMismatch) else {}
-            return TusError(status, code, exc.message, headers)
-    return TusError(500, "ERR_INTERNAL_SERVER_ERROR", "internal error")
+    entry = lookup(CORE_ERRORS, exc)
+    if entry is None:
+        return TusError(500, "ERR_INTERNAL_SERVER_ERROR", "internal error")
+    status, code = entry
+    headers = {"Upload-Offset": str(exc.offset)} if isinstance(exc, errors.OffsetMismatch) else {}
+    return TusError(status, code, exc.message, {**headers, **retry_after(status, exc)})
 
 
 def parse_uint(value: str | None, header: str, code: str) -> int | None:

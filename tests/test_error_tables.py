@@ -1,0 +1,52 @@
+"""Every core error has an answer in every front end's table: nothing the core raises becomes an
+unplanned 500 in any family (a take-over during Put Block used to answer 500 in Blob)."""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from collections.abc import Mapping
+from typing import Any
+
+import pytest
+
+import chunkd.core
+from chunkd.core.errors import ChunkdError
+from chunkd.protocols import _blob_wire, _graph, admin, servicefabric, tus_wire
+from chunkd.protocols._errors import lookup
+
+TABLES: dict[str, Mapping[type[ChunkdError], Any]] = {
+    "servicefabric": servicefabric.ERRORS,
+    "graph": _graph.ERRORS,
+    "blob": _blob_wire.CORE_ERRORS,
+    "tus": tus_wire.CORE_ERRORS,
+    "admin": admin.ERRORS,
+}
+
+
+def core_errors() -> list[type[ChunkdError]]:
+    """Every ChunkdError subclass the core defines (all of chunkd.core imported first)."""
+    for info in pkgutil.iter_modules(chunkd.core.__path__):
+        importlib.import_module(f"chunkd.core.{info.name}")
+    found: list[type[ChunkdError]] = []
+    todo = [ChunkdError]
+    while todo:
+        for sub in todo.pop().__subclasses__():
+            if sub.__module__.startswith("chunkd.core"):
+                found.append(sub)
+            todo.append(sub)
+    return sorted(set(found), key=lambda c: c.__qualname__)
+
+
+def test_the_core_has_the_errors_the_tables_must_cover() -> None:
+    names = {c.__name__ for c in core_errors()}
+    assert {"WriteInterrupted", "PiecesMissing", "StorageFull", "GuardFailed", "ClientGone", "RangeBusy"} <= names
+
+
+@pytest.mark.parametrize("family", sorted(TABLES))
+@pytest.mark.parametrize("error", core_errors(), ids=lambda c: c.__name__)
+def test_every_core_error_has_an_answer(family: str, error: type[ChunkdError]) -> None:
+    entry = lookup(TABLES[family], error)
+    assert entry is not None, f"{family} has no answer for {error.__name__}"
+    status = entry[0]
+    assert 400 <= status < 500 or status in (503, 507), f"{family} answers {error.__name__} with {status}"
