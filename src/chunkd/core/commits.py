@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 import anyio
 
+from chunkd.core import faults
 from chunkd.core._base import EngineBase
 from chunkd.core.errors import (
     Conflict,
@@ -58,6 +59,7 @@ class CommitOps(EngineBase):
             pieces = await self.store.pieces(session.id)
             _check_covers(pieces, session.length)
             await self.storage.assemble(pieces, session.namespace, session.key)
+            faults.reached("after-assemble")
         except Exception:
             now = await self.store.get(session.id)
             if now is not None and now.state is SessionState.COMMITTED:
@@ -69,6 +71,7 @@ class CommitOps(EngineBase):
             raise
         session = await self.change(session, SessionChanges(state=SessionState.COMMITTED, modified_at=self.clock(),
                                                             expires_at=self._expiry(session)))
+        faults.reached("after-commit")
         await self.storage.discard(session.storage_ref)  # the object keeps its bytes
         await self._emit("committed", session)
         return session

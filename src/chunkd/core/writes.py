@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 
 import anyio
 
+from chunkd.core import faults
 from chunkd.core._base import EngineBase
 from chunkd.core.body import Body, ClientGone
 from chunkd.core.bytestore import PieceWriter
@@ -259,6 +260,7 @@ class WriteOps(EngineBase):
                 await feed.abort()
                 await self.store.release(session.id, token)
             raise
+        faults.reached("after-record")
         session = recorded.session
         new_bytes = sum(p.size for p in feed.pieces)
         await self._emit("progress", session, new_bytes=new_bytes, body_bytes=pos - start)
