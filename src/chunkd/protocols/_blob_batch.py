@@ -30,7 +30,7 @@ from urllib.parse import parse_qsl, unquote
 from starlette.responses import Response
 
 from chunkd.protocols import _blob_wire as wire
-from chunkd.protocols._blob_store import BlobError
+from chunkd.protocols._blob_wire import BlobError
 
 MAX_SUBREQUESTS = 256
 MAX_BODY = 4 << 20  # Azure's limit for a batch request body

@@ -20,7 +20,7 @@ from collections.abc import Iterable
 from starlette.requests import Request
 from starlette.responses import Response
 
-from chunkd.protocols._blob_store import BlobError
+from chunkd.protocols._blob_wire import BlobError
 
 METHODS = ("DELETE", "GET", "HEAD", "POST", "PUT")
 MAX_AGE = 86400

@@ -8,10 +8,11 @@ from xml.sax.saxutils import escape
 
 from starlette.responses import Response
 
-from chunkd.core.resources import Resource
 from chunkd.protocols import _blob_wire as wire
-from chunkd.protocols._blob_store import BlobError, BlobStore
+from chunkd.protocols._blob_wire import BlobError
 from chunkd.protocols._parse import parse_uint
+from chunkd.services.blob_model import Blob, Container
+from chunkd.services.blobs import BlobServices
 
 MAX_RESULTS = 5000
 
@@ -28,14 +29,14 @@ def _max_results(raw: str) -> int:
     return limit
 
 
-async def list_blobs(store: BlobStore, container: Resource, query: dict[str, str], endpoint: str) -> Response:
+async def list_blobs(services: BlobServices, container: Container, query: dict[str, str], endpoint: str) -> Response:
     """The EnumerationResults document; ``endpoint`` is the account URL the client used (ServiceEndpoint)."""
     prefix, delimiter, marker = query.get("prefix", ""), query.get("delimiter", ""), query.get("marker", "")
     limit = _max_results(query.get("maxresults", str(MAX_RESULTS)))
     include = {i.strip().lower() for i in query.get("include", "").split(",") if i.strip()}
-    entries: dict[str, Resource | None] = {str(b.data["name"]): b for b in await store.list_blobs(container.id)}
+    entries: dict[str, Blob | None] = {b.name: b for b in await services.containers.blobs(container.id)}
     if "uncommittedblobs" in include:
-        for n in await store.uncommitted_names(container.id):
+        for n in await services.blocks.uncommitted_names(container.id):
             entries.setdefault(n, None)
     names = sorted((n for n in entries if n.startswith(prefix) and n >= marker), key=lambda n: n.encode())
     items: list[str] = []

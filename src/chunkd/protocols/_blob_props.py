@@ -10,37 +10,31 @@ blob a new ETag and Last-Modified, answer 200, and 404 ``BlobNotFound`` for a bl
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import replace
 
 from starlette.requests import Request
 from starlette.responses import Response
 
-from chunkd.core.resources import Resource
 from chunkd.protocols import _blob_request as req
 from chunkd.protocols import _blob_wire as wire
-from chunkd.protocols._blob_store import BlobError, BlobStore
-from chunkd.protocols._http import http_date
+from chunkd.protocols._blob_wire import BlobError
+from chunkd.services.blob_model import BlobProps, Container
+from chunkd.services.blobs import BlobService
 
-_CONTENT_FIELDS = ("contentType", "contentEncoding", "contentLanguage", "contentDisposition", "cacheControl", "md5")
 _UNSUPPORTED = ("x-ms-blob-content-length", "x-ms-sequence-number-action", "x-ms-blob-sequence-number")
 
 
-def _answer(blob: Resource) -> Response:
-    return Response(status_code=200, headers={"ETag": f'"{blob.data["etag"]}"',
-                                              "Last-Modified": http_date(blob.data["modified"]),
-                                              "x-ms-request-server-encrypted": "true"})
-
-
-async def set_metadata(store: BlobStore, request: Request, container: Resource, name: str) -> Response:
+async def set_metadata(blobs: BlobService, request: Request, container: Container, name: str) -> Response:
     meta = req.metadata(request)
 
-    def change(data: dict[str, Any]) -> dict[str, Any]:
-        return {**data, "meta": meta}
+    def change(props: BlobProps) -> BlobProps:
+        return replace(props, meta=meta)
 
-    return _answer(await store.set_properties(container, name, change, req.conditions(request)))
+    blob = await blobs.set_properties(container, name, change, req.conditions(request))
+    return Response(status_code=200, headers=wire.write_headers(blob))
 
 
-async def set_properties(store: BlobStore, request: Request, container: Resource, name: str) -> Response:
+async def set_properties(blobs: BlobService, request: Request, container: Container, name: str) -> Response:
     for header in _UNSUPPORTED:  # page-blob properties: chunkd has block blobs only
         if header in request.headers:
             raise BlobError(400, "InvalidHeaderValue", "The value for one of the HTTP headers is not in the correct "
@@ -48,9 +42,10 @@ async def set_properties(store: BlobStore, request: Request, container: Resource
     md5 = request.headers.get("x-ms-blob-content-md5", "")
     if md5:
         wire.decode_b64_header(md5, "x-ms-blob-content-md5", 16)
-    fields = req.props(request, put_blob=False).as_data()
+    headers = req.props(request, put_blob=False)
 
-    def change(data: dict[str, Any]) -> dict[str, Any]:
-        return {**data, **{k: fields[k] for k in _CONTENT_FIELDS}}
+    def change(props: BlobProps) -> BlobProps:  # every content header from the request; metadata stays
+        return replace(headers, meta=props.meta)
 
-    return _answer(await store.set_properties(container, name, change, req.conditions(request)))
+    blob = await blobs.set_properties(container, name, change, req.conditions(request))
+    return Response(status_code=200, headers=wire.write_headers(blob))

@@ -7,8 +7,9 @@ import re
 
 from starlette.requests import Request
 
-from chunkd.protocols._blob_store import BlobError, BlobProps, Conditions
+from chunkd.protocols._blob_wire import BlobError
 from chunkd.protocols._parse import INT64_MAX, parse_uint
+from chunkd.services.blob_model import BlobProps, Conditions
 
 _META_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")  # with fullmatch
 META_PREFIX = "x-ms-meta-"

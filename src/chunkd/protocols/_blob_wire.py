@@ -1,5 +1,6 @@
-"""Wire pieces of the Azure Blob front end: errors (XML, and which exception becomes which Azure error), body
-digests (Content-MD5, x-ms-content-crc64), XML documents. No routing and no engine calls here."""
+"""Wire pieces of the Azure Blob front end: errors (XML, and which exception becomes which Azure error: the
+status of each service fault code and of each core error), body digests (Content-MD5, x-ms-content-crc64),
+XML documents. No routing and no engine calls here."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import struct
 import time
 import uuid
 import xml.etree.ElementTree as ET
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 from xml.sax.saxutils import escape
 
@@ -19,12 +20,31 @@ from starlette.responses import Response
 from chunkd.auth import sas
 from chunkd.core import errors
 from chunkd.core.body import Body, ClientGone
-from chunkd.core.resources import Resource
-from chunkd.protocols._blob_store import BlobError
 from chunkd.protocols._errors import lookup, retry_after
 from chunkd.protocols._http import http_date, iso_date
+from chunkd.services.blob_model import Blob, BlobFault, FaultCode
 
 XML_DECL = '<?xml version="1.0" encoding="utf-8"?>'
+
+
+class BlobError(Exception):
+    """An Azure Blob error answer: HTTP status, ``x-ms-error-code``, message and extra elements."""
+
+    def __init__(self, status: int, code: str, message: str, **extra: str) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message, self.extra = status, code, message, extra
+
+
+# the blob services' fault codes -> HTTP status
+FAULT_STATUS: dict[FaultCode, int] = {
+    FaultCode.CONTAINER_NOT_FOUND: 404,
+    FaultCode.FINALISED: 403,
+    FaultCode.BLOB_NOT_FOUND: 404,
+    FaultCode.BLOB_EXISTS: 409,
+    FaultCode.CONDITION_NOT_MET: 412,
+    FaultCode.INVALID_BLOCK: 400,
+    FaultCode.INVALID_BLOCK_LIST: 400,
+}
 
 _CRC_POLY = 0x9A6C9329AC4BC9B5  # Azure Storage CRC-64 (reflected form of the NVMe polynomial)
 _MASK = (1 << 64) - 1
@@ -96,6 +116,8 @@ def as_blob_error(exc: Exception) -> BlobError:
     """The Azure error for an exception raised while serving a request; INTERNAL for unexpected ones."""
     if isinstance(exc, BlobError):
         return exc
+    if isinstance(exc, BlobFault):
+        return BlobError(FAULT_STATUS[exc.code], exc.code.value, exc.message, **exc.details)
     if isinstance(exc, sas.SasError):
         extra = {"AuthenticationErrorDetail": exc.detail} if exc.detail else {}
         return BlobError(exc.status, exc.code, exc.message, **extra)
@@ -172,21 +194,27 @@ class CheckedBody:
         return base64.b64encode(self.md5.digest()).decode() if self.hashing else ""
 
 
-def blob_headers(blob: Resource) -> dict[str, str]:
+def write_headers(blob: Blob) -> dict[str, str]:
+    """The answer headers of a write that made a new blob version."""
+    return {"ETag": f'"{blob.etag}"', "Last-Modified": http_date(blob.modified),
+            "x-ms-request-server-encrypted": "true"}
+
+
+def blob_headers(blob: Blob) -> dict[str, str]:
     """Property headers of Get Blob / Get Blob Properties."""
-    d = blob.data
-    h = {"ETag": f'"{d["etag"]}"', "Last-Modified": http_date(d["modified"]),
-         "x-ms-creation-time": http_date(d["created"]), "x-ms-blob-type": "BlockBlob",
+    p = blob.props
+    h = {"ETag": f'"{blob.etag}"', "Last-Modified": http_date(blob.modified),
+         "x-ms-creation-time": http_date(blob.created), "x-ms-blob-type": "BlockBlob",
          "x-ms-lease-state": "available", "x-ms-lease-status": "unlocked", "x-ms-server-encrypted": "true",
          "x-ms-access-tier": "Hot", "x-ms-access-tier-inferred": "true", "Accept-Ranges": "bytes",
-         "Content-Type": d.get("contentType") or "application/octet-stream"}
-    for header, field in (("Content-Encoding", "contentEncoding"), ("Content-Language", "contentLanguage"),
-                          ("Content-Disposition", "contentDisposition"), ("Cache-Control", "cacheControl")):
-        if d.get(field):
-            h[header] = d[field]
-    if d.get("blocks"):
-        h["x-ms-blob-committed-block-count"] = str(len(d["blocks"]))
-    for k, v in d.get("meta", {}).items():
+         "Content-Type": p.content_type or "application/octet-stream"}
+    for header, value in (("Content-Encoding", p.content_encoding), ("Content-Language", p.content_language),
+                          ("Content-Disposition", p.content_disposition), ("Cache-Control", p.cache_control)):
+        if value:
+            h[header] = value
+    if blob.blocks:
+        h["x-ms-blob-committed-block-count"] = str(len(blob.blocks))
+    for k, v in p.meta.items():
         h[f"x-ms-meta-{k}"] = v
     return h
 
@@ -195,23 +223,23 @@ def _prop(tag: str, value: Any) -> str:
     return f"<{tag}>{escape(str(value))}</{tag}>" if value not in ("", None) else f"<{tag} />"
 
 
-def blob_xml(blob: Resource, with_meta: bool) -> str:
-    d = blob.data
+def blob_xml(blob: Blob, with_meta: bool) -> str:
+    p = blob.props
     props = "".join([
-        _prop("Creation-Time", http_date(d["created"])), _prop("Last-Modified", http_date(d["modified"])),
-        _prop("Etag", d["etag"]), _prop("Content-Length", d["size"]),
-        _prop("Content-Type", d.get("contentType", "")), _prop("Content-Encoding", d.get("contentEncoding", "")),
-        _prop("Content-Language", d.get("contentLanguage", "")), _prop("Content-MD5", d.get("md5", "")),
-        _prop("Cache-Control", d.get("cacheControl", "")),
-        _prop("Content-Disposition", d.get("contentDisposition", "")), "<BlobType>BlockBlob</BlobType>",
+        _prop("Creation-Time", http_date(blob.created)), _prop("Last-Modified", http_date(blob.modified)),
+        _prop("Etag", blob.etag), _prop("Content-Length", blob.size),
+        _prop("Content-Type", p.content_type), _prop("Content-Encoding", p.content_encoding),
+        _prop("Content-Language", p.content_language), _prop("Content-MD5", p.md5),
+        _prop("Cache-Control", p.cache_control),
+        _prop("Content-Disposition", p.content_disposition), "<BlobType>BlockBlob</BlobType>",
         "<AccessTier>Hot</AccessTier><AccessTierInferred>true</AccessTierInferred>",
         "<LeaseStatus>unlocked</LeaseStatus><LeaseState>available</LeaseState>",
         "<ServerEncrypted>true</ServerEncrypted>"])
     meta = ""
     if with_meta:
-        items = "".join(f"<{k}>{escape(v)}</{k}>" for k, v in d.get("meta", {}).items())
+        items = "".join(f"<{k}>{escape(v)}</{k}>" for k, v in p.meta.items())
         meta = f"<Metadata>{items}</Metadata>" if items else ""  # omitted when empty, as Azurite does
-    return f"<Blob><Name>{escape(d['name'])}</Name><Properties>{props}</Properties>{meta}</Blob>"
+    return f"<Blob><Name>{escape(blob.name)}</Name><Properties>{props}</Properties>{meta}</Blob>"
 
 
 def uncommitted_xml(name: str) -> str:
@@ -222,13 +250,13 @@ def uncommitted_xml(name: str) -> str:
             "<ServerEncrypted>true</ServerEncrypted></Properties></Blob>")
 
 
-def block_list_xml(committed: list[list[Any]], uncommitted: list[tuple[str, int]], which: str) -> str:
-    def blocks(items: list[tuple[str, int]]) -> str:
+def block_list_xml(committed: Sequence[tuple[str, int]], uncommitted: Sequence[tuple[str, int]], which: str) -> str:
+    def blocks(items: Sequence[tuple[str, int]]) -> str:
         return "".join(f"<Block><Name>{escape(n)}</Name><Size>{s}</Size></Block>" for n, s in items)
 
     parts = [XML_DECL, "<BlockList>"]
     if which in ("committed", "all"):
-        parts.append(f"<CommittedBlocks>{blocks([(str(n), int(s)) for n, s in committed])}</CommittedBlocks>")
+        parts.append(f"<CommittedBlocks>{blocks(committed)}</CommittedBlocks>")
     if which in ("uncommitted", "all"):
         parts.append(f"<UncommittedBlocks>{blocks(uncommitted)}</UncommittedBlocks>")
     parts.append("</BlockList>")

@@ -18,7 +18,6 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from chunkd.protocols import _blob_wire as blob_wire
-from chunkd.protocols._blob_store import BlobError
 from chunkd.protocols._graph import GraphError, error_response, request_ids
 from chunkd.protocols.servicefabric_wire import fabric_error_response
 from chunkd.protocols.tus_wire import TusError
@@ -73,9 +72,9 @@ def _tus(request: Request, status: int, headers: dict[str, str]) -> Response:
 
 def _blob(request: Request, status: int, headers: dict[str, str]) -> Response:
     if status == 405:
-        err = BlobError(405, "UnsupportedHttpVerb", "The resource doesn't support specified Http Verb.")
+        err = blob_wire.BlobError(405, "UnsupportedHttpVerb", "The resource doesn't support specified Http Verb.")
     else:
-        err = BlobError(status, "ResourceNotFound", "The specified resource does not exist.")
+        err = blob_wire.BlobError(status, "ResourceNotFound", "The specified resource does not exist.")
     rid = blob_wire.new_request_id()
     response = blob_wire.error_response(err, rid, request.method == "HEAD")
     response.headers.update({**headers, "x-ms-request-id": rid})

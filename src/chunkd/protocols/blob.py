@@ -25,23 +25,16 @@ from starlette.routing import BaseRoute, Route
 from chunkd.auth import sas
 from chunkd.core import errors
 from chunkd.core.engine import Engine
-from chunkd.core.resources import Resource
 from chunkd.protocols import _blob_batch as batch
 from chunkd.protocols import _blob_list as listing
 from chunkd.protocols import _blob_props as props
 from chunkd.protocols import _blob_request as req
 from chunkd.protocols import _blob_wire as wire
 from chunkd.protocols._blob_cors import BlobCors
-from chunkd.protocols._blob_store import (
-    OPEN,
-    BlobError,
-    BlobStore,
-    Conditions,
-    blob_not_found,
-    container_not_found,
-    finalised,
-)
+from chunkd.protocols._blob_wire import BlobError
 from chunkd.protocols._http import RangeNotSatisfiable, first_query, http_date, parse_range, request_body
+from chunkd.services.blob_model import Blob, Conditions, Container, blob_not_found, etag_in
+from chunkd.services.blobs import BlobServices
 
 log = logging.getLogger("chunkd.blob")
 
@@ -73,11 +66,6 @@ def check_account(name: str) -> str:
     return name
 
 
-def _write_headers(blob: Resource) -> dict[str, str]:
-    return {"ETag": f'"{blob.data["etag"]}"', "Last-Modified": http_date(blob.data["modified"]),
-            "x-ms-request-server-encrypted": "true"}
-
-
 Op = Callable[[Request, Any, str, dict[str, str]], Awaitable[Response]]  # the container, or its id (Put Block)
 
 
@@ -87,7 +75,8 @@ class BlobAPI:
 
     def __init__(self, engine: Engine, key: bytes, account: str = "chunkd", cors_origins: Iterable[str] = ()) -> None:
         self.engine = engine
-        self.store = BlobStore(engine)
+        self.services = BlobServices.over(engine)
+        self.blobs = self.services.blobs
         self.key = key
         self.account = check_account(account)
         self.cors = BlobCors(cors_origins)
@@ -96,8 +85,8 @@ class BlobAPI:
             ("PUT", True, ""): (self.put_blob, "w"),
             ("PUT", True, "block"): (self.put_block, "w"),
             ("PUT", True, "blocklist"): (self.put_block_list, "w"),
-            ("PUT", True, "metadata"): (lambda r, c, n, q: props.set_metadata(self.store, r, c, n), "w"),
-            ("PUT", True, "properties"): (lambda r, c, n, q: props.set_properties(self.store, r, c, n), "w"),
+            ("PUT", True, "metadata"): (lambda r, c, n, q: props.set_metadata(self.blobs, r, c, n), "w"),
+            ("PUT", True, "properties"): (lambda r, c, n, q: props.set_properties(self.blobs, r, c, n), "w"),
             ("GET", True, "blocklist"): (self.get_block_list, "r"),
             ("GET", True, ""): (self.get_blob, "r"),
             ("HEAD", True, ""): (self.get_blob, "r"),
@@ -174,15 +163,11 @@ class BlobAPI:
                    blob=name)
         if handler == self.put_block:  # the container's state is checked inside the block's own transactions
             return await self.put_block(request, cname, name, query)
-        container = await self.store.container(cname)
-        if container is None:
-            raise container_not_found()
-        if letter in _WRITE and container.data.get("state") != OPEN:
-            raise finalised()
+        container = await self.services.containers.require(cname, writable=letter in _WRITE)
         return await handler(request, container, name, query)
 
     # -- writes ------------------------------------------------------------------------------------
-    async def put_blob(self, request: Request, container: Resource, name: str, query: dict[str, str]) -> Response:
+    async def put_blob(self, request: Request, container: Container, name: str, query: dict[str, str]) -> Response:
         blob_type = request.headers.get("x-ms-blob-type")
         if blob_type is None:
             raise BlobError(400, "MissingRequiredHeader", "An HTTP header that's mandatory for this request is not "
@@ -192,9 +177,9 @@ class BlobAPI:
                             HeaderName="x-ms-blob-type", HeaderValue=blob_type)
         length = req.content_length(request, MAX_PUT_BLOB)
         body = wire.CheckedBody(request_body(request), length, request.headers)
-        blob = await self.store.put_blob(container, name, body, req.props(request, put_blob=True),
-                                         req.conditions(request), digest=lambda: body.md5_b64)
-        headers = _write_headers(blob)
+        blob = await self.blobs.put(container, name, body, req.props(request, put_blob=True), req.conditions(request),
+                                    digest=lambda: body.md5_b64)
+        headers = wire.write_headers(blob)
         headers["Content-MD5"] = body.md5_b64
         if body.want_crc is not None:
             headers["x-ms-content-crc64"] = wire.crc64_header(body.crc)
@@ -210,7 +195,7 @@ class BlobAPI:
                             "encoded and at most 64 bytes before encoding.")
         length = req.content_length(request, MAX_BLOCK)
         body = wire.CheckedBody(request_body(request), length, request.headers, always_md5=False)
-        await self.store.stage_block(cid, name, block_id, length, body)
+        await self.services.blocks.stage(cid, name, block_id, length, body)
         headers = {"x-ms-request-server-encrypted": "true"}
         if body.hashing:
             headers["Content-MD5"] = body.md5_b64
@@ -218,29 +203,21 @@ class BlobAPI:
             headers["x-ms-content-crc64"] = wire.crc64_header(body.crc)
         return Response(status_code=201, headers=headers)
 
-    async def put_block_list(self, request: Request, container: Resource, name: str,
+    async def put_block_list(self, request: Request, container: Container, name: str,
                              query: dict[str, str]) -> Response:
         length = req.content_length(request, MAX_BLOCK_LIST_BODY)
         body = wire.CheckedBody(request_body(request), length, request.headers)
         raw = b"".join([piece async for piece in body])
         wanted = wire.parse_block_list(raw)
-        blob = await self.store.commit_blocks(container, name, wanted, req.props(request, put_blob=False),
-                                              req.conditions(request))
-        return Response(status_code=201, headers=_write_headers(blob))
+        blob = await self.blobs.commit_block_list(container, name, wanted, req.props(request, put_blob=False),
+                                                  req.conditions(request))
+        return Response(status_code=201, headers=wire.write_headers(blob))
 
-    async def delete_blob(self, request: Request, container: Resource, name: str, query: dict[str, str]) -> Response:
-        await self._delete(container, name, req.conditions(request))
+    async def delete_blob(self, request: Request, container: Container, name: str, query: dict[str, str]) -> Response:
+        await self.blobs.delete(container, name, req.conditions(request))
         return Response(status_code=202, headers={"x-ms-delete-type-permanent": "true"})
 
-    async def _delete(self, container: Resource, name: str, cond: Conditions) -> None:
-        blob = await self.store.get_blob(container.id, name)
-        if blob is None and not await self.store.blocks(container.id, name):
-            raise blob_not_found()
-        if cond.if_match or cond.if_none_match:
-            cond.check_write(blob)
-        await self.store.delete_blob(container.id, name)
-
-    async def batch(self, request: Request, container: Resource, name: str, query: dict[str, str]) -> Response:
+    async def batch(self, request: Request, container: Container, name: str, query: dict[str, str]) -> Response:
         """Blob Batch of Delete Blob subrequests. The batch's SAS must be valid for the container; each
         subrequest needs ``d`` from its own SAS or, when it carries none, from the batch's."""
         length = req.content_length(request, batch.MAX_BODY)
@@ -260,13 +237,9 @@ class BlobAPI:
                                 "permissible limits.")
             sas.verify(self.key, account, container.id, sub.query if "sig" in sub.query else query,
                        scheme=request.url.scheme, permission="d", blob=sub.blob)
-            current = await self.store.container(container.id)
-            if current is None:
-                raise container_not_found()
-            if current.data.get("state") != OPEN:
-                raise finalised()
-            await self._delete(current, sub.blob, Conditions(if_match=sub.headers.get("if-match", ""),
-                                                             if_none_match=sub.headers.get("if-none-match", "")))
+            current = await self.services.containers.require(container.id, writable=True)
+            await self.blobs.delete(current, sub.blob, Conditions(if_match=sub.headers.get("if-match", ""),
+                                                                  if_none_match=sub.headers.get("if-none-match", "")))
 
         def unexpected(exc: Exception) -> None:
             log.error("unexpected error in a batch subrequest", exc_info=exc)
@@ -274,20 +247,20 @@ class BlobAPI:
         return batch.response(await batch.run(subs, version, delete, unexpected))
 
     # -- reads -------------------------------------------------------------------------------------
-    async def get_blob(self, request: Request, container: Resource, name: str, query: dict[str, str]) -> Response:
-        blob = await self.store.get_blob(container.id, name)
+    async def get_blob(self, request: Request, container: Container, name: str, query: dict[str, str]) -> Response:
+        blob = await self.blobs.get(container.id, name)
         if blob is None:
             raise blob_not_found()
-        etag = str(blob.data["etag"])
+        etag = blob.etag
         if_match, if_none = request.headers.get("if-match"), request.headers.get("if-none-match")
-        if if_match and if_match.strip() != "*" and etag not in {t.strip().strip('"') for t in if_match.split(",")}:
+        if if_match and if_match.strip() != "*" and not etag_in(etag, if_match):
             raise BlobError(412, "ConditionNotMet", "The condition specified using HTTP conditional header(s) is "
                             "not met.")
         headers = wire.blob_headers(blob)
-        if if_none and (if_none.strip() == "*" or etag in {t.strip().strip('"') for t in if_none.split(",")}):
+        if if_none and (if_none.strip() == "*" or etag_in(etag, if_none)):
             return Response(status_code=304, headers={k: headers[k] for k in ("ETag", "Last-Modified")})
-        size = int(blob.data["size"])
-        md5 = str(blob.data.get("md5", ""))
+        size = blob.size
+        md5 = blob.props.md5
         try:
             rng = parse_range(request.headers.get("x-ms-range") or request.headers.get("range"), size)
         except RangeNotSatisfiable as exc:
@@ -314,37 +287,37 @@ class BlobAPI:
         if request.headers.get("x-ms-range-get-content-md5", "").lower() == "true":
             if end - start > 4 << 20:
                 raise BlobError(400, "OutOfRangeInput", "x-ms-range-get-content-md5 needs a range of at most 4 MiB.")
-            data = b"".join([p async for p in self.store.read(blob, start, end)])
+            data = b"".join([p async for p in self.blobs.read(blob, start, end)])
             headers["Content-MD5"] = base64.b64encode(hashlib.md5(data, usedforsecurity=False).digest()).decode()
             return Response(data, status_code=status, headers=headers)
-        return StreamingResponse(self.store.read(blob, start, end), status_code=status, headers=headers)
+        return StreamingResponse(self.blobs.read(blob, start, end), status_code=status, headers=headers)
 
-    async def get_block_list(self, request: Request, container: Resource, name: str,
+    async def get_block_list(self, request: Request, container: Container, name: str,
                              query: dict[str, str]) -> Response:
         which = query.get("blocklisttype", "committed").lower()
         if which not in ("committed", "uncommitted", "all"):
             raise BlobError(400, "InvalidQueryParameterValue", "Value for one of the query parameters specified in "
                             "the request URI is invalid.", QueryParameterName="blocklisttype",
                             QueryParameterValue=which)
-        blob = await self.store.get_blob(container.id, name)
-        staged = await self.store.blocks(container.id, name)
+        blob: Blob | None = await self.blobs.get(container.id, name)
+        staged = await self.services.blocks.staged(container.id, name)
         if blob is None and not staged:
             raise blob_not_found()
         headers: dict[str, str] = {}
         if blob is not None:
-            headers = {"ETag": f'"{blob.data["etag"]}"', "Last-Modified": http_date(blob.data["modified"]),
-                       "x-ms-blob-content-length": str(blob.data["size"])}
-        committed = list(blob.data.get("blocks", [])) if blob else []
+            headers = {"ETag": f'"{blob.etag}"', "Last-Modified": http_date(blob.modified),
+                       "x-ms-blob-content-length": str(blob.size)}
+        committed = blob.blocks if blob else ()
         uncommitted = [(bid, piece.size) for bid, piece in staged.items()]
         return Response(wire.block_list_xml(committed, uncommitted, which), headers=headers,
                         media_type="application/xml")
 
-    async def list_blobs(self, request: Request, container: Resource, name: str, query: dict[str, str]) -> Response:
+    async def list_blobs(self, request: Request, container: Container, name: str, query: dict[str, str]) -> Response:
         layout = f"/blob/{request.path_params['account']}" if "account" in request.path_params else f"/{self.account}"
-        return await listing.list_blobs(self.store, container, query,
+        return await listing.list_blobs(self.services, container, query,
                                         f"{request.url.scheme}://{request.url.netloc}{layout}")
 
-    async def container_properties(self, request: Request, container: Resource, name: str,
+    async def container_properties(self, request: Request, container: Container, name: str,
                                    query: dict[str, str]) -> Response:
         """A service SAS does not cover container-level operations other than List Blobs (Azure and Azurite
         both answer 403), so neither does chunkd."""

@@ -1,23 +1,21 @@
-"""Microsoft Graph Industry Data upload sessions (``/beta/external/industryData/...``) on the chunkd core.
+"""Microsoft Graph Industry Data upload sessions (``/beta/external/industryData/...``): the HTTP side.
 
-Data connectors (``azureDataLakeConnector``) are tenant-scoped engine resources. ``getUploadSession`` binds a
-connector to one blob container (:mod:`chunkd.protocols._blob_store`) and answers a ``fileUploadSession``
-whose ``sessionUrl`` is a container SAS for chunkd's own blob endpoint (:mod:`chunkd.protocols.blob`), so
-Azure Blob clients upload into it unchanged. ``validate`` finalises the container (its SAS can no longer
-write), runs the pluggable rules of :mod:`chunkd.protocols.industry_validate` and records a
-``fileValidateOperation``. Lifetimes and differences from the real service: docs/industry-data.md.
+Data connectors, upload sessions and validate are domain services (:mod:`chunkd.services.connectors`,
+:mod:`chunkd.services.validations`); this module parses requests, checks permissions and answers Graph JSON.
+``getUploadSession`` answers a ``fileUploadSession`` whose ``sessionUrl`` is a container SAS for chunkd's own
+blob endpoint (:mod:`chunkd.protocols.blob`), so Azure Blob clients upload into it unchanged. Lifetimes and
+differences from the real service: docs/industry-data.md.
 """
 
 from __future__ import annotations
 
 import re
-import time
-import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from starlette.convertors import Convertor, register_url_convertor
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
@@ -30,20 +28,27 @@ from chunkd.auth.permissions import (
     INDUSTRYDATA_READWRITE_ALL,
     INDUSTRYDATA_UPLOAD,
 )
-from chunkd.core import errors
 from chunkd.core.engine import Engine
 from chunkd.core.principal import Principal
-from chunkd.core.resources import Resource
-from chunkd.protocols._blob_store import K_CONTAINER, OPEN, BlobStore
 from chunkd.protocols._graph import GraphError, authenticate, graph_call, json_object
 from chunkd.protocols._http import first_query, iso_date
 from chunkd.protocols._routing import ANY_PATH
-from chunkd.protocols.industry_validate import DEFAULT_RULES, Rule, ValidationContext, run_rules
+from chunkd.services.blob_model import Container
+from chunkd.services.blobs import BlobServices
+from chunkd.services.connectors import (
+    DISPLAY_NAME_RULE,
+    Connector,
+    ConnectorFault,
+    ConnectorFaultCode,
+    ConnectorFields,
+    ConnectorService,
+)
+from chunkd.services.validation_rules import DEFAULT_RULES, Problem, Rule
+from chunkd.services.validations import Operation, ValidationService
 
 PREFIX = "/beta/external/industryData"
 NS = "microsoft.graph.industryData"
 CONNECTOR_TYPE = f"#{NS}.azureDataLakeConnector"
-K_CONNECTOR, K_OPERATION = "idconnector", "idoperation"
 SAS_PERMISSIONS = "racwdl"
 _GET_UPLOAD_SESSION = f"{NS}.azuredatalakeconnector/getuploadsession".lower()
 _VALIDATE = ("validate", f"{NS}.validate".lower())
@@ -54,6 +59,38 @@ READ = (INDUSTRYDATA_READ_ALL, INDUSTRYDATA_READWRITE_ALL)
 WRITE = (INDUSTRYDATA_READWRITE_ALL,)
 UPLOAD = (INDUSTRYDATA_UPLOAD, INDUSTRYDATA_READWRITE_ALL)
 OPERATIONS = (INDUSTRYDATA_READBASIC_ALL, INDUSTRYDATA_UPLOAD, INDUSTRYDATA_READ_ALL, INDUSTRYDATA_READWRITE_ALL)
+
+# the connector services' fault codes -> (status, Graph error code)
+FAULTS: dict[ConnectorFaultCode, tuple[int, str]] = {
+    ConnectorFaultCode.NOT_FOUND: (404, "itemNotFound"),
+    ConnectorFaultCode.INVALID: (400, "BadRequest"),
+    ConnectorFaultCode.NO_SESSION: (400, "BadRequest"),
+}
+
+
+class _Function(Convertor[str]):
+    """An OData function or action segment, matched case-insensitively as Graph does (``GetUploadSession``
+    from the older doc page works); the value is the segment as sent, parameters and trailing ``/`` included."""
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+class _GetUploadSession(_Function):
+    # anything from "(" on belongs to the call, so that a malformed call reaches the handler (400), not 404
+    regex = rf"(?i:{re.escape(_GET_UPLOAD_SESSION)})(?:\((?s:.*)|/*)"
+
+
+class _Validate(_Function):
+    regex = rf"(?i:(?:{re.escape(NS)}\.)?validate)/*"
+
+
+_GET_SESSION_FN, _VALIDATE_FN = "idgetuploadsession", "idvalidate"
+register_url_convertor(_GET_SESSION_FN, _GetUploadSession())
+register_url_convertor(_VALIDATE_FN, _Validate())
 
 
 @dataclass(frozen=True)
@@ -80,6 +117,10 @@ def _iso(ts: float) -> str:
     return iso_date(ts, 7)
 
 
+def _base(request: Request) -> str:
+    return f"{request.url.scheme}://{request.url.netloc}"
+
+
 Handler = Callable[[Request, Principal], Awaitable[Response]]
 
 
@@ -88,186 +129,148 @@ class IndustryDataAPI:
 
     def __init__(self, engine: Engine, authenticator: Authenticator, key: bytes,
                  config: IndustryDataConfig | None = None, rules: Sequence[Rule] = DEFAULT_RULES) -> None:
-        self.engine = engine
         self.auth = authenticator
         self.key = key
         self.config = config or IndustryDataConfig()
-        self.rules = tuple(rules)
-        self.store = BlobStore(engine)
+        blob = BlobServices.over(engine)
+        self.connectors = ConnectorService(engine, blob.containers, self.config.session_ttl,
+                                           self.config.container_ttl)
+        self.validations = ValidationService(engine, self.connectors, blob, rules)
 
     @property
     def routes(self) -> list[BaseRoute]:
+        c = f"{PREFIX}/dataConnectors"
+        w = self._wrap
         return [
-            Route(f"{PREFIX}/dataConnectors", self._wrap(self.connectors), methods=["GET", "POST"]),
-            Route(f"{PREFIX}/dataConnectors/{{cid}}", self._wrap(self.connector), methods=["GET", "PATCH", "DELETE"]),
-            Route(f"{PREFIX}/dataConnectors/{{cid}}/{{action:{ANY_PATH}}}", self._wrap(self.action),
-                  methods=["GET", "POST"]),
-            Route(f"{PREFIX}/operations/{{oid}}", self._wrap(self.operation), methods=["GET"]),
+            Route(c, w(self.list_connectors), methods=["GET"]),
+            Route(c, w(self.create_connector), methods=["POST"]),
+            Route(f"{c}/{{cid}}", w(self.get_connector), methods=["GET"]),
+            Route(f"{c}/{{cid}}", w(self.patch_connector), methods=["PATCH"]),
+            Route(f"{c}/{{cid}}", w(self.delete_connector), methods=["DELETE"]),
+            # HEAD first: Starlette lets a GET route take HEAD, and a HEAD must not open an upload session
+            Route(f"{c}/{{cid}}/{{action:{ANY_PATH}}}", w(self.unsupported), methods=["HEAD"]),
+            Route(f"{c}/{{cid}}/{{action:{_GET_SESSION_FN}}}", w(self.get_upload_session), methods=["GET"]),
+            Route(f"{c}/{{cid}}/{{action:{_VALIDATE_FN}}}", w(self.validate), methods=["POST"]),
+            Route(f"{c}/{{cid}}/{{action:{ANY_PATH}}}", w(self.unsupported), methods=["GET", "POST"]),
+            Route(f"{PREFIX}/operations/{{oid}}", w(self.operation), methods=["GET"]),
         ]
 
     def _wrap(self, handler: Handler) -> Callable[[Request], Awaitable[Response]]:
         async def endpoint(request: Request) -> Response:
             async def run() -> Response:
-                return await handler(request, authenticate(self.auth, request))
+                try:
+                    return await handler(request, authenticate(self.auth, request))
+                except ConnectorFault as fault:
+                    status, code = FAULTS[fault.code]
+                    raise GraphError(status, code, fault.message) from fault
 
             return await graph_call(request, run)
 
         return endpoint
 
-    def _base(self, request: Request) -> str:
-        return f"{request.url.scheme}://{request.url.netloc}"
-
     # -- connectors --------------------------------------------------------------------------------
-    async def connectors(self, request: Request, principal: Principal) -> Response:
-        base = self._base(request)
-        if request.method == "GET":
-            _require(principal, READ, "listing data connectors")
-            items = await self.engine.list_resources(K_CONNECTOR, tenant=principal.tenant)
-            return JSONResponse({"@odata.context": f"{base}/beta/$metadata#external/industryData/dataConnectors",
-                                 "value": [self._connector_json(r, base, entity=False) for r in items]})
+    async def list_connectors(self, request: Request, principal: Principal) -> Response:
+        _require(principal, READ, "listing data connectors")
+        base = _base(request)
+        items = await self.connectors.of_tenant(principal.tenant)
+        return JSONResponse({"@odata.context": f"{base}/beta/$metadata#external/industryData/dataConnectors",
+                             "value": [_connector_json(c, base, entity=False) for c in items]})
+
+    async def create_connector(self, request: Request, principal: Principal) -> Response:
         _require(principal, WRITE, "creating a data connector")
         body = await json_object(request)
         if str(body.get("@odata.type", "")).lstrip("#") != CONNECTOR_TYPE.lstrip("#"):
             raise GraphError(400, "BadRequest", f"@odata.type must be {CONNECTOR_TYPE}; chunkd supports "
                              "azureDataLakeConnector only")
-        data = _connector_fields(body, create=True)
-        res = await self.engine.create_resource(K_CONNECTOR, str(uuid.uuid4()), principal, data)
-        return JSONResponse(self._connector_json(res, base), status_code=201,
-                            headers={"Location": f"{base}{PREFIX}/dataConnectors/{res.id}"})
+        connector = await self.connectors.create(principal, _connector_fields(body))
+        base = _base(request)
+        return JSONResponse(_connector_json(connector, base), status_code=201,
+                            headers={"Location": f"{base}{PREFIX}/dataConnectors/{connector.id}"})
 
-    async def connector(self, request: Request, principal: Principal) -> Response:
-        cid = request.path_params["cid"]
-        if request.method == "GET":
-            _require(principal, READ, "reading a data connector")
-            return JSONResponse(self._connector_json(await self._get_connector(principal, cid), self._base(request)))
+    async def get_connector(self, request: Request, principal: Principal) -> Response:
+        _require(principal, READ, "reading a data connector")
+        connector = await self.connectors.get(principal.tenant, request.path_params["cid"])
+        return JSONResponse(_connector_json(connector, _base(request)))
+
+    async def patch_connector(self, request: Request, principal: Principal) -> Response:
         _require(principal, WRITE, "changing a data connector")
-        if request.method == "DELETE":
-            res = await self._get_connector(principal, cid)
-            await self.engine.delete_resource(K_CONNECTOR, res.id)
-            for container in await self.engine.list_resources(K_CONTAINER, parent=res.id):
-                await self.store.discard(container.id)  # the upload containers go with their connector
-            return Response(status_code=204)
         body = await json_object(request)
         if "@odata.type" in body and str(body["@odata.type"]).lstrip("#") != CONNECTOR_TYPE.lstrip("#"):
             raise GraphError(400, "BadRequest", "the connector's @odata.type cannot change")
-        changes = _connector_fields(body, create=False)
-        for _ in range(20):
-            res = await self._get_connector(principal, cid)
-            try:
-                await self.engine.update_resource(res, {**res.data, **changes})
-                return Response(status_code=204)
-            except errors.Conflict:
-                continue
-        raise GraphError(409, "conflict", "the connector is changing too fast")
+        await self.connectors.update(principal.tenant, request.path_params["cid"], _connector_fields(body))
+        return Response(status_code=204)
 
-    async def _get_connector(self, principal: Principal, cid: str) -> Resource:
-        res = await self.engine.get_resource(K_CONNECTOR, cid)
-        if res is None or res.tenant != principal.tenant:
-            raise GraphError(404, "itemNotFound", f"data connector {cid} does not exist")
-        return res
-
-    def _connector_json(self, res: Resource, base: str, entity: bool = True) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        if entity:
-            out["@odata.context"] = f"{base}/beta/$metadata#external/industryData/dataConnectors/$entity"
-        out.update({"@odata.type": CONNECTOR_TYPE, "id": res.id, "displayName": res.data["displayName"]})
-        if "fileFormat" in res.data:
-            out["fileFormat"] = res.data["fileFormat"]
-        return out
+    async def delete_connector(self, request: Request, principal: Principal) -> Response:
+        _require(principal, WRITE, "changing a data connector")
+        await self.connectors.delete(principal.tenant, request.path_params["cid"])
+        return Response(status_code=204)
 
     # -- actions -----------------------------------------------------------------------------------
-    async def action(self, request: Request, principal: Principal) -> Response:
+    async def unsupported(self, request: Request, principal: Principal) -> Response:
+        """Any other segment or method under a connector: 400 for a known function with the wrong method,
+        404 for an unknown one."""
         action = request.path_params["action"].rstrip("/")
         lowered = action.lower()
-        if request.method == "GET" and lowered.split("(", 1)[0] == _GET_UPLOAD_SESSION:
-            return await self.get_upload_session(request, principal, _reset_flag(request, action))
-        if request.method == "POST" and lowered in _VALIDATE:
-            return await self.validate(request, principal)
         raise GraphError(400 if lowered in _VALIDATE or lowered.startswith(_GET_UPLOAD_SESSION) else 404,
                          "BadRequest" if lowered in _VALIDATE else "itemNotFound",
                          f"{request.method} {action} is not supported on a data connector")
 
-    async def get_upload_session(self, request: Request, principal: Principal, reset: bool) -> Response:
+    async def get_upload_session(self, request: Request, principal: Principal) -> Response:
+        reset = _reset_flag(request, request.path_params["action"].rstrip("/"))
         _require(principal, UPLOAD, "getUploadSession")
-        cid = request.path_params["cid"]
-        await self.store.sweep_owner((await self._get_connector(principal, cid)).id)
-        for _ in range(20):
-            conn = await self._get_connector(principal, cid)
-            current = await self.store.container(str(conn.data.get("containerId") or "")) \
-                if conn.data.get("containerId") else None
-            live = current is not None and current.data["state"] == OPEN \
-                and float(current.data["sessionExpires"]) > time.time()
-            if current is not None and live and not reset:
-                return JSONResponse(self._session_json(request, current))
-            fresh = await self.store.create_container(principal, conn.id, self.config.session_ttl,
-                                                      self.config.container_ttl)
-            try:
-                await self.engine.update_resource(conn, {**conn.data, "containerId": fresh.id})
-            except (errors.Conflict, errors.NotFound):
-                await self.store.discard(fresh.id)  # another request switched the connector first
-                continue
-            if current is not None and current.data["state"] == OPEN:
-                await self.store.discard(current.id)  # reset (or a session that ended unvalidated)
-            return JSONResponse(self._session_json(request, fresh))
-        raise GraphError(409, "conflict", "the connector's upload session is changing too fast")
+        container = await self.connectors.upload_session(principal, request.path_params["cid"], reset)
+        return JSONResponse(self._session_json(request, container))
 
-    def _session_json(self, request: Request, container: Resource) -> dict[str, Any]:
-        base = self._base(request)
-        expires = float(container.data["sessionExpires"])
+    def _session_json(self, request: Request, container: Container) -> dict[str, Any]:
+        base = _base(request)
         protocol = "https" if request.url.scheme == "https" else "https,http"
         token = sas.sign_container_sas(self.key, self.config.account, container.id, permissions=SAS_PERMISSIONS,
-                                       expiry=datetime.fromtimestamp(expires, UTC), protocol=protocol)
+                                       expiry=datetime.fromtimestamp(container.session_expires, UTC),
+                                       protocol=protocol)
         return {"@odata.context": f"{base}/beta/$metadata#{NS}.fileUploadSession",
-                "containerExpirationDateTime": _iso(float(container.data["containerExpires"])),
+                "containerExpirationDateTime": _iso(container.container_expires),
                 "containerId": container.id,
-                "sessionExpirationDateTime": _iso(expires),
+                "sessionExpirationDateTime": _iso(container.session_expires),
                 # the emulator layout: Azure's Go SDK (rclone, AzCopy) reads a URL on an IP host only as
                 # /{account}/{container}; /blob/{account}/... stays an alias for URLs handed out before
                 "sessionUrl": f"{base}/{self.config.account}/{container.id}?{token}"}
 
     async def validate(self, request: Request, principal: Principal) -> Response:
         _require(principal, UPLOAD, "validate")
-        conn = await self._get_connector(principal, request.path_params["cid"])
-        container_id = str(conn.data.get("containerId") or "")
-        container = await self.store.container(container_id) if container_id else None
-        if container is None or container.data["state"] != OPEN:
-            raise GraphError(400, "BadRequest", "the data connector has no open upload session; call "
-                             "getUploadSession first")
-        now = time.time()
-        op_id = str(uuid.uuid4())
-        op = await self.engine.create_resource(K_OPERATION, op_id, principal, {
-            "status": "running", "created": now, "lastAction": now, "connectorId": conn.id,
-            "containerId": container_id, "errors": [], "warnings": [], "validatedFiles": []}, parent=conn.id)
-        blobs = await self.store.seal(container_id)  # from here on the session's SAS cannot write
-        ctx = ValidationContext(connector=conn.data, container_id=container_id, blobs=blobs,
-                                uncommitted=await self.store.uncommitted_names(container_id),
-                                read=lambda b: self.store.read(b, 0, int(b.data["size"])))
-        problems = await run_rules(ctx, self.rules)
-        bad = {p.target for p in problems if p.severity == "error" or p.code == "UnexpectedFile"}
-        data = {**op.data, "status": "succeeded", "lastAction": time.time(),
-                "errors": [p.as_public_error() for p in problems if p.severity == "error"],
-                "warnings": [p.as_public_error() for p in problems if p.severity == "warning"],
-                "validatedFiles": [str(b.data["name"]) for b in blobs if str(b.data["name"]) not in bad]}
-        await self.engine.update_resource(op, data)
-        location = f"{self._base(request)}{PREFIX}/operations/{op_id}"
-        return Response(status_code=202, headers={"Location": location})
+        op = await self.validations.validate(principal, request.path_params["cid"])
+        return Response(status_code=202, headers={"Location": f"{_base(request)}{PREFIX}/operations/{op.id}"})
 
     # -- operations --------------------------------------------------------------------------------
     async def operation(self, request: Request, principal: Principal) -> Response:
         _require(principal, OPERATIONS, "reading an operation")
-        oid = request.path_params["oid"]
-        res = await self.engine.get_resource(K_OPERATION, oid)
-        if res is None or res.tenant != principal.tenant:
-            raise GraphError(404, "itemNotFound", f"operation {oid} does not exist")
-        base = self._base(request)
-        d = res.data
-        return JSONResponse({
-            "@odata.context": f"{base}/beta/$metadata#external/industryData/operations/$entity",
-            "@odata.type": f"#{NS}.fileValidateOperation", "id": res.id,
-            "createdDateTime": _iso(d["created"]), "lastActionDateTime": _iso(d["lastAction"]),
-            "status": d["status"], "statusDetail": None,
-            "resourceLocation": f"{base}{PREFIX}/dataConnectors/{d['connectorId']}",
-            "validatedFiles": d["validatedFiles"], "errors": d["errors"], "warnings": d["warnings"]})
+        op = await self.validations.get(principal.tenant, request.path_params["oid"])
+        return JSONResponse(_operation_json(op, _base(request)))
+
+
+def _connector_json(connector: Connector, base: str, entity: bool = True) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if entity:
+        out["@odata.context"] = f"{base}/beta/$metadata#external/industryData/dataConnectors/$entity"
+    out.update({"@odata.type": CONNECTOR_TYPE, "id": connector.id, "displayName": connector.display_name})
+    if connector.file_format is not None:
+        out["fileFormat"] = dict(connector.file_format)
+    return out
+
+
+def _public_error(problem: Problem) -> dict[str, Any]:
+    return {"code": problem.code, "message": problem.message, "target": problem.target, "details": [],
+            "innerError": None}
+
+
+def _operation_json(op: Operation, base: str) -> dict[str, Any]:
+    return {
+        "@odata.context": f"{base}/beta/$metadata#external/industryData/operations/$entity",
+        "@odata.type": f"#{NS}.fileValidateOperation", "id": op.id,
+        "createdDateTime": _iso(op.created), "lastActionDateTime": _iso(op.last_action),
+        "status": op.status, "statusDetail": None,
+        "resourceLocation": f"{base}{PREFIX}/dataConnectors/{op.connector_id}",
+        "validatedFiles": list(op.validated_files), "errors": [_public_error(p) for p in op.errors],
+        "warnings": [_public_error(p) for p in op.warnings]}
 
 
 def _reset_flag(request: Request, action: str) -> bool:
@@ -294,22 +297,18 @@ def _reset_flag(request: Request, action: str) -> bool:
     return value.lower() == "true"
 
 
-def _connector_fields(body: dict[str, Any], *, create: bool) -> dict[str, Any]:
+def _connector_fields(body: dict[str, Any]) -> ConnectorFields:
+    """The settable properties of a connector body (create or PATCH); 400 for unknown ones or wrong types."""
     unknown = sorted(set(body) - _WRITABLE)
     if unknown:
         raise GraphError(400, "BadRequest", f"property {unknown[0]!r} does not exist on type {CONNECTOR_TYPE[1:]}")
-    out: dict[str, Any] = {}
-    if "displayName" in body or create:
-        name = body.get("displayName")
-        if not isinstance(name, str) or not name.strip() or len(name) > 100:
-            raise GraphError(400, "BadRequest", "displayName is required: a non-empty string of at most 100 "
-                             "characters")
-        out["displayName"] = name
-    if "fileFormat" in body:
-        ff = body["fileFormat"]
-        if not isinstance(ff, dict) or not isinstance(ff.get("code", ""), str):
-            raise GraphError(400, "BadRequest", "fileFormat must be a fileFormatReferenceValue object with a code")
-        out["fileFormat"] = ff
-    if "sourceSystem@odata.bind" in body:
-        out["sourceSystem"] = str(body["sourceSystem@odata.bind"])
-    return out
+    name = body.get("displayName")
+    if "displayName" in body and not isinstance(name, str):
+        raise GraphError(400, "BadRequest", DISPLAY_NAME_RULE)
+    file_format = body.get("fileFormat")
+    if "fileFormat" in body and (not isinstance(file_format, dict) or not isinstance(file_format.get("code", ""),
+                                                                                    str)):
+        raise GraphError(400, "BadRequest", "fileFormat must be a fileFormatReferenceValue object with a code")
+    source = str(body["sourceSystem@odata.bind"]) if "sourceSystem@odata.bind" in body else None
+    return ConnectorFields(display_name=name if isinstance(name, str) else None,
+                           file_format=file_format if isinstance(file_format, dict) else None, source_system=source)

@@ -11,39 +11,38 @@ from __future__ import annotations
 import codecs
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
-from chunkd.core.resources import Resource
+from chunkd.services.blob_model import Blob
+from chunkd.services.connectors import Connector
+
+ERROR, WARNING = "error", "warning"  # severities of a Problem
 
 
 @dataclass(frozen=True)
 class Problem:
-    """One entry of ``errors`` or ``warnings`` (a Graph ``publicError``)."""
+    """One finding of a rule: an error blocks the upload, a warning does not. ``target`` names what it is
+    about (a file name, the container id or a format code)."""
 
-    severity: str  # "error" | "warning"
+    severity: str  # ERROR | WARNING
     code: str
     message: str
     target: str = ""
 
-    def as_public_error(self) -> dict[str, Any]:
-        return {"code": self.code, "message": self.message, "target": self.target, "details": [],
-                "innerError": None}
-
 
 @dataclass
 class ValidationContext:
-    """What a rule may look at: the connector document, the committed blobs (sorted by name), the names
-    that only have uncommitted blocks, and a reader for a blob's bytes."""
+    """What a rule may look at: the connector, the committed blobs (sorted by name), the names that have
+    uncommitted blocks, and a reader for a blob's bytes."""
 
-    connector: dict[str, Any]
+    connector: Connector
     container_id: str
-    blobs: list[Resource]
+    blobs: list[Blob]
     uncommitted: set[str]
-    read: Callable[[Resource], AsyncIterator[bytes]]
+    read: Callable[[Blob], AsyncIterator[bytes]]
 
     @property
     def names(self) -> set[str]:
-        return {str(b.data["name"]) for b in self.blobs}
+        return {b.name for b in self.blobs}
 
 
 Rule = Callable[[ValidationContext], Awaitable[list[Problem]]]
@@ -62,30 +61,30 @@ DEFAULT_FORMAT = "schoolDataSyncV2Rev1"
 MAX_HEADER_ROW = 1 << 20  # characters; SDS header rows are a few hundred. Bounds what validate holds in memory
 
 
-def format_code(connector: dict[str, Any]) -> str:
-    ff = connector.get("fileFormat")
-    code = ff.get("code") if isinstance(ff, dict) else None
+def format_code(connector: Connector) -> str:
+    """The connector's ``fileFormat.code``, or :data:`DEFAULT_FORMAT` when it names none."""
+    code = connector.file_format.get("code") if connector.file_format is not None else None
     return str(code) if code else DEFAULT_FORMAT
 
 
 async def container_not_empty(ctx: ValidationContext) -> list[Problem]:
     if ctx.blobs or ctx.uncommitted:
         return []
-    return [Problem("error", "EmptyContainer", "No files were uploaded to the upload session's container.",
+    return [Problem(ERROR, "EmptyContainer", "No files were uploaded to the upload session's container.",
                     ctx.container_id)]
 
 
 async def all_committed(ctx: ValidationContext) -> list[Problem]:
-    return [Problem("error", "UncommittedFile", f"{n} has staged blocks that were never committed (Put Block List "
+    return [Problem(ERROR, "UncommittedFile", f"{n} has staged blocks that were never committed (Put Block List "
                     "missing); the upload did not finish.", n) for n in sorted(ctx.uncommitted - ctx.names)]
 
 
 async def csv_files(ctx: ValidationContext) -> list[Problem]:
     out: list[Problem] = []
     for blob in ctx.blobs:
-        name = str(blob.data["name"])
+        name = blob.name
         if not name.lower().endswith(".csv"):
-            out.append(Problem("warning", "UnexpectedFile", f"{name} is not a .csv file and is ignored.", name))
+            out.append(Problem(WARNING, "UnexpectedFile", f"{name} is not a .csv file and is ignored.", name))
             continue
         out += await _check_csv(name, ctx.read(blob))
     return out
@@ -113,18 +112,18 @@ async def _check_csv(name: str, data: AsyncIterator[bytes]) -> list[Problem]:
                     header, pending, too_long = "", "", True
         tail = decoder.decode(b"", final=True)
     except UnicodeDecodeError as exc:
-        return [Problem("error", "InvalidFileEncoding", f"{name} is not valid UTF-8 (near byte "
+        return [Problem(ERROR, "InvalidFileEncoding", f"{name} is not valid UTF-8 (near byte "
                         f"{offset - len(piece) + exc.start}).", name)]
     if header is None:
         header = (pending + tail).split("\n", 1)[0]
     if too_long or len(header) > MAX_HEADER_ROW:
-        return [Problem("error", "InvalidHeaderRow", f"{name} has a header row longer than {MAX_HEADER_ROW} "
+        return [Problem(ERROR, "InvalidHeaderRow", f"{name} has a header row longer than {MAX_HEADER_ROW} "
                         "characters.", name)]
     columns = [c.strip().strip('"') for c in header.rstrip("\r").split(",")]
     if not header.strip():
-        return [Problem("error", "MissingHeaderRow", f"{name} is empty or has no header row.", name)]
+        return [Problem(ERROR, "MissingHeaderRow", f"{name} is empty or has no header row.", name)]
     if any(not c for c in columns) or len(set(columns)) != len(columns):
-        return [Problem("error", "InvalidHeaderRow", f"{name} has empty or duplicate column names in its header "
+        return [Problem(ERROR, "InvalidHeaderRow", f"{name} has empty or duplicate column names in its header "
                         "row.", name)]
     return []
 
@@ -133,13 +132,13 @@ async def required_files(ctx: ValidationContext) -> list[Problem]:
     code = format_code(ctx.connector)
     known = FORMATS.get(code.lower())
     if known is None:
-        return [Problem("warning", "UnknownFileFormat", f"file format {code!r} is unknown to chunkd; required "
+        return [Problem(WARNING, "UnknownFileFormat", f"file format {code!r} is unknown to chunkd; required "
                         "files were not checked.", code)]
     required, optional = known
     names = ctx.names
-    out = [Problem("error", "RequiredFileNotFound", f"The required file {n} was not uploaded.", n)
+    out = [Problem(ERROR, "RequiredFileNotFound", f"The required file {n} was not uploaded.", n)
            for n in required if n not in names]
-    out += [Problem("warning", "OptionalFileNotFound", f"The optional file {n} was not uploaded.", n)
+    out += [Problem(WARNING, "OptionalFileNotFound", f"The optional file {n} was not uploaded.", n)
             for n in optional if n not in names]
     return out
 
