@@ -1,5 +1,6 @@
 """Every core error has an answer in every front end's table: nothing the core raises becomes an
-unplanned 500 in any family (a take-over during Put Block used to answer 500 in Blob)."""
+unplanned 500 in any family (a take-over during Put Block used to answer 500 in Blob). The same for the
+domain services' fault codes in the tables of the front ends that call them."""
 
 from __future__ import annotations
 
@@ -12,8 +13,10 @@ import pytest
 
 import chunkd.core
 from chunkd.core.errors import ChunkdError
-from chunkd.protocols import _blob_wire, _graph, admin, servicefabric, tus_wire
+from chunkd.protocols import _blob_wire, _graph, admin, industry_data, servicefabric, tus_wire
 from chunkd.protocols._errors import lookup
+from chunkd.services.blob_model import BlobFault, FaultCode
+from chunkd.services.connectors import ConnectorFaultCode
 
 TABLES: dict[str, Mapping[type[ChunkdError], Any]] = {
     "servicefabric": servicefabric.ERRORS,
@@ -50,3 +53,16 @@ def test_every_core_error_has_an_answer(family: str, error: type[ChunkdError]) -
     assert entry is not None, f"{family} has no answer for {error.__name__}"
     status = entry[0]
     assert 400 <= status < 500 or status in (503, 507), f"{family} answers {error.__name__} with {status}"
+
+
+@pytest.mark.parametrize("code", list(FaultCode), ids=str)
+def test_every_blob_fault_has_a_status(code: FaultCode) -> None:
+    err = _blob_wire.as_blob_error(BlobFault(code, Reason="why"))
+    assert err is not _blob_wire.INTERNAL and 400 <= err.status < 500
+    assert (err.code, err.extra) == (code.value, {"Reason": "why"})
+
+
+@pytest.mark.parametrize("code", list(ConnectorFaultCode), ids=str)
+def test_every_connector_fault_has_a_graph_answer(code: ConnectorFaultCode) -> None:
+    status, graph_code = industry_data.FAULTS[code]
+    assert 400 <= status < 500 and graph_code
