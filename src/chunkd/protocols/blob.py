@@ -7,6 +7,10 @@ validate -> writes 403 ``AuthorizationFailure``). Operations: Put Blob, Put Bloc
 List, Get Blob (ranges), Get Blob Properties, Set Blob Metadata / Properties (:mod:`._blob_props`), List Blobs,
 Delete Blob, Blob Batch (:mod:`._blob_batch`), CORS (:mod:`._blob_cors`). Errors are Azure's XML with
 ``x-ms-error-code``. Differences from Azure and Azurite are listed in docs/blob.md.
+
+This module only translates HTTP: containers, blobs and blocks are the domain services of
+:mod:`chunkd.services.blobs`, whose faults (:class:`~chunkd.services.blob_model.BlobFault`) get their status in
+:mod:`._blob_wire`.
 """
 
 from __future__ import annotations
