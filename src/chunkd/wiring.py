@@ -6,7 +6,13 @@ the command line (``chunkd printers``) both build their engine here."""
 from __future__ import annotations
 
 import logging
+import threading
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
+import anyio
+
+from chunkd.auth.keys import Keys, load_keys
 from chunkd.core.clock import StoreClock
 from chunkd.core.engine import Engine, EngineConfig
 from chunkd.metadata import open_store
@@ -15,7 +21,9 @@ from chunkd.storage import open_byte_store
 
 log = logging.getLogger("chunkd.wiring")
 
-__all__ = ["open_engine"]
+__all__ = ["open_cluster_keys", "open_engine", "open_keys", "run_blocking", "start_engine"]
+
+T = TypeVar("T")
 
 
 def open_engine(settings: Settings) -> Engine:
@@ -36,3 +44,51 @@ async def start_engine(engine: Engine) -> None:
     if isinstance(engine.clock, StoreClock):
         await engine.clock.sync()
     log.info("byte store %s: %s", engine.storage.name, engine.capabilities.describe())
+
+
+def open_keys(settings: Settings, engine: Engine) -> Keys:
+    """The cluster's signing keys (see :mod:`chunkd.auth.keys`), after migrating the metadata store.
+    Blocking: for start-up, also from inside a running event loop."""
+
+    async def run() -> Keys:
+        await engine.store.migrate()
+        return await load_keys(engine.store, settings.data_dir.resolve())
+
+    return run_blocking(run)
+
+
+def open_cluster_keys(settings: Settings) -> Keys:
+    """The keys of the cluster on ``settings.metadata`` without opening a byte store (``chunkd token``)."""
+    data_dir = settings.data_dir.resolve()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    store = open_store(settings.metadata, str(data_dir), durable=settings.durable)
+
+    async def run() -> Keys:
+        try:
+            await store.migrate()
+            return await load_keys(store, data_dir)
+        finally:
+            await store.close()
+
+    return run_blocking(run)
+
+
+def run_blocking(fn: Callable[[], Awaitable[T]]) -> T:
+    """Run an async start-up step to completion from synchronous code, even when this thread already
+    runs an event loop (uvicorn calls the app factory inside its loop): in a thread of its own."""
+    out: list[T] = []
+    failed: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            out.append(anyio.run(fn))
+        except BaseException as exc:
+            failed.append(exc)
+
+    thread = threading.Thread(target=target, name="chunkd-start")
+    thread.start()
+    thread.join()
+    if failed:
+        raise failed[0]
+    return out[0]
+

@@ -12,7 +12,7 @@ import anyio
 import typer
 
 from chunkd.auth.permissions import ALL_ROLES
-from chunkd.auth.tokens import DEFAULT_TENANT, issue_token, load_or_create_secret
+from chunkd.auth.tokens import DEFAULT_TENANT, issue_token
 from chunkd.cli._hosts import is_loopback
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Resumable, chunked upload sessions.")
@@ -53,7 +53,16 @@ def serve(
         help="comma-separated client-certificate CNs or SHA-1 thumbprints with admin rights [default: chunkd-admin]",
     )] = None,
     metadata: Annotated[str | None, typer.Option(help="sqlite | sqlite:///path | postgresql://...")] = None,
-    storage: Annotated[str | None, typer.Option(help="local | file:///path")] = None,
+    storage: Annotated[str | None, typer.Option(
+        help="byte store: local | file:///path | s3://BUCKET[/PREFIX]?... | azure://ACCOUNT/CONTAINER?... "
+             "| memory")] = None,
+    public_url: Annotated[str | None, typer.Option(
+        help="base of every URL handed out (tus Location, Graph uploadUrl, Industry Data sessionUrl), e.g. the "
+             "load balancer's https://uploads.example.com [env var: CHUNKD_PUBLIC_URL]")] = None,
+    trust_proxy: Annotated[bool | None, typer.Option(
+        "--trust-proxy/--no-trust-proxy",
+        help="without --public-url, build URLs from Forwarded / X-Forwarded-Host/Proto [env var: CHUNKD_TRUST_PROXY]",
+    )] = None,
     session_ttl: Annotated[float | None, typer.Option(
         help="idle lifetime of an upload session, seconds [env var: CHUNKD_SESSION_TTL] [default: 1800]")] = None,
     max_size: Annotated[int | None, typer.Option(
@@ -89,7 +98,8 @@ def serve(
                         ("MAX_SIZE", max_size), ("DURABLE", None if durable is None else int(durable)),
                         ("MAX_HEADER_BYTES", max_header_bytes), ("MAX_HEADERS", max_headers),
                         ("HEADER_TIMEOUT", header_timeout), ("KEEP_ALIVE_TIMEOUT", keep_alive_timeout),
-                        ("MAX_CONNECTIONS", max_connections)):
+                        ("MAX_CONNECTIONS", max_connections), ("PUBLIC_URL", public_url),
+                        ("TRUST_PROXY", None if trust_proxy is None else int(trust_proxy))):
         if value is not None:
             env[f"CHUNKD_{name}"] = str(value.resolve() if isinstance(value, Path) else value)
     os.environ.update(env)  # workers are separate processes: they read their settings from here
@@ -122,8 +132,7 @@ def serve(
     except ValueError as exc:
         typer.echo(f"CHUNKD_BLOB_ACCOUNT: {exc}", err=True)
         raise typer.Exit(2) from exc
-    components = build_components(settings)
-    anyio.run(components.engine.store.migrate)  # once, before workers race to do it
+    components = build_components(settings)  # migrates the metadata store once, before workers race to
     anyio.run(components.engine.store.close)
     typer.echo(describe(components), err=True)
     sys.stdout.flush()
@@ -141,12 +150,18 @@ def token(
     scopes: Annotated[str, typer.Option(help="space-separated delegated permissions (scp)")] = "",
     roles: Annotated[str, typer.Option(help="space- or comma-separated application roles")] = "",
     hours: Annotated[float, typer.Option(help="lifetime in hours")] = 24.0,
+    metadata: Annotated[str, typer.Option(
+        envvar="CHUNKD_METADATA", help="the cluster's metadata store: sqlite | sqlite:///path | postgresql://...; "
+        "every node on it accepts the token")] = "sqlite",
 ) -> None:
-    """Print a bearer token the server with this data directory accepts.
+    """Print a bearer token the servers on this metadata store (by default: this data directory's) accept.
 
     Without --scopes and --roles the token has every role (full access).
     """
-    secret = load_or_create_secret(data_dir.resolve())
+    from chunkd.server.config import Settings
+    from chunkd.wiring import open_cluster_keys
+
+    secret = open_cluster_keys(Settings(data_dir=data_dir, metadata=metadata)).jwt_secret
     scope_list = scopes.replace(",", " ").split()
     role_list = roles.replace(",", " ").split()
     if not scope_list and not role_list:

@@ -11,6 +11,7 @@ cost tests and for diagnostics.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -125,6 +126,19 @@ class SqlBase:
 
     # -- life cycle -------------------------------------------------------------------------------
     async def migrate(self) -> None:
+        def current() -> bool:
+            # the common case, a schema at head, needs one SELECT and no alembic (a heavy import that every
+            # server process and worker would pay at start-up)
+            try:
+                with self._read() as conn:
+                    version = conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar()
+            except sa.exc.DBAPIError:
+                return False
+            return version == _head_revision()
+
+        if await self._run(current):
+            return
+
         def run() -> None:
             from alembic import command
             from alembic.config import Config
@@ -159,3 +173,11 @@ class SqlBase:
 def _is_full(exc: BaseException) -> bool:
     text = str(exc).lower()
     return "database or disk is full" in text or "no space left on device" in text or "disk full" in text
+
+
+def _head_revision() -> str:
+    """The newest migration's revision id: migrations are named ``NNNN_<what>.py`` with revision ``NNNN``."""
+    names = [n.split("_", 1)[0] for n in os.listdir(Path(__file__).parent / "migrations" / "versions")
+             if n[:4].isdigit() and n.endswith(".py")]
+    return max(names)
+

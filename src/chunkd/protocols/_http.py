@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import formatdate
 from typing import Any
@@ -151,3 +152,58 @@ def object_response(engine: Engine, info: ObjectInfo, range_header: str | None,
         return Response(status_code=status, headers=headers, media_type=media_type)
     return StreamingResponse(engine.read_object(info.namespace, info.key, start, end), status_code=status,
                              headers=headers, media_type=media_type)
+
+
+_HOST = re.compile(r"[A-Za-z0-9.\-]+(:[0-9]{1,5})?|\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?")
+
+
+def external_base(headers: Mapping[str, str], scheme: str, host: str, trust_proxy: bool) -> str:
+    """``scheme://host`` as the client sees it: from ``Forwarded`` or ``X-Forwarded-Host/Proto`` when the
+    server is configured to trust its proxy, else from the request itself. A forwarded host that is not a
+    plain host[:port] is ignored (it would end up inside URLs handed to clients)."""
+    if trust_proxy:
+        forwarded = headers.get("forwarded")
+        if forwarded:
+            first = forwarded.split(",", 1)[0]
+            for part in first.split(";"):
+                name, _, val = part.strip().partition("=")
+                val = val.strip().strip('"')
+                if name.lower() == "host" and _HOST.fullmatch(val):
+                    host = val
+                elif name.lower() == "proto" and val in ("http", "https"):
+                    scheme = val
+        else:
+            forwarded_host = headers.get("x-forwarded-host", "").split(",", 1)[0].strip()
+            if _HOST.fullmatch(forwarded_host):
+                host = forwarded_host
+            proto = headers.get("x-forwarded-proto", "").split(",", 1)[0].strip().lower()
+            if proto in ("http", "https"):
+                scheme = proto
+    return f"{scheme}://{host}"
+
+
+@dataclass(frozen=True)
+class PublicUrls:
+    """How the URLs chunkd hands out (tus ``Location``, Graph ``uploadUrl``, Industry Data ``sessionUrl``)
+    begin: ``public_url`` when set (``--public-url``: a load balancer in front of several nodes), else the
+    request's own scheme and host, or the proxy's ``Forwarded`` / ``X-Forwarded-*`` with ``trust_proxy``."""
+
+    public_url: str | None = None
+    trust_proxy: bool = False
+
+
+def public_base(request: Request) -> str:
+    """The base (``scheme://host[/path]``, no trailing slash) of URLs handed out in answer to ``request``;
+    every family builds them here, from the app's :class:`PublicUrls` (``app.state.public_urls``)."""
+    app = request.scope.get("app")
+    urls = getattr(getattr(app, "state", None), "public_urls", None) or PublicUrls()
+    if urls.public_url:
+        return urls.public_url.rstrip("/")
+    return external_base(request.headers, request.url.scheme, request.url.netloc, urls.trust_proxy)
+
+
+def public_scheme(request: Request) -> str:
+    """The scheme the client used as far as chunkd can tell (``--public-url``'s, a trusted proxy's, or the
+    connection's): what a SAS's ``spr`` is signed for and checked against."""
+    return public_base(request).split(":", 1)[0]
+

@@ -36,7 +36,15 @@ from chunkd.protocols import _blob_request as req
 from chunkd.protocols import _blob_wire as wire
 from chunkd.protocols._blob_cors import BlobCors
 from chunkd.protocols._blob_wire import BlobError
-from chunkd.protocols._http import RangeNotSatisfiable, first_query, http_date, parse_range, request_body
+from chunkd.protocols._http import (
+    RangeNotSatisfiable,
+    first_query,
+    http_date,
+    parse_range,
+    public_base,
+    public_scheme,
+    request_body,
+)
 from chunkd.services.blob_model import Blob, Conditions, Container, blob_not_found, etag_in
 from chunkd.services.blobs import BlobServices
 
@@ -163,7 +171,7 @@ class BlobAPI:
             raise BlobError(400, "UnsupportedQueryParameter", f"chunkd's container endpoint does not support "
                             f"{request.method} with comp={comp[:64]!r}.")
         handler, letter = op
-        sas.verify(self.key, self._account(request), cname, query, scheme=request.url.scheme, permission=letter,
+        sas.verify(self.key, self._account(request), cname, query, scheme=public_scheme(request), permission=letter,
                    blob=name)
         if handler == self.put_block:  # the container's state is checked inside the block's own transactions
             return await self.put_block(request, cname, name, query)
@@ -240,7 +248,7 @@ class BlobAPI:
                 raise BlobError(400, "InvalidResourceName", "The specified resource name length is not within the "
                                 "permissible limits.")
             sas.verify(self.key, account, container.id, sub.query if "sig" in sub.query else query,
-                       scheme=request.url.scheme, permission="d", blob=sub.blob)
+                       scheme=public_scheme(request), permission="d", blob=sub.blob)
             current = await self.services.containers.require(container.id, writable=True)
             await self.blobs.delete(current, sub.blob, Conditions(if_match=sub.headers.get("if-match", ""),
                                                                   if_none_match=sub.headers.get("if-none-match", "")))
@@ -318,8 +326,7 @@ class BlobAPI:
 
     async def list_blobs(self, request: Request, container: Container, name: str, query: dict[str, str]) -> Response:
         layout = f"/blob/{request.path_params['account']}" if "account" in request.path_params else f"/{self.account}"
-        return await listing.list_blobs(self.services, container, query,
-                                        f"{request.url.scheme}://{request.url.netloc}{layout}")
+        return await listing.list_blobs(self.services, container, query, f"{public_base(request)}{layout}")
 
     async def container_properties(self, request: Request, container: Container, name: str,
                                    query: dict[str, str]) -> Response:

@@ -17,7 +17,6 @@ import dataclasses
 import logging
 import time
 import uuid
-from pathlib import Path
 from typing import Any
 
 import anyio
@@ -26,7 +25,6 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from chunkd.auth.authenticator import Authenticator
-from chunkd.auth.keys import load_or_create_key
 from chunkd.auth.permissions import (
     PRINTERS_CREATE,
     PRINTJOB_CREATE,
@@ -43,7 +41,7 @@ from chunkd.core.principal import Principal
 from chunkd.core.resources import Resource
 from chunkd.protocols import graph_print_wire as wire
 from chunkd.protocols._graph import GraphError, authenticate, graph_call, json_object, require
-from chunkd.protocols._http import object_response, request_body
+from chunkd.protocols._http import object_response, public_base, request_body
 from chunkd.protocols._routing import ANY_PATH
 from chunkd.services.printers import DEFAULT_CONTENT_TYPES, KIND_DOCUMENT, KIND_JOB, KIND_PRINTER, register_printer
 
@@ -65,11 +63,6 @@ CREATE = (PRINTJOB_CREATE, PRINTJOB_READWRITE, PRINTJOB_READWRITE_ALL)  # create
 READWRITE = (PRINTJOB_READWRITE, PRINTJOB_READWRITE_ALL)  # the seeds' session create/delete/segments
 ANY_PRINT = tuple(dict.fromkeys(READ + CREATE))
 TENANT_WIDE = frozenset({PRINTJOB_READ_ALL, PRINTJOB_READWRITE_ALL})
-
-
-def signer_for(data_dir: Path) -> UrlSigner:
-    """The uploadUrl signer; its key is kept in the data directory so every server process shares it."""
-    return UrlSigner(load_or_create_key(data_dir, "graph-print-upload"))
 
 
 def _principal_data(principal: Principal) -> dict[str, str]:
@@ -222,7 +215,7 @@ class GraphPrintAPI:
 
     def upload_url_for(self, request: Request, session: Session) -> str:
         token = self.signer.sign(session.id, float(session.extra["deadline"]))
-        return f"{str(request.base_url).rstrip('/')}{UPLOAD_PATH}/{session.id}?tempauthtoken={token}"
+        return f"{public_base(request)}{UPLOAD_PATH}/{session.id}?tempauthtoken={token}"
 
     # -- shared session logic ---------------------------------------------------------------------
     async def live_session(self, session_id: str) -> Session:
@@ -568,8 +561,7 @@ class _Ctx:
 
 
 def _with_context(request: Request, entity: str, body: dict[str, Any], version: str = "v1.0") -> dict[str, Any]:
-    base = str(request.base_url).rstrip("/")
-    return {"@odata.context": f"{base}/{version}/$metadata#{entity}", **body}
+    return {"@odata.context": f"{public_base(request)}/{version}/$metadata#{entity}", **body}
 
 
 def _method(method: str) -> GraphError:

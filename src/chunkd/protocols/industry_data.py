@@ -31,7 +31,7 @@ from chunkd.auth.permissions import (
 from chunkd.core.engine import Engine
 from chunkd.core.principal import Principal
 from chunkd.protocols._graph import GraphError, authenticate, graph_call, json_object
-from chunkd.protocols._http import first_query, iso_date
+from chunkd.protocols._http import first_query, iso_date, public_base, public_scheme
 from chunkd.protocols._routing import ANY_PATH
 from chunkd.services.blob_model import Container
 from chunkd.services.blobs import BlobServices
@@ -118,7 +118,7 @@ def _iso(ts: float) -> str:
 
 
 def _base(request: Request) -> str:
-    return f"{request.url.scheme}://{request.url.netloc}"
+    return public_base(request)
 
 
 Handler = Callable[[Request, Principal], Awaitable[Response]]
@@ -223,7 +223,7 @@ class IndustryDataAPI:
 
     def _session_json(self, request: Request, container: Container) -> dict[str, Any]:
         base = _base(request)
-        protocol = "https" if request.url.scheme == "https" else "https,http"
+        protocol = "https" if public_scheme(request) == "https" else "https,http"
         token = sas.sign_container_sas(self.key, self.config.account, container.id, permissions=SAS_PERMISSIONS,
                                        expiry=datetime.fromtimestamp(container.session_expires, UTC),
                                        protocol=protocol)

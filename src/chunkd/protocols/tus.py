@@ -29,7 +29,7 @@ from chunkd.core.checksum import verified
 from chunkd.core.engine import Engine
 from chunkd.core.models import Session, SessionState
 from chunkd.core.principal import Principal
-from chunkd.protocols._http import RangeNotSatisfiable, http_date, object_response, request_body
+from chunkd.protocols._http import RangeNotSatisfiable, http_date, object_response, public_base, request_body
 from chunkd.protocols.tus_wire import (
     CHECKSUM_ALGORITHMS,
     EXTENSIONS,
@@ -40,7 +40,6 @@ from chunkd.protocols.tus_wire import (
     content_disposition,
     decoded_text,
     error_response,
-    external_base,
     format_metadata,
     map_core_error,
     parse_checksum,
@@ -74,7 +73,6 @@ class TusConfig:
     max_size: int = 1 << 40  # Tus-Max-Size
     expiration: float = 86400.0  # idle lifetime of an upload, seconds
     cors_origins: tuple[str, ...] = ()  # () = no CORS headers; ("*",) = any origin
-    trust_proxy: bool = False  # honour Forwarded / X-Forwarded-* when building Location
 
 
 Handler = Callable[[Request, Principal, str], Awaitable[Response]]
@@ -225,7 +223,7 @@ class TusAPI:
         if concat == "partial":
             headers["Upload-Concat"] = "partial"
         elif concat == "final":
-            base = external_base(request.headers, request.url.scheme, request.url.netloc, self.config.trust_proxy)
+            base = public_base(request)
             headers["Upload-Concat"] = "final;" + " ".join(f"{base}{PREFIX}/{p}" for p in session.extra["parts"])
         return Response(status_code=200, headers=headers)
 
@@ -375,7 +373,7 @@ class TusAPI:
         return headers
 
     def _location(self, request: Request, upload_id: str) -> str:
-        base = external_base(request.headers, request.url.scheme, request.url.netloc, self.config.trust_proxy)
+        base = public_base(request)
         return f"{base}{PREFIX}/{upload_id}"
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from collections.abc import Mapping
 from urllib.parse import quote, urlsplit
 
 from starlette.responses import PlainTextResponse, Response
@@ -192,24 +191,3 @@ def upload_id_from_url(url: str) -> str:
     return upload_id
 
 
-def external_base(headers: Mapping[str, str], scheme: str, host: str, trust_proxy: bool) -> str:
-    """``scheme://host`` as the client sees it: from ``Forwarded`` or ``X-Forwarded-Host/Proto`` when the
-    server is configured to trust its proxy, else from the request itself."""
-    if trust_proxy:
-        forwarded = headers.get("forwarded")
-        if forwarded:
-            first = forwarded.split(",", 1)[0]
-            for part in first.split(";"):
-                name, _, val = part.strip().partition("=")
-                val = val.strip().strip('"')
-                if name.lower() == "host" and val:
-                    host = val
-                elif name.lower() == "proto" and val in ("http", "https"):
-                    scheme = val
-        else:
-            if headers.get("x-forwarded-host"):
-                host = headers["x-forwarded-host"].split(",", 1)[0].strip()
-            proto = headers.get("x-forwarded-proto", "").split(",", 1)[0].strip().lower()
-            if proto in ("http", "https"):
-                scheme = proto
-    return f"{scheme}://{host}"

@@ -14,20 +14,22 @@ from starlette.exceptions import HTTPException
 from starlette.routing import BaseRoute
 
 from chunkd.auth.authenticator import Authenticator
-from chunkd.auth.sas import load_or_create_account_key
-from chunkd.auth.tokens import TokenVerifier, load_or_create_secret
+from chunkd.auth.keys import Keys
+from chunkd.auth.tokens import TokenVerifier
+from chunkd.auth.urlsign import UrlSigner
 from chunkd.core.clock import StoreClock
 from chunkd.core.engine import Engine
+from chunkd.protocols._http import PublicUrls
 from chunkd.protocols._routing import unrouted
 from chunkd.protocols.admin import AdminAPI
 from chunkd.protocols.blob import BlobAPI
-from chunkd.protocols.graph_print import GraphPrintAPI, signer_for
+from chunkd.protocols.graph_print import GraphPrintAPI
 from chunkd.protocols.industry_data import IndustryDataAPI, IndustryDataConfig
 from chunkd.protocols.servicefabric import ServiceFabricAPI
 from chunkd.protocols.tus import TusAPI, TusConfig
 from chunkd.server.config import Settings
 from chunkd.server.webhooks import from_settings as webhooks_from_settings
-from chunkd.wiring import open_engine, start_engine
+from chunkd.wiring import open_engine, open_keys, start_engine
 
 log = logging.getLogger("chunkd.server")
 
@@ -37,16 +39,17 @@ class Components:
     settings: Settings
     engine: Engine
     authenticator: Authenticator
+    keys: Keys
 
 
 def build_components(settings: Settings) -> Components:
-    data_dir = settings.data_dir.resolve()
+    """The engine, the cluster's keys (this migrates the metadata store) and the authenticator."""
     engine = open_engine(settings)
-    verifier = TokenVerifier(load_or_create_secret(data_dir), settings.jwks_file, settings.jwt_issuer,
-                             settings.jwt_audience)
+    keys = open_keys(settings, engine)
+    verifier = TokenVerifier(keys.jwt_secret, settings.jwks_file, settings.jwt_issuer, settings.jwt_audience)
     admin_names = frozenset(n.strip() for n in settings.tls_admin_names.split(",") if n.strip())
     authenticator = Authenticator(verifier, enabled=not settings.no_auth, admin_names=admin_names)
-    return Components(settings, engine, authenticator)
+    return Components(settings, engine, authenticator, keys)
 
 
 def describe(c: Components) -> str:
@@ -81,9 +84,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
 
     routes: list[BaseRoute] = []
     routes += ServiceFabricAPI(c.engine, c.authenticator).routes
-    routes += GraphPrintAPI(c.engine, c.authenticator, signer_for(c.settings.data_dir.resolve())).routes
+    routes += GraphPrintAPI(c.engine, c.authenticator, UrlSigner(c.keys.upload_url)).routes
     routes += TusAPI(c.engine, c.authenticator, _tus_config(c.settings)).routes
-    blob_key = load_or_create_account_key(c.settings.data_dir.resolve())
+    blob_key = c.keys.blob_account
     routes += IndustryDataAPI(c.engine, c.authenticator, blob_key, IndustryDataConfig(
         c.settings.industry_session_ttl, c.settings.industry_container_ttl, c.settings.blob_account)).routes
     routes += AdminAPI(c.engine, c.authenticator).routes
@@ -92,6 +95,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     # 404/405 for paths and methods no route takes, in the format of the family the path belongs to
     app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={HTTPException: unrouted})
     app.state.components = c
+    app.state.public_urls = PublicUrls(c.settings.public_url, c.settings.trust_proxy)
     return app
 
 
@@ -101,7 +105,7 @@ def _origins(s: Settings) -> tuple[str, ...]:
 
 def _tus_config(s: Settings) -> TusConfig:
     return TusConfig(max_size=min(s.tus_max_size or s.max_size, s.max_size), expiration=s.tus_expiration,
-                     cors_origins=_origins(s), trust_proxy=s.trust_proxy)
+                     cors_origins=_origins(s))
 
 
 def create_app_from_env() -> Starlette:

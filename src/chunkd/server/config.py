@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import urlsplit
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -44,7 +45,10 @@ class Settings(BaseSettings):
     tus_expiration: float = Field(86400.0, description="tus: idle lifetime of an upload (Upload-Expires), seconds")
     cors_origins: str = Field("", description="comma-separated origins allowed by CORS on /files/ and the blob "
                               "endpoint ('*' = any)")
-    trust_proxy: bool = Field(False, description="build URLs from X-Forwarded-Host/Proto and Forwarded headers")
+    trust_proxy: bool = Field(False, description="without public_url, build the URLs handed out from Forwarded / "
+                              "X-Forwarded-Host/Proto headers (every family)")
+    public_url: str | None = Field(None, description="base of every URL handed out (tus Location, Graph uploadUrl, "
+                                   "Industry Data sessionUrl): http(s)://host[:port][/path], e.g. a load balancer")
     webhook_urls: str = Field("", description="comma-separated URLs that receive upload lifecycle events (POST JSON)")
     webhook_events: str = Field("created,completed,committed,deleted,expired",
                                 description="comma-separated event kinds sent to webhooks ('*' = all, incl. progress)")
@@ -63,3 +67,14 @@ class Settings(BaseSettings):
     @property
     def scheme(self) -> str:
         return "https" if self.tls_cert else "http"
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, value: str | None) -> str | None:
+        if value in (None, ""):
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
+            raise ValueError("must be http(s)://host[:port][/path] without a query")
+        return value.rstrip("/")
+

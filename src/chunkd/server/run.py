@@ -23,6 +23,8 @@ def main() -> None:
                 workers=settings.workers, loop="uvloop", http=http, log_level=settings.log_level,
                 timeout_keep_alive=settings.keep_alive_timeout, access_log=False,
                 ws="none",  # chunkd serves no WebSockets: an Upgrade header must not hand the connection elsewhere
+                # forwarded headers count only with --trust-proxy, and chunkd reads them itself (every family)
+                proxy_headers=False,
                 # uvicorn kills a worker that does not answer its health ping within this many seconds. The
                 # default 5 s is shorter than a spawned worker's imports on a busy 2-core machine, which made
                 # --workers N restart its workers forever.

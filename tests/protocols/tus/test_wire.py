@@ -12,10 +12,10 @@ import pytest
 from chunkd.core.body import Body, ClientGone
 from chunkd.core.checksum import ChecksumIncomplete, UnsupportedAlgorithm, verified
 from chunkd.core.errors import ChecksumMismatch
+from chunkd.protocols._http import external_base
 from chunkd.protocols.tus_wire import (
     TusError,
     content_disposition,
-    external_base,
     format_metadata,
     parse_checksum,
     parse_concat,
