@@ -48,7 +48,27 @@ def _memory(tmp: Path) -> Factory:
     return lambda: store
 
 
+def _azure(tmp: Path) -> Factory:
+    """Azure Blob on the shared Azurite, one prefix per test. Segments of 128 KiB (blocks of 64 KiB) make
+    the suite's larger objects span several staging blobs, so multi-run publishing is exercised too."""
+    import secrets
+
+    from chunkd.storage._azure_client import parse_target
+    from chunkd.storage.azure import AzureStore
+    from tests import azurite
+
+    target = parse_target(azurite.storage_url("conformance", secrets.token_hex(6)), {"AZURE_STORAGE_KEY": azurite.KEY})
+
+    def handle() -> AzureStore:
+        store = AzureStore(target, segment_size=128 << 10, block_size=64 << 10, orphan_age=-1.0, scan_interval=0)
+        azurite.opened.append(store)  # closed after the test, on its event loop (tests/conformance/conftest.py)
+        return store
+
+    return handle
+
+
 IMPLEMENTATIONS: dict[str, Callable[[Path], Factory]] = {
+    "azure": _azure,
     "local": lambda tmp: lambda: LocalStore(tmp / "store"),
     "memory": _memory,
 }

@@ -2,6 +2,7 @@
 registry and imported lazily, so that a backend's client library is needed only when it is used.
 
 =======================================================  ==========================================
+``azure://ACCOUNT/CONTAINER[/PREFIX]?endpoint=URL``       an Azure Blob container (``chunkd[azure]``)
 ``local`` (default)                                       files under ``DATA_DIR/store``
 ``file:///path``                                          files under ``/path``
 ``memory``                                                this process's memory (tests, experiments)
@@ -28,6 +29,7 @@ class Backend:
 
 # sorted by name; each factory parses its own URL form
 BACKENDS: dict[str, Backend] = {
+    "azure": Backend("chunkd.storage.azure:from_url", "pip install 'chunkd[azure]'"),
     "file": Backend("chunkd.storage._factories:local_at_path"),
     "local": Backend("chunkd.storage._factories:local_in_data_dir"),
     "memory": Backend("chunkd.storage._factories:memory"),
