@@ -58,18 +58,18 @@ import logging
 import random
 import secrets
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import TypeVar
 
 from azure.core.exceptions import AzureError, ResourceExistsError
-from azure.storage.blob import BlobBlock, BlobProperties
+from azure.storage.blob import BlobBlock
 
-from chunkd.core.errors import Conflict, InvalidPath, ObjectNotFound, PathConflict, PiecesMissing
-from chunkd.core.models import Listing, ObjectInfo, Piece
+from chunkd.core.errors import Conflict, ObjectNotFound, PiecesMissing
+from chunkd.core.models import ObjectInfo, Piece
 from chunkd.storage._azure_blocks import AzurePieceWriter, Plan, Span, plan, segments_of, staging_name
-from chunkd.storage._azure_client import AzureConnection, AzureTarget, parse_target
+from chunkd.storage._azure_client import AzureTarget, parse_target
 from chunkd.storage._azure_errors import AzureStoreError, from_sdk, not_implemented
+from chunkd.storage._azure_objects import AzureFolders, bounded, listed, sdk
 
 __all__ = ["AzureStore", "from_url"]
 
@@ -81,8 +81,6 @@ SERVER_BLOCK = 256 << 20  # bytes per Put Block From URL (Azure allows up to 400
 ORPHAN_AGE = 600.0  # staging blobs this young may belong to a session whose first record is in flight
 SCAN_INTERVAL = 300.0
 PUBLISH_ATTEMPTS = 6
-PARALLEL = 8
-T = TypeVar("T")
 
 
 def from_url(url: str, data_dir: Path) -> AzureStore:
@@ -90,14 +88,7 @@ def from_url(url: str, data_dir: Path) -> AzureStore:
     return AzureStore(parse_target(url))
 
 
-async def _sdk(call: Awaitable[T]) -> T:
-    try:
-        return await call
-    except AzureError as exc:
-        raise from_sdk(exc) from exc
-
-
-class AzureStore:
+class AzureStore(AzureFolders):
     """Pieces as staged blocks, objects as block blobs, in one container. See the module docstring."""
 
     name = "azure"
@@ -105,8 +96,7 @@ class AzureStore:
 
     def __init__(self, target: AzureTarget, *, segment_size: int = SEGMENT_SIZE, block_size: int = BLOCK_SIZE,
                  orphan_age: float = ORPHAN_AGE, scan_interval: float = SCAN_INTERVAL) -> None:
-        self.conn = AzureConnection(target)
-        self.prefix = target.prefix
+        super().__init__(target)
         self.segment_size, self.block_size = segment_size, block_size
         self.orphan_age, self.scan_interval = orphan_age, scan_interval
         self.server_copy: bool | None = None  # Put Block From URL works here; None: not tried yet
@@ -128,23 +118,6 @@ class AzureStore:
             log.debug("could not create container %s: %s", self.conn.target.container, exc)
         self._container_ready = True
 
-    def _object(self, namespace: str, key: str) -> str:
-        for part in (namespace, key):
-            if part and (part.startswith("/") or "\\" in part or any(ord(c) < 32 for c in part)
-                         or any(s in ("", ".", "..") for s in part.split("/"))):
-                raise InvalidPath(f"bad path {part!r}")
-        if not namespace:
-            raise InvalidPath("empty namespace")
-        return f"{self.prefix}objects/{namespace}/{key}"
-
-    def _info(self, namespace: str, key: str, props: BlobProperties) -> ObjectInfo:
-        etag = (props.etag or "").strip('"')
-        try:
-            version = int(etag, 16) if etag.startswith("0x") else int(props.last_modified.timestamp() * 1e6)
-        except ValueError:
-            version = 0
-        return ObjectInfo(namespace, key, int(props.size or 0), props.last_modified.timestamp(), version)
-
     # -- pieces -----------------------------------------------------------------------------------
     def new_ref(self, hint: str) -> str:
         safe = "".join(c for c in hint if c.isalnum() or c in "-_")[:64]
@@ -156,17 +129,17 @@ class AzureStore:
 
     async def discard(self, ref: str) -> None:
         base = staging_name(self.prefix, ref, 0).rsplit("/", 1)[0] + "/"
-        names = [b.name async for b in _listed(self.conn.client.list_blobs(name_starts_with=base,
+        names = [b.name async for b in listed(self.conn.client.list_blobs(name_starts_with=base,
                                                                             include=["uncommittedblobs"]))]
-        await _bounded([self._drop(n) for n in names])
+        await bounded([self._drop(n) for n in names])
 
     async def _drop(self, name: str) -> None:
         """Delete a blob and its uncommitted blocks: an empty Put Block List first, since Azure keeps
         the uncommitted blocks of a never-committed blob (a week) and cannot delete them directly."""
         blob = self.conn.client.get_blob_client(name)
         try:
-            await _sdk(blob.commit_block_list([]))
-            await _sdk(blob.delete_blob())
+            await sdk(blob.commit_block_list([]))
+            await sdk(blob.delete_blob())
         except ObjectNotFound:
             pass
 
@@ -176,10 +149,10 @@ class AzureStore:
         await self._ready()
         await self._check_target(namespace, key)
         staged = segments_of(self.prefix, pieces)
-        lists = await _bounded([self._block_list(n) for n in staged])
+        lists = await bounded([self._block_list(n) for n in staged])
         committed = {n: c for n, (c, _) in zip(staged, lists, strict=True)}
         the_plan = plan(self.prefix, pieces, {n: blocks for n, (_, blocks) in zip(staged, lists, strict=True)})
-        await _bounded([self._seal(n, ids, committed[n]) for n, ids in the_plan.seals.items()])
+        await bounded([self._seal(n, ids, committed[n]) for n, ids in the_plan.seals.items()])
         await self._publish(the_plan, name)
         info = await self.stat(namespace, key)
         if info is None:
@@ -189,7 +162,7 @@ class AzureStore:
     async def _block_list(self, name: str) -> tuple[list[str], dict[str, int]]:
         """Committed ids in order, and every block (committed or not) with its size."""
         try:
-            committed, uncommitted = await _sdk(self.conn.client.get_blob_client(name).get_block_list("all"))
+            committed, uncommitted = await sdk(self.conn.client.get_blob_client(name).get_block_list("all"))
         except ObjectNotFound:
             return [], {}
         blocks = {b.id: b.size for b in uncommitted}
@@ -200,7 +173,7 @@ class AzureStore:
         if committed == ids:
             return  # sealed by an earlier attempt of this commit
         try:
-            await _sdk(self.conn.client.get_blob_client(name).commit_block_list([BlobBlock(i) for i in ids]))
+            await sdk(self.conn.client.get_blob_client(name).commit_block_list([BlobBlock(i) for i in ids]))
         except PiecesMissing as exc:
             raise PiecesMissing(f"staged blocks of {name} are gone: {exc}") from exc
 
@@ -208,7 +181,7 @@ class AzureStore:
         dest = self.conn.client.get_blob_client(name)
         spans = the_plan.spans
         if not spans:
-            await _sdk(dest.commit_block_list([]))  # an empty object (and no stray blocks under its name)
+            await sdk(dest.commit_block_list([]))  # an empty object (and no stray blocks under its name)
             return
         if len(spans) == 1 and spans[0].offset == 0 and spans[0].length == the_plan.sizes[spans[0].blob]:
             await self._copy_blob(spans[0].blob, name)
@@ -218,8 +191,8 @@ class AzureStore:
             parts = _split(spans, SERVER_BLOCK if self.server_copy is not False else self.block_size)
             ids = [f"{i:08x}{nonce}" for i in range(len(parts))]
             try:
-                await _bounded([self._stage(name, bid, part) for bid, part in zip(ids, parts, strict=True)])
-                await _sdk(dest.commit_block_list([BlobBlock(i) for i in ids]))
+                await bounded([self._stage(name, bid, part) for bid, part in zip(ids, parts, strict=True)])
+                await sdk(dest.commit_block_list([BlobBlock(i) for i in ids]))
                 return
             except _Fallback:
                 continue
@@ -251,48 +224,14 @@ class AzureStore:
     async def _copy_blob(self, source: str, name: str) -> None:
         """Copy Blob (server-side, atomic for readers), waiting while Azure reports it pending."""
         dest = self.conn.client.get_blob_client(name)
-        result = await _sdk(dest.start_copy_from_url(self.conn.blob_url(source)))
+        result = await sdk(dest.start_copy_from_url(self.conn.blob_url(source)))
         status, waited = result.get("copy_status"), 0.0
         while status == "pending":
             await asyncio.sleep(min(1.0, 0.05 + waited / 10))
             waited += 0.1
-            status = (await _sdk(dest.get_blob_properties())).copy.status
+            status = (await sdk(dest.get_blob_properties())).copy.status
         if status not in ("success", None):
             raise AzureStoreError(f"copying {source} to {name} ended {status}")
-
-    async def _check_target(self, namespace: str, key: str) -> None:
-        name = self._object(namespace, key)
-        parents = key.split("/")[:-1]
-        checks: list[Awaitable[bool]] = [self._any_below(name + "/")]
-        checks += [self._exists(self._object(namespace, "/".join(parents[:i + 1]))) for i in range(len(parents))]
-        found = await asyncio.gather(*checks)
-        if found[0]:
-            raise PathConflict(f"{key} is a folder")
-        if any(found[1:]):
-            raise PathConflict("a file stands where a folder is needed")
-
-    async def _exists(self, name: str) -> bool:
-        try:
-            await _sdk(self.conn.client.get_blob_client(name).get_blob_properties())
-        except ObjectNotFound:
-            return False
-        return True
-
-    async def _any_below(self, base: str) -> bool:
-        async for _ in _listed(self.conn.client.list_blobs(name_starts_with=base, results_per_page=1)):
-            return True
-        return False
-
-    # -- objects ----------------------------------------------------------------------------------
-    async def stat(self, namespace: str, key: str) -> ObjectInfo | None:
-        name = self._object(namespace, key)
-        if not key:
-            return None
-        try:
-            props = await _sdk(self.conn.client.get_blob_client(name).get_blob_properties())
-        except ObjectNotFound:
-            return None
-        return self._info(namespace, key, props)
 
     async def read(self, namespace: str, key: str, start: int, end: int) -> AsyncIterator[bytes]:
         name = self._object(namespace, key)
@@ -306,49 +245,7 @@ class AzureStore:
         except ObjectNotFound:
             raise FileNotFoundError(key) from None
 
-    async def delete(self, namespace: str, key: str) -> bool:
-        name = self._object(namespace, key)
-        if not key:
-            return False
-        try:
-            await _sdk(self.conn.client.get_blob_client(name).delete_blob())
-        except ObjectNotFound:
-            return False
-        return True
-
     # -- capabilities -----------------------------------------------------------------------------
-    async def list_folder(self, namespace: str, prefix: str) -> Listing:
-        base = self._object(namespace, prefix) + ("/" if prefix else "")
-        root = self._object(namespace, "")
-        files: list[ObjectInfo] = []
-        folders: list[str] = []
-        async for item in _listed(self.conn.client.walk_blobs(name_starts_with=base, delimiter="/")):
-            rel = item.name[len(root):]
-            if isinstance(item, BlobProperties):
-                files.append(self._info(namespace, rel, item))
-            else:
-                folders.append(rel.rstrip("/"))
-        return Listing(sorted(files, key=lambda i: i.key), sorted(folders))
-
-    async def walk(self, namespace: str, prefix: str) -> list[ObjectInfo]:
-        one = await self.stat(namespace, prefix) if prefix else None
-        if one is not None:
-            return [one]
-        base = self._object(namespace, prefix) + ("/" if prefix else "")
-        root = self._object(namespace, "")
-        found = [self._info(namespace, b.name[len(root):], b)
-                 async for b in _listed(self.conn.client.list_blobs(name_starts_with=base))]
-        return sorted(found, key=lambda i: i.key)
-
-    async def is_folder(self, namespace: str, key: str) -> bool:
-        return await self._any_below(self._object(namespace, key) + ("/" if key else ""))
-
-    async def delete_folder(self, namespace: str, prefix: str) -> bool:
-        # the folder's contents, not a file of the folder's name
-        doomed = [o for o in await self.walk(namespace, prefix) if o.key != prefix]
-        done = await _bounded([self.delete(namespace, o.key) for o in doomed])
-        return any(done)
-
     async def copy(self, namespace: str, src: str, dst: str) -> ObjectInfo:
         source, name = self._object(namespace, src), self._object(namespace, dst)
         if await self.stat(namespace, src) is None:
@@ -369,7 +266,7 @@ class AzureStore:
         self._next_scan = now + self.scan_interval
         newest: dict[str, float] = {}
         base = f"{self.prefix}staging/"
-        async for b in _listed(self.conn.client.list_blobs(name_starts_with=base, include=["uncommittedblobs"])):
+        async for b in listed(self.conn.client.list_blobs(name_starts_with=base, include=["uncommittedblobs"])):
             ref = b.name[len(base):].split("/", 1)[0]
             newest[ref] = max(newest.get(ref, 0.0), b.last_modified.timestamp())
         removed = 0
@@ -390,33 +287,3 @@ def _split(spans: list[Span], limit: int) -> list[Span]:
         parts += [Span(s.blob, s.offset + i, min(limit, s.length - i)) for i in range(0, s.length, limit)]
     return parts
 
-
-async def _bounded(calls: Sequence[Awaitable[T]]) -> list[T]:
-    """Await ``calls``, at most PARALLEL at a time; results in order. The first failure cancels the rest."""
-    gate = asyncio.Semaphore(PARALLEL)
-
-    async def one(call: Awaitable[T]) -> T:
-        try:
-            async with gate:
-                return await call
-        finally:
-            if isinstance(call, Coroutine):
-                call.close()  # one cancelled before it started must not warn "never awaited"
-
-    tasks = [asyncio.ensure_future(one(c)) for c in calls]
-    try:
-        return list(await asyncio.gather(*tasks))
-    except BaseException:
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        raise
-
-
-async def _listed(paged: AsyncIterator[T]) -> AsyncIterator[T]:
-    """A listing of the SDK, its failures mapped."""
-    try:
-        async for item in paged:
-            yield item
-    except AzureError as exc:
-        raise from_sdk(exc) from exc
