@@ -19,6 +19,8 @@ timeouts, refused connections, unknown codes             an operator problem, ne
 
 from __future__ import annotations
 
+from enum import Enum
+
 from azure.core.exceptions import AzureError, HttpResponseError, ResourceNotFoundError
 
 from chunkd.core.errors import (
@@ -84,13 +86,17 @@ def from_status(status: int, code: str | None, message: str = "") -> ChunkdError
 
 def from_sdk(exc: AzureError) -> ChunkdError:
     """The core error for an exception of azure-storage-blob / azure-core."""
-    if isinstance(exc, HttpResponseError) and exc.status_code is not None:
-        code = getattr(exc, "error_code", None)
+    status = getattr(exc, "status_code", None)
+    if isinstance(exc, HttpResponseError) and status is not None:
+        raw = getattr(exc, "error_code", None)
+        # the SDK hands out StorageErrorCode members (a str enum whose str() is "StorageErrorCode.X")
+        code = raw.value if isinstance(raw, Enum) else (str(raw) if raw else None)
         if code is None and isinstance(exc, ResourceNotFoundError):
             code = "BlobNotFound"  # a HEAD answer carries no body to name the code
-        return from_status(int(exc.status_code), str(code) if code else None, exc.reason or "")
+        return from_status(int(status), code, getattr(exc, "reason", None) or "")
     # no answer at all: connection refused or reset, timeouts, undecodable or truncated answers
-    return AzureStoreError(f"Azure Blob Storage could not be reached: {type(exc).__name__}: {exc.message}")
+    detail = getattr(exc, "message", None) or ""
+    return AzureStoreError(f"Azure Blob Storage could not be reached: {type(exc).__name__} {detail}".rstrip())
 
 
 def from_transport(exc: BaseException) -> ChunkdError:
