@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Azurite 3.35.0 (Blob reference server for tests/clients/test_azurite_diff.py). Idempotent: nothing to do once
+# Azurite 3.35.0: the Blob reference server of tests/clients/test_azurite_diff.py and the Azure Blob server the
+# azure byte store's tests run against (tests/azurite.py starts it). Idempotent: nothing to do once
 # node_modules matches package.json. 3.35.0 is the last release that runs on Node 20.
 set -euo pipefail
 cd "$(dirname "$0")/../../tests/clients/azurite"

@@ -73,8 +73,8 @@ def _tus(client: httpx.Client, data: bytes) -> bytes:
     url = r.headers["Location"]
     step = 64 * 1024
     for offset in range(0, len(data), step):
-        r = client.patch(url, content=data[offset:offset + step],
-                         headers={**tus, "Upload-Offset": str(offset), "Content-Type": "application/offset+octet-stream"})
+        r = client.patch(url, content=data[offset:offset + step], headers={
+            **tus, "Upload-Offset": str(offset), "Content-Type": "application/offset+octet-stream"})
         assert r.status_code == 204, r.text
     body = client.get(url, headers=tus).content
     assert hashlib.sha256(body).hexdigest() == hashlib.sha256(data).hexdigest()

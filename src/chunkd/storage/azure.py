@@ -81,6 +81,7 @@ SERVER_BLOCK = 256 << 20  # bytes per Put Block From URL (Azure allows up to 400
 ORPHAN_AGE = 600.0  # staging blobs this young may belong to a session whose first record is in flight
 SCAN_INTERVAL = 300.0
 PUBLISH_ATTEMPTS = 6
+SYNC_COPY = 256 << 20  # the largest source Copy Blob From URL takes
 
 
 def from_url(url: str, data_dir: Path) -> AzureStore:
@@ -184,7 +185,7 @@ class AzureStore(AzureFolders):
             await sdk(dest.commit_block_list([]))  # an empty object (and no stray blocks under its name)
             return
         if len(spans) == 1 and spans[0].offset == 0 and spans[0].length == the_plan.sizes[spans[0].blob]:
-            await self._copy_blob(spans[0].blob, name)
+            await self._copy_blob(spans[0].blob, name, spans[0].length)
             return
         for attempt in range(PUBLISH_ATTEMPTS):
             nonce = secrets.token_hex(12)
@@ -221,10 +222,12 @@ class AzureStore(AzureFolders):
             raise PiecesMissing(f"{part.blob} is shorter than its sealed blocks")
         await self.conn.put_block(name, bid, data)
 
-    async def _copy_blob(self, source: str, name: str) -> None:
-        """Copy Blob (server-side, atomic for readers), waiting while Azure reports it pending."""
+    async def _copy_blob(self, source: str, name: str, size: int) -> None:
+        """A server-side copy that readers see happen at once: Copy Blob From URL (synchronous, up to
+        256 MiB -- a sealed segment always fits; on Azurite 50x faster than Copy Blob for a blob of many
+        blocks), else Copy Blob, waiting while Azure reports it pending."""
         dest = self.conn.client.get_blob_client(name)
-        result = await sdk(dest.start_copy_from_url(self.conn.blob_url(source)))
+        result = await sdk(dest.start_copy_from_url(self.conn.blob_url(source), requires_sync=size <= SYNC_COPY))
         status, waited = result.get("copy_status"), 0.0
         while status == "pending":
             await asyncio.sleep(min(1.0, 0.05 + waited / 10))
@@ -248,10 +251,11 @@ class AzureStore(AzureFolders):
     # -- capabilities -----------------------------------------------------------------------------
     async def copy(self, namespace: str, src: str, dst: str) -> ObjectInfo:
         source, name = self._object(namespace, src), self._object(namespace, dst)
-        if await self.stat(namespace, src) is None:
+        info = await self.stat(namespace, src)
+        if info is None:
             raise FileNotFoundError(src)
         await self._check_target(namespace, dst)
-        await self._copy_blob(source, name)
+        await self._copy_blob(source, name, info.size)
         info = await self.stat(namespace, dst)
         if info is None:
             raise Conflict(f"{dst} was deleted while it was being copied")
@@ -268,7 +272,8 @@ class AzureStore(AzureFolders):
         base = f"{self.prefix}staging/"
         async for b in listed(self.conn.client.list_blobs(name_starts_with=base, include=["uncommittedblobs"])):
             ref = b.name[len(base):].split("/", 1)[0]
-            newest[ref] = max(newest.get(ref, 0.0), b.last_modified.timestamp())
+            seen = b.last_modified.timestamp() if b.last_modified else now  # unknown: treat as young
+            newest[ref] = max(newest.get(ref, 0.0), seen)
         removed = 0
         for ref, seen in newest.items():
             if now - seen > self.orphan_age and not await is_live(ref):
