@@ -5,10 +5,11 @@ and the target checks that give PathConflict semantics on a flat name space live
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator, Awaitable, Coroutine, Sequence
 from typing import TypeVar
 
-from azure.core.exceptions import AzureError
+from azure.core.exceptions import AzureError, ResourceExistsError
 from azure.storage.blob import BlobProperties
 
 from chunkd.core.errors import InvalidPath, ObjectNotFound, PathConflict
@@ -18,6 +19,7 @@ from chunkd.storage._azure_errors import from_sdk
 
 __all__ = ["PARALLEL", "AzureFolders", "bounded", "listed", "sdk"]
 
+log = logging.getLogger("chunkd.storage.azure")
 PARALLEL = 8
 T = TypeVar("T")
 
@@ -35,6 +37,19 @@ class AzureFolders:
     def __init__(self, target: AzureTarget) -> None:
         self.conn = AzureConnection(target)
         self.prefix = target.prefix
+        self._container_ready = False
+
+    async def _ready(self) -> None:
+        """Create the container on first use (a deployment may also create it beforehand)."""
+        if self._container_ready:
+            return
+        try:
+            await self.conn.client.create_container()
+        except ResourceExistsError:
+            pass
+        except AzureError as exc:  # a SAS scoped to the container cannot create it: the writes will tell
+            log.debug("could not create container %s: %s", self.conn.target.container, exc)
+        self._container_ready = True
 
     def _object(self, namespace: str, key: str) -> str:
         for part in (namespace, key):
@@ -73,6 +88,7 @@ class AzureFolders:
         return True
 
     async def _any_below(self, base: str) -> bool:
+        await self._ready()
         async for _ in listed(self.conn.client.list_blobs(name_starts_with=base, results_per_page=1)):
             return True
         return False
@@ -80,6 +96,7 @@ class AzureFolders:
     # -- objects ----------------------------------------------------------------------------------
     async def stat(self, namespace: str, key: str) -> ObjectInfo | None:
         name = self._object(namespace, key)
+        await self._ready()
         if not key:
             return None
         try:
@@ -90,6 +107,7 @@ class AzureFolders:
 
     async def delete(self, namespace: str, key: str) -> bool:
         name = self._object(namespace, key)
+        await self._ready()
         if not key:
             return False
         try:
@@ -101,6 +119,7 @@ class AzureFolders:
     async def list_folder(self, namespace: str, prefix: str) -> Listing:
         base = self._object(namespace, prefix) + ("/" if prefix else "")
         root = self._object(namespace, "")
+        await self._ready()
         files: list[ObjectInfo] = []
         folders: list[str] = []
         async for item in listed(self.conn.client.walk_blobs(name_starts_with=base, delimiter="/")):
@@ -117,6 +136,7 @@ class AzureFolders:
             return [one]
         base = self._object(namespace, prefix) + ("/" if prefix else "")
         root = self._object(namespace, "")
+        await self._ready()
         found = [self._info(namespace, b.name[len(root):], b)
                  async for b in listed(self.conn.client.list_blobs(name_starts_with=base))]
         return sorted(found, key=lambda i: i.key)
