@@ -16,13 +16,13 @@ node. Writers of one session work in parallel (blocks are independent until comm
 staging blob commits exactly the blocks the recorded pieces need, in offset order; this also coalesces
 any number of small pieces (a 256 MiB segment holds 4,096 64-KiB pieces, far under the 50,000
 committed-block limit) into one blob. 2. *publish*: a session of one segment (≤ 256 MiB) is one Copy
-Blob From URL (synchronous) of the sealed blob onto the object's name; anything else (bigger
-sessions, Blob Put Block List in any order, tus concatenation) is one Put Block From URL per run of
-consecutive bytes (≤ 256 MiB each) plus one Put Block List on the object. A 1 GiB upload in 64 KiB
-PATCHes commits with 4 + 4 + 1 requests, not 16,385. Measured on Azurite (bench/README.md, "Azure Blob piece layout"): 1,024 pieces
-commit with 5 requests and 60 ms of CPU here; a blob per piece would need 1,025 calls and ≥ 2 s of CPU.
-Put Block and Get Blob go out through aiohttp under a self-signed SAS (0.33 ms CPU per 64 KiB piece
-against 1.2-2.2 ms through azure-storage-blob; "Azure Blob client libraries").
+Blob From URL (synchronous) of the sealed blob onto the object's name; anything else (bigger sessions,
+Blob Put Block List in any order, tus concatenation) is one Put Block From URL per run of consecutive
+bytes (≤ 256 MiB each) plus one Put Block List on the object. A 1 GiB upload in 64 KiB PATCHes commits
+with 4 + 4 + 1 requests, not 16,385. Measured on Azurite (bench/README.md, "Azure Blob piece layout"):
+1,024 pieces commit with 5 requests and 60 ms of CPU here; a blob per piece would need 1,025 calls and ≥
+2 s of CPU. Put Block and Get Blob go out through aiohttp under a self-signed SAS (0.33 ms CPU per 64
+KiB piece against 1.2-2.2 ms through azure-storage-blob; "Azure Blob client libraries").
 
 **Why per-session staging blobs and not the object's own blob or one blob per piece.** Staging the
 blocks on the object's name would let a second session committing to the same name (its Put Block
