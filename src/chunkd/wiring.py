@@ -21,7 +21,7 @@ from chunkd.storage import open_byte_store
 
 log = logging.getLogger("chunkd.wiring")
 
-__all__ = ["open_cluster_keys", "open_engine", "open_keys", "run_blocking", "start_engine"]
+__all__ = ["open_cluster_keys", "open_engine", "open_keys", "run_blocking", "start_engine", "stop_engine"]
 
 T = TypeVar("T")
 
@@ -91,4 +91,12 @@ def run_blocking(fn: Callable[[], Awaitable[T]]) -> T:
     if failed:
         raise failed[0]
     return out[0]
+
+
+async def stop_engine(engine: Engine) -> None:
+    """Release the engine's connections: the metadata store's, and the byte store's when it keeps any."""
+    close = getattr(engine.storage, "aclose", None)
+    if close is not None:
+        await close()
+    await engine.store.close()
 

@@ -24,7 +24,8 @@
     ├── TooLarge                over a configured maximum
     ├── WriteInterrupted        the writer lost its claim (taken over by a newer request)
     ├── PiecesMissing           recorded bytes are not in this server's byte store (commit refused)
-    └── StorageFull             the byte store or the metadata store has no space left (retry later)
+    ├── StorageFull             the byte store or the metadata store has no space left (retry later)
+    └── StorageUnavailable      the byte store cannot be reached or refused chunkd (outage, bad key)
 
 Each front end maps these onto its own wire format in one table; anything else is a logged 500.
 """
@@ -178,3 +179,10 @@ class StorageFull(ChunkdError):
     """There is no space left to store this; retry once space is freed."""
 
     code = "storage_full"
+
+
+class StorageUnavailable(ChunkdError):
+    """The byte store cannot be reached or refused this server; retry later."""
+
+    code = "storage_unavailable"
+

@@ -108,6 +108,7 @@ CORE_ERRORS: dict[type[errors.ChunkdError], tuple[int, str, str]] = {
     ClientGone: (400, "InvalidInput", "The connection closed before the body was complete."),
     errors.PiecesMissing: (503, "ServerBusy", "The blob's staged bytes are not reachable from this server."),
     errors.StorageFull: (503, "ServerBusy", "The server is out of storage space; retry later."),
+    errors.StorageUnavailable: (503, "ServerBusy", "The server's storage is unavailable; retry later."),
 }
 INTERNAL = BlobError(500, "InternalError", "The server encountered an internal error.")
 

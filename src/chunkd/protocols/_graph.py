@@ -55,6 +55,7 @@ ERRORS: dict[type[errors.ChunkdError], tuple[int, str, str | None]] = {
     ClientGone: (400, "invalidRequest", None),
     errors.PiecesMissing: (503, "serviceNotAvailable", None),
     errors.StorageFull: (507, "insufficientStorage", None),
+    errors.StorageUnavailable: (503, "serviceNotAvailable", None),
 }
 
 

@@ -52,6 +52,7 @@ ERRORS: dict[type[errors.ChunkdError], tuple[int, str]] = {
     errors.WriteInterrupted: (409, "conflict"),
     errors.PiecesMissing: (503, "unavailable"),
     errors.StorageFull: (507, "insufficientStorage"),
+    errors.StorageUnavailable: (503, "unavailable"),
     ClientGone: (400, "invalidRequest"),
 }
 

@@ -81,6 +81,7 @@ ERRORS: dict[type[errors.ChunkdError], tuple[int, str]] = {
     # the bytes live in another server's data directory (or were lost): another node may hold them
     errors.PiecesMissing: (503, "FABRIC_E_SERVICE_TOO_BUSY"),
     errors.StorageFull: (503, "FABRIC_E_SERVICE_TOO_BUSY"),  # msrest clients retry 503 with back-off
+    errors.StorageUnavailable: (503, "FABRIC_E_SERVICE_TOO_BUSY"),
 }
 
 

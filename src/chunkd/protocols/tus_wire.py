@@ -62,6 +62,7 @@ CORE_ERRORS: dict[type[errors.ChunkdError], tuple[int, str]] = {
     ClientGone: (400, "ERR_UNEXPECTED_EOF"),
     errors.PiecesMissing: (503, "ERR_UPLOAD_UNAVAILABLE"),
     errors.StorageFull: (507, "ERR_INSUFFICIENT_STORAGE"),  # tus clients retry 5xx
+    errors.StorageUnavailable: (503, "ERR_STORAGE_UNAVAILABLE"),
 }
 
 

@@ -29,7 +29,7 @@ from chunkd.protocols.servicefabric import ServiceFabricAPI
 from chunkd.protocols.tus import TusAPI, TusConfig
 from chunkd.server.config import Settings
 from chunkd.server.webhooks import from_settings as webhooks_from_settings
-from chunkd.wiring import open_engine, open_keys, start_engine
+from chunkd.wiring import open_engine, open_keys, start_engine, stop_engine
 
 log = logging.getLogger("chunkd.server")
 
@@ -80,7 +80,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             tg.cancel_scope.cancel()
         if notifier is not None:
             await notifier.drain()  # give queued webhook deliveries a last chance before exiting
-        await c.engine.store.close()
+        await stop_engine(c.engine)
 
     routes: list[BaseRoute] = []
     routes += ServiceFabricAPI(c.engine, c.authenticator).routes

@@ -16,7 +16,8 @@ class Settings(BaseSettings):
     port: int = Field(19080, description="port; 19080 is Service Fabric's HTTP gateway port")
     data_dir: Path = Field(Path("./chunkd-data"), description="where bytes, metadata and keys live")
     workers: int = Field(1, description="server processes sharing the port and the data directory")
-    storage: str = Field("local", description="byte storage: local | file:///path")
+    storage: str = Field("local", description="byte store: local | file:///path | s3://BUCKET[/PREFIX]?... | "
+                         "azure://ACCOUNT/CONTAINER[/PREFIX]?... | memory (docs/deployment.md)")
     metadata: str = Field("sqlite", description="metadata store: sqlite | sqlite:///path | postgresql://...")
     no_auth: bool = Field(False, description="switch authentication off (loopback only unless forced)")
     force_no_auth: bool = Field(False, description="allow --no-auth on a non-loopback address")

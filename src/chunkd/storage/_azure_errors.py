@@ -30,16 +30,15 @@ from chunkd.core.errors import (
     InvalidRange,
     ObjectNotFound,
     PiecesMissing,
+    StorageUnavailable,
     TooLarge,
 )
 
 __all__ = ["AzureStoreError", "from_sdk", "from_status", "from_transport", "not_implemented"]
 
 
-class AzureStoreError(ChunkdError):
+class AzureStoreError(StorageUnavailable):
     """Azure Blob Storage failed or refused chunkd (bad key, missing container, outage)."""
-
-    code = "storage_unavailable"
 
 
 _BY_CODE: dict[str, type[ChunkdError]] = {
