@@ -1,4 +1,4 @@
-"""Engine.append_at / set_length / tus concatenation (the tus operations) in-process over SQLite + local files.
+"""Engine.append_at and the tus service's set_length / concatenate, in-process over SQLite + local files.
 
 Two Engine objects on one data directory stand for two server processes.
 """
@@ -15,7 +15,7 @@ from chunkd.core.checksum import verified
 from chunkd.core.engine import Engine
 from chunkd.core.errors import ChecksumMismatch, LengthMismatch, OffsetMismatch, PermissionDenied, TooLarge
 from chunkd.core.models import SessionState
-from chunkd.services.tus_concat import concatenate
+from chunkd.services.tus_uploads import TusUploads
 from tests.core import test_engine as base
 from tests.core.test_engine import ALICE, BOB, NS, body, read, staged
 
@@ -60,12 +60,13 @@ async def test_cut_body_keeps_what_arrived_unless_checksummed(engine: Engine) ->
 async def test_set_length_once(engine: Engine) -> None:
     s = await engine.create_session(ALICE, "tus", NS, "c", None)
     await engine.append_at(s.id, ALICE, 0, body(b"abc"), 3)
+    uploads = TusUploads(engine)
     with pytest.raises(LengthMismatch):
-        await engine.set_length(s.id, ALICE, 2)
-    assert (await engine.set_length(s.id, ALICE, 5)).length == 5
-    assert (await engine.set_length(s.id, ALICE, 5)).length == 5
+        await uploads.set_length(s.id, ALICE, 2)
+    assert (await uploads.set_length(s.id, ALICE, 5)).length == 5
+    assert (await uploads.set_length(s.id, ALICE, 5)).length == 5
     with pytest.raises(LengthMismatch):
-        await engine.set_length(s.id, ALICE, 6)
+        await uploads.set_length(s.id, ALICE, 6)
 
 
 @pytest.mark.anyio
@@ -78,8 +79,8 @@ async def test_concatenate_from_two_processes(engines: Callable[..., Engine]) ->
         await one.append_at(p.id, ALICE, 0, body(d), len(d))
         parts.append(p.id)
     final = await one.create_session(ALICE, "tus", NS, "final", sum(map(len, data)))
-    first = await concatenate(one, final.id, ALICE, parts)
-    again = await concatenate(two, final.id, ALICE, parts)  # a late second process: no-op
+    first = await TusUploads(one).concatenate(final.id, ALICE, parts)
+    again = await TusUploads(two).concatenate(final.id, ALICE, parts)  # a late second process: no-op
     assert first.state is again.state is SessionState.COMMITTED
     assert first.received == first.length == sum(map(len, data))
     assert await read(two, "final") == b"".join(data)

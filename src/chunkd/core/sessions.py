@@ -5,14 +5,12 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-import anyio
-
 from chunkd.core._base import EngineBase
-from chunkd.core.errors import Conflict, InvalidRange, LengthMismatch, SessionConflict, SessionGone, SessionNotFound
+from chunkd.core.errors import InvalidRange, SessionConflict, SessionGone, SessionNotFound
 from chunkd.core.models import Piece, Session, SessionState
 from chunkd.core.principal import Principal
 from chunkd.core.ranges import Range, RangeSet
-from chunkd.core.store import SessionChanges, SessionQuery
+from chunkd.core.store import SessionQuery
 
 LIVE = (SessionState.OPEN, SessionState.COMMITTING, SessionState.COMMITTED)
 
@@ -99,31 +97,3 @@ class SessionOps(EngineBase):
         if session.received >= session.length:
             return []
         return await self.store.missing(session.id, session.length, limit)
-
-    async def set_length(self, session_id: str, principal: Principal, length: int) -> Session:
-        """Fix the total length of a session opened without one (tus deferred length). Setting the same
-        length again is a no-op; another length raises LengthMismatch. A session that this completes
-        is published when it commits on completion."""
-        self._check_length(length)
-        for _ in range(20):
-            session = await self.get_session(session_id, principal=principal)
-            if session.length is not None:
-                if session.length != length:
-                    raise LengthMismatch(f"the upload's length is already {session.length}")
-                return session
-            if length < session.received:
-                raise LengthMismatch(f"{session.received} bytes were already received")
-            done = session.received >= length
-            state = SessionState.COMMITTING if done and session.commit_on_complete else None
-            try:
-                session = await self.change(session, SessionChanges(length=length, state=state,
-                                                                    modified_at=self.clock()))
-            except Conflict:
-                await anyio.sleep(0.01)
-                continue
-            if session.complete:
-                await self._emit("completed", session)
-            if session.state is SessionState.COMMITTING:
-                session = await self.finish_commit(session)
-            return session
-        raise Conflict("the session is changing too fast to set its length")

@@ -1,8 +1,9 @@
 """tus 1.0 wire format: header parsing and formatting, the error table, proxy-aware base URLs.
 
 Pure functions over header values; :mod:`chunkd.protocols.tus` uses them to translate requests into
-engine calls. Every client-visible error is a :class:`TusError`, answered by :func:`error_response`
-(plain-text body ``ERR_CODE: message``, like tusd); core errors are mapped in :data:`CORE_ERRORS`.
+service calls. Every client-visible error is a :class:`TusError`, answered by :func:`error_response`
+(plain-text body ``ERR_CODE: message``, like tusd); core errors are mapped in :data:`CORE_ERRORS`, the
+tus service's refusals in :data:`FAULTS`.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from chunkd.core.body import ClientGone
 from chunkd.core.checksum import ALGORITHMS, ChecksumIncomplete, UnsupportedAlgorithm
 from chunkd.protocols import _parse
 from chunkd.protocols._errors import lookup, retry_after
+from chunkd.services.tus_records import FaultCode, TusFault
 
 TUS_VERSION = "1.0.0"
 OFFSET_STREAM = "application/offset+octet-stream"
@@ -66,6 +68,16 @@ CORE_ERRORS: dict[type[errors.ChunkdError], tuple[int, str]] = {
 }
 
 
+# the tus service's refusal -> status (the code is the answer's ERR_ code)
+FAULTS: dict[FaultCode, int] = {
+    FaultCode.INVALID_CONCAT: 400,
+    FaultCode.MAX_SIZE_EXCEEDED: 413,
+    FaultCode.UPLOAD_SIZE_EXCEEDED: 413,
+    FaultCode.MODIFY_FINAL: 403,
+    FaultCode.NOT_FINISHED: 400,
+}
+
+
 def error_response(exc: TusError) -> Response:
     """The plain-text answer to ``exc``, with ``Tus-Resumable`` and the error's own headers."""
     headers = {"Tus-Resumable": TUS_VERSION, **exc.headers}
@@ -79,6 +91,10 @@ def map_core_error(exc: errors.ChunkdError) -> TusError:
     status, code = entry
     headers = {"Upload-Offset": str(exc.offset)} if isinstance(exc, errors.OffsetMismatch) else {}
     return TusError(status, code, exc.message, {**headers, **retry_after(status, exc)})
+
+
+def map_fault(exc: TusFault) -> TusError:
+    return TusError(FAULTS[exc.code], exc.code.value, exc.message)
 
 
 def parse_uint(value: str | None, header: str, code: str) -> int | None:
