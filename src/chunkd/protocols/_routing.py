@@ -1,5 +1,6 @@
-"""Routing every front end shares: a path parameter that also takes line breaks, and the application-wide
-answer when no route serves a path (404) or a route does not take the method (405).
+"""Routing every front end shares: a path parameter that also takes line breaks, a route that matches the
+whole path, and the application-wide answer when no route serves a path (404) or a route does not take the
+method (405).
 
 Starlette's own answers are plain text (``Not Found``), which no client of these protocols can read. Here
 the answer takes the format of the family whose prefix the path carries: FabricError JSON under
@@ -10,12 +11,15 @@ text under ``/files``, Azure error XML under ``/blob``, and chunkd's neutral ``{
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
+from typing import Any
 
 from starlette.convertors import Convertor, register_url_convertor
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
 
 from chunkd.protocols import _blob_wire as blob_wire
 from chunkd.protocols._graph import GraphError, error_response, request_ids
@@ -40,6 +44,15 @@ class AnyPathConvertor(Convertor[str]):
 
 
 register_url_convertor(ANY_PATH, AnyPathConvertor())
+
+
+class ExactRoute(Route):
+    """A Route whose pattern must match the whole path. Starlette ends its patterns with ``$``, which also
+    matches before a final line break: ``/a/$/Content%0A`` would be served as ``/a/$/Content``."""
+
+    def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
+        super().__init__(path, endpoint, **kwargs)
+        self.path_regex = re.compile(self.path_regex.pattern.removesuffix("$") + r"\Z")
 
 
 def _under(path: str, *prefixes: str) -> bool:

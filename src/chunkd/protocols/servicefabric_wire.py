@@ -1,5 +1,5 @@
 """Service Fabric Image Store wire format: the FabricError response and the parsing of request fields
-(``$`` actions, contentPath, ``api-version``, ``timeout``, ``session-id``, ``Content-Range``).
+(the contentPath before a ``$`` action, ``api-version``, ``timeout``, ``session-id``, ``Content-Range``).
 
 Pure functions over strings (and request headers); :mod:`chunkd.protocols.servicefabric` uses them to turn
 requests into engine calls. Every refusal is a :class:`FabricError`.
@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
+from starlette.convertors import Convertor, register_url_convertor
 from starlette.responses import JSONResponse
 
 from chunkd.core import errors
@@ -17,11 +18,37 @@ from chunkd.core.paths import MAX_KEY_LENGTH, MAX_SEGMENT_LENGTH, normalize_key
 from chunkd.protocols._parse import UINT64_MAX, parse_uint
 
 RUNTIME_VERSION = 8.2
-RESERVED_ROOTS = ("store", "windowsfabricstore")
 RANGE_NOT_SATISFIABLE = "FABRIC_E_UPLOAD_SESSION_RANGE_NOT_SATISFIABLE"
 _GUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 _CONTENT_RANGE = re.compile(r"(?:bytes)?\s*([0-9]+)\s*-\s*([0-9]+)\s*/\s*([0-9]+)\s*")
 _VERSION = re.compile(r"([0-9]{1,4}(?:\.[0-9]{1,4})?)(?:-[A-Za-z0-9.]*)?")
+
+
+CONTENT_PATH = "sfcontent"
+
+
+class ContentPathConvertor(Convertor[str]):
+    """The contentPath of an image-store URL with its leading ``/`` ("" for the store root, so that
+    ``/ImageStore{content}/$/Info`` also serves ``/ImageStore/$/Info``): ``/``-separated segments of any
+    characters but the literal segment ``$``, which starts the action. A ``$`` inside a name (``a$b``,
+    ``$x``) is part of the name. Only the one ``/`` after ``ImageStore`` is dropped (:func:`content_of`),
+    so ``/ImageStore//etc`` keeps its leading separator and is refused as absolute by :func:`content_key`."""
+
+    regex = r"(?:/(?!\$(?:/|\Z))[^/]*)*"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor(CONTENT_PATH, ContentPathConvertor())
+
+
+def content_of(param: str) -> str:
+    """The contentPath from the route's parameter: without the ``/`` that follows ``ImageStore``."""
+    return param.removeprefix("/")
 
 
 class FabricError(Exception):
@@ -36,21 +63,6 @@ class FabricError(Exception):
 def fabric_error_response(status: int, code: str, message: str,
                           headers: dict[str, str] | None = None) -> JSONResponse:
     return JSONResponse({"Error": {"Code": code, "Message": message}}, status_code=status, headers=headers)
-
-
-def split_action(rest: str) -> tuple[str, str]:
-    """``/a/b/$/UploadChunk`` -> (``a/b``, ``UploadChunk``); ``/a/b`` -> (``a/b``, "").
-
-    Only the one ``/`` after ``ImageStore`` is dropped, so ``/ImageStore//etc`` keeps its leading
-    separator and is refused as absolute by :func:`content_key`.
-    """
-    segments = rest.split("/")
-    action = ""
-    if "$" in segments:
-        i = segments.index("$")
-        segments, action = segments[:i], "/".join(segments[i + 1:])
-    content = "/".join(segments)
-    return content.removeprefix("/"), action
 
 
 def content_key(content: str, *, allow_empty: bool = False) -> str:
@@ -125,9 +137,3 @@ def check_content_length(headers: Mapping[str, str], expected: int) -> None:
     if declared is not None and parse_uint(declared.strip()) != expected:
         raise FabricError(400, "E_INVALIDARG",
                           f"the body has {declared[:40]} bytes but Content-Range covers {expected}")
-
-
-def reject_reserved(key: str) -> None:
-    if key.split("/", 1)[0].lower() in RESERVED_ROOTS:
-        raise FabricError(400, "FABRIC_E_IMAGEBUILDER_RESERVED_DIRECTORY_ERROR",
-                          "Store and WindowsFabricStore are reserved by the image store")
