@@ -4,6 +4,7 @@ domain services' fault codes in the tables of the front ends that call them."""
 
 from __future__ import annotations
 
+import enum
 import importlib
 import pkgutil
 from collections.abc import Mapping
@@ -15,6 +16,7 @@ import chunkd.core
 from chunkd.core.errors import ChunkdError
 from chunkd.protocols import _blob_wire, _graph, admin, industry_data, servicefabric, tus_wire
 from chunkd.protocols._errors import lookup
+from chunkd.services import image_store, tus_records
 from chunkd.services.blob_model import BlobFault, FaultCode
 from chunkd.services.connectors import ConnectorFaultCode
 
@@ -66,3 +68,12 @@ def test_every_blob_fault_has_a_status(code: FaultCode) -> None:
 def test_every_connector_fault_has_a_graph_answer(code: ConnectorFaultCode) -> None:
     status, graph_code = industry_data.FAULTS[code]
     assert 400 <= status < 500 and graph_code
+
+
+@pytest.mark.parametrize(("table", "codes"), [(tus_wire.FAULTS, tus_records.FaultCode),
+                                              (servicefabric.FAULTS, image_store.FaultCode)],
+                         ids=["tus", "servicefabric"])
+def test_every_service_refusal_has_a_status(table: Mapping[Any, int], codes: type[enum.Enum]) -> None:
+    """Services raise codes without statuses; each family's table must answer every code its service has."""
+    assert set(table) == set(codes)
+    assert all(400 <= status < 500 for status in table.values())
