@@ -1,10 +1,10 @@
 """Service Fabric Image Store REST API (``/ImageStore/...``) on the chunkd core: the HTTP side.
 
-One route per operation: ``/ImageStore{content}/$/{Action}`` and ``/ImageStore{content}`` (the content
-parameter also serves the bare ``/ImageStore/$/{Action}`` forms, see
-:class:`~chunkd.protocols.servicefabric_wire.ContentPathConvertor`). Any other path under ``/ImageStore``
-is an unknown operation (400), a method outside the API 405. ``api-version``, ``timeout`` and
-authentication are checked in one place (:meth:`ServiceFabricAPI._serve`) before an operation runs; the
+One route per operation: ``/ImageStore/{content}$/{Action}`` (the content parameter is empty in the bare
+``/ImageStore/$/{Action}`` forms, see :class:`~chunkd.protocols.servicefabric_wire.ActionPrefixConvertor`)
+and ``/ImageStore/{content}`` (and ``/ImageStore``, the root). Any other path under ``/ImageStore`` is an
+unknown operation (400), a method outside the API 405. ``api-version``, ``timeout`` and authentication
+are checked in one place (:meth:`ServiceFabricAPI._serve`) before an operation runs; the
 operations translate requests into calls of :class:`chunkd.services.image_store.ImageStore` and format
 its answers. Wire rules follow the runtime (docs/servicefabric.md lists them and chunkd's deliberate
 differences): FabricError JSON on every error, 64-bit numbers as strings, inclusive ranges, paths with
@@ -43,13 +43,13 @@ from chunkd.protocols._http import (
 from chunkd.protocols._parse import JsonError, loads_json
 from chunkd.protocols._routing import ANY_PATH, ExactRoute
 from chunkd.protocols.servicefabric_wire import (
+    ACTION_PREFIX,
     CONTENT_PATH,
     RUNTIME_VERSION,
     FabricError,
     check_api_version,
     check_content_length,
     content_key,
-    content_of,
     fabric_error_response,
     parse_content_range,
     parse_session_id,
@@ -173,8 +173,7 @@ class ServiceFabricAPI:
 
     @property
     def routes(self) -> list[BaseRoute]:
-        content = f"/ImageStore{{content:{CONTENT_PATH}}}"
-        action = f"{content}/$/"
+        action = f"/ImageStore/{{content:{ACTION_PREFIX}}}$/"
         # a GET route serves HEAD too (Starlette adds it): HEAD is GET everywhere, and only Content
         # answers it without a body
         return [
@@ -188,9 +187,11 @@ class ServiceFabricAPI:
             self._op("GET", action + "FolderSize", self.folder_size, version=6.5),
             self._op("GET", action + "Info", self.info, version=6.5),
             self._op("GET", action + "Content", self.download),
-            self._op("PUT", content, self.upload_file, admin=True, body=True),
-            self._op("GET", content, self.get_content),
-            self._op("DELETE", content, self.delete_content, admin=True),
+            # the root (contentPath "") is /ImageStore and /ImageStore/
+            *[route for path in ("/ImageStore", f"/ImageStore/{{content:{CONTENT_PATH}}}") for route in (
+                self._op("PUT", path, self.upload_file, admin=True, body=True),
+                self._op("GET", path, self.get_content),
+                self._op("DELETE", path, self.delete_content, admin=True))],
             # everything else under /ImageStore: unknown operations (400), methods outside the API (405)
             Route("/ImageStore", self.unknown_operation, methods=HTTP_METHODS),
             Route(f"/ImageStore/{{rest:{ANY_PATH}}}", self.unknown_operation, methods=HTTP_METHODS),
@@ -226,7 +227,7 @@ class ServiceFabricAPI:
             principal = self._authenticate(request, needs_admin)
             # path parameters come from scope["path"], which is percent-decoded (request.url.path would
             # re-quote "\\", "?" and "#")
-            content = content_of(request.path_params["content"])
+            content = request.path_params.get("content", "")
             if takes_body:  # bodies take as long as the client needs; timeout bounds only server work
                 return await handler(request, principal, content, query)
             with anyio.fail_after(timeout):

@@ -24,18 +24,11 @@ _CONTENT_RANGE = re.compile(r"(?:bytes)?\s*([0-9]+)\s*-\s*([0-9]+)\s*/\s*([0-9]+
 _VERSION = re.compile(r"([0-9]{1,4}(?:\.[0-9]{1,4})?)(?:-[A-Za-z0-9.]*)?")
 
 
+ACTION_PREFIX = "sfactionprefix"
 CONTENT_PATH = "sfcontent"
 
 
-class ContentPathConvertor(Convertor[str]):
-    """The contentPath of an image-store URL with its leading ``/`` ("" for the store root, so that
-    ``/ImageStore{content}/$/Info`` also serves ``/ImageStore/$/Info``): ``/``-separated segments of any
-    characters but the literal segment ``$``, which starts the action. A ``$`` inside a name (``a$b``,
-    ``$x``) is part of the name. Only the one ``/`` after ``ImageStore`` is dropped (:func:`content_of`),
-    so ``/ImageStore//etc`` keeps its leading separator and is refused as absolute by :func:`content_key`."""
-
-    regex = r"(?:/(?!\$(?:/|\Z))[^/]*)*"
-
+class _PathConvertor(Convertor[str]):
     def convert(self, value: str) -> str:
         return value
 
@@ -43,12 +36,28 @@ class ContentPathConvertor(Convertor[str]):
         return value
 
 
+class ActionPrefixConvertor(_PathConvertor):
+    """The contentPath before a ``$`` action, as in ``/ImageStore/{content}$/Info``: ``/``-terminated
+    segments of any characters but the literal segment ``$``, which starts the action; a ``$`` inside a
+    name (``a$b``, ``$x``) is part of the name. Empty for the bare ``/ImageStore/$/Info``. The value is the
+    contentPath without its last ``/``, so ``/ImageStore//etc/$/Content`` keeps the leading separator and is
+    refused as absolute by :func:`content_key`."""
+
+    regex = r"(?:(?!\$/)[^/]*/)*"
+
+    def convert(self, value: str) -> str:
+        return value.removesuffix("/")
+
+
+class ContentPathConvertor(_PathConvertor):
+    """A contentPath without an action, as in ``/ImageStore/{content}``: ``/``-separated segments of any
+    characters, none of them the literal ``$`` (a path with one names an action)."""
+
+    regex = r"(?!\$(?:/|\Z))[^/]*(?:/(?!\$(?:/|\Z))[^/]*)*"
+
+
+register_url_convertor(ACTION_PREFIX, ActionPrefixConvertor())
 register_url_convertor(CONTENT_PATH, ContentPathConvertor())
-
-
-def content_of(param: str) -> str:
-    """The contentPath from the route's parameter: without the ``/`` that follows ``ImageStore``."""
-    return param.removeprefix("/")
 
 
 class FabricError(Exception):

@@ -69,9 +69,8 @@ class TusUploads:
         leaves the upload created with what was stored of it: the client continues with PATCH.
         """
         length = await self._final_length(principal, new.parts) if new.concat is Concat.FINAL else new.length
-        if length is not None and length > self.max_size:
-            raise TusFault(FaultCode.MAX_SIZE_EXCEEDED, f"the upload is larger than the maximum of {self.max_size} "
-                                                        "bytes")
+        if length is not None:
+            self._check_max(length)
         if body is not None and count is not None and length is not None and count > length:
             raise TusFault(FaultCode.UPLOAD_SIZE_EXCEEDED, "the body is longer than Upload-Length")
         upload_id = secrets.token_hex(16)
@@ -120,6 +119,7 @@ class TusUploads:
         session = await self.engine.get_session(upload_id, principal=principal)
         check(session)
         if length is not None:
+            self._check_max(length)
             if session.length is None:
                 session = await self.set_length(upload_id, principal, length)
             elif session.length != length:
@@ -129,6 +129,11 @@ class TusUploads:
         if session.length is None and count is None:  # chunked body of a deferred upload: enforce the max
             body = _capped(body, self.max_size - offset)
         return Upload.of(await self._append(upload_id, principal, offset, body, count, session=session, check=check))
+
+    def _check_max(self, length: int) -> None:
+        if length > self.max_size:
+            raise TusFault(FaultCode.MAX_SIZE_EXCEEDED, f"the upload is larger than the maximum of {self.max_size} "
+                                                        "bytes")
 
     def _rules(self, offset: int, count: int | None) -> Callable[[Session], None]:
         """tus's own refusals of an append, checked on the session the append claims."""
@@ -161,9 +166,7 @@ class TusUploads:
         no-op; another length raises LengthMismatch, as does one shorter than what was received. An
         upload this completes is published when it commits on completion (a normal upload). Raises
         TusFault MAX_SIZE_EXCEEDED, TooLarge beyond the engine's maximum."""
-        if length > self.max_size:
-            raise TusFault(FaultCode.MAX_SIZE_EXCEEDED, f"the upload is larger than the maximum of {self.max_size} "
-                                                        "bytes")
+        self._check_max(length)
         if length < 0:
             raise errors.InvalidRange("length must not be negative")
         if length > self.engine.config.max_size:

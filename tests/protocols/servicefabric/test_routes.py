@@ -80,3 +80,11 @@ def test_methods_outside_the_api_are_405_with_allow(c: httpx.Client) -> None:
         r = c.request(method, f"{path}?{API}")
         assert error(r) == (405, "E_INVALIDARG"), method
         assert {"GET", "PUT", "POST", "DELETE"} <= set(r.headers["allow"].replace(" ", "").split(","))
+
+
+def test_the_bare_root_is_an_operation_like_any_path(sf_server: ServerProcess, c: httpx.Client) -> None:
+    """PUT and DELETE on the root are refused for the path, after the same checks as any other path."""
+    assert error(httpx.put(f"{sf_server.url}/ImageStore?{API}", content=b"x")) == (401, "E_ACCESSDENIED")
+    for method in ("PUT", "DELETE"):
+        r = c.request(method, f"/ImageStore?{API}", content=b"x" if method == "PUT" else None)
+        assert error(r) == (400, "E_INVALIDARG") and "empty" in r.json()["Error"]["Message"], method
