@@ -6,6 +6,8 @@ registry and imported lazily, so that a backend's client library is needed only 
 ``local`` (default)                                       files under ``DATA_DIR/store``
 ``file:///path``                                          files under ``/path``
 ``memory``                                                this process's memory (tests, experiments)
+``s3://BUCKET[/PREFIX]?endpoint=URL&region=REGION``       an S3 bucket (:mod:`chunkd.storage.s3`);
+                                                          needs ``pip install 'chunkd[s3]'``
 =======================================================  ==========================================
 """
 
@@ -33,6 +35,7 @@ BACKENDS: dict[str, Backend] = {
     "file": Backend("chunkd.storage._factories:local_at_path"),
     "local": Backend("chunkd.storage._factories:local_in_data_dir"),
     "memory": Backend("chunkd.storage._factories:memory"),
+    "s3": Backend("chunkd.storage.s3:from_url", "pip install 'chunkd[s3]'"),
 }
 
 
