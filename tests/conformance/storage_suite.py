@@ -67,10 +67,24 @@ def _azure(tmp: Path) -> Factory:
     return handle
 
 
+def _s3(tmp: Path) -> Factory:
+    """A fresh prefix of a bucket on a real moto server; every handle has its own clients. Leftovers count
+    as old at once (what the suite does to the other stores' ORPHAN_AGE)."""
+    from tests.conformance.s3moto import moto
+
+    url = moto().url()
+    pytest.importorskip("obstore")
+    from chunkd.storage._s3_config import parse_url
+    from chunkd.storage.s3 import S3Store
+
+    return lambda: S3Store(parse_url(url), orphan_age=-1.0, scan_interval=0.0)
+
+
 IMPLEMENTATIONS: dict[str, Callable[[Path], Factory]] = {
     "azure": _azure,
     "local": lambda tmp: lambda: LocalStore(tmp / "store"),
     "memory": _memory,
+    "s3": _s3,
 }
 
 NS = "suite"
