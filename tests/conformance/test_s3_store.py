@@ -187,6 +187,22 @@ async def test_missing_or_foreign_pieces_publish_nothing(store: S3Store, admin: 
     assert uploads(admin, store.keys.root) == []  # the failed multipart upload was aborted
 
 
+async def test_copy_is_server_side_also_beyond_one_copy_request(store: S3Store, admin: Any, gets: list[int],
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    data = os.urandom(13 * MiB)
+    await store.assemble([await write_piece(store, store.new_ref("c"), 0, data)], NS, "src.bin")
+    assert (await store.copy(NS, "src.bin", "a/copy.bin")).size == len(data)  # CopyObject
+    monkeypatch.setattr(assembly, "MAX_PART", 7 * MiB)  # 5 GiB in production: beyond it, ranged part copies
+    assert (await store.copy(NS, "src.bin", "b/copy.bin")).size == len(data)
+    etag = admin.head_object(Bucket=BUCKET, Key=store.keys.object(NS, "b/copy.bin"))["ETag"]
+    assert etag.strip('"').endswith("-2")  # two UploadPartCopy ranges
+    assert gets == []  # no byte came through this process
+    for key in ("a/copy.bin", "b/copy.bin"):
+        assert await read_all(store, key) == data
+    with pytest.raises(FileNotFoundError):
+        await store.copy(NS, "missing", "x")
+
+
 # -- garbage --------------------------------------------------------------------------------------
 async def test_gc_aborts_orphan_uploads_and_discards_dead_refs(store: S3Store, admin: Any) -> None:
     live, dead = store.new_ref("live"), store.new_ref("dead")

@@ -226,6 +226,8 @@ class S3Store:
         meta = await self._head(source) if src else None
         if meta is None:
             raise FileNotFoundError(src)
+        if source == target:  # S3 refuses a copy onto itself; the object already is what was asked for
+            return self._info(namespace, src, meta)
         await self._check_target(namespace, dst)
         size = int(meta["size"])
         try:
