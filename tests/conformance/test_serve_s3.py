@@ -87,3 +87,35 @@ async def test_service_fabric_and_tus_uploads_live_in_the_bucket(serve, tmp_path
 async def test_unreachable_bucket_stops_the_server_with_a_clear_message(serve, tmp_path: Path) -> None:
     with pytest.raises(RuntimeError, match="no-such-bucket"):
         serve("--no-auth", "--storage", moto().url().replace(BUCKET, "no-such-bucket"))
+
+
+async def test_a_commit_that_died_after_publishing_is_assembled_again_on_the_retry(tmp_path: Path) -> None:
+    from tests.serverproc import ServerProcess
+
+    url, sid = moto().url(), "9d1c5a77-2b6e-4f0a-8c3d-1e2f3a4b5c6d"
+    data = os.urandom(7 * MiB + 3)  # a piece copied server-side and a small one coalesced with its head
+    chunk = f"/ImageStore/crash/pub.bin/$/UploadChunk?api-version=6.0&session-id={sid}"
+    commit = f"/ImageStore/$/CommitUploadSession?api-version=6.0&session-id={sid}"
+    data_dir = tmp_path / "data"
+    crashing = ServerProcess(data_dir, ["--no-auth", "--storage", url], {"CHUNKD_FAULTS": "after-assemble:exit"})
+    crashing.start()
+    async with httpx.AsyncClient(base_url=crashing.url, timeout=60) as c:
+        for start, end in [(6 * MiB, len(data)), (0, 6 * MiB)]:
+            r = await c.put(chunk, content=data[start:end],
+                            headers={"Content-Range": f"bytes {start}-{end - 1}/{len(data)}"})
+            assert r.status_code == 200, r.text
+        with pytest.raises(httpx.TransportError):
+            await c.post(commit)
+    assert crashing.proc is not None and crashing.proc.wait(10) == 86  # died at the fault point
+    again = ServerProcess(data_dir, ["--no-auth", "--storage", url], port=crashing.port).start()
+    try:
+        async with httpx.AsyncClient(base_url=again.url, timeout=60) as c:
+            assert (await c.post(commit)).status_code == 200
+            r = await c.get("/ImageStore/crash/pub.bin/$/Content?api-version=6.0")
+            assert r.status_code == 200 and sha(r.content) == sha(data)
+    finally:
+        again.stop()
+    prefix = url.split("/", 3)[3].split("?", 1)[0]
+    admin = moto().client()
+    assert admin.list_objects_v2(Bucket=BUCKET, Prefix=f"{prefix}/staging/").get("KeyCount") == 0
+    assert admin.list_multipart_uploads(Bucket=BUCKET, Prefix=prefix).get("Uploads", []) == []
