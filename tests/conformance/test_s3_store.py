@@ -358,3 +358,4 @@ def test_without_the_extra_local_storage_still_works(tmp_path: Any, monkeypatch:
     with pytest.raises(RuntimeError, match=r"pip install 'chunkd\[s3\]'"):
         open_byte_store(moto().url(), str(tmp_path))
     assert open_byte_store("local", str(tmp_path)).name == "local"
+
