@@ -26,6 +26,7 @@ import botocore.exceptions as boto_errors
 from obstore import exceptions as obstore_errors
 
 from chunkd.core.errors import ChunkdError, InvalidPath
+from chunkd.core.errors import StorageUnavailable as CoreStorageUnavailable
 
 __all__ = ["S3Error", "StorageUnavailable", "UploadVanished", "s3_errors", "translate"]
 
@@ -36,9 +37,9 @@ class S3Error(ChunkdError):
     code = "storage_error"
 
 
-class StorageUnavailable(S3Error):
+class StorageUnavailable(S3Error, CoreStorageUnavailable):
     """The S3 store cannot be used right now (unreachable, failing, throttling, or refusing chunkd's
-    credentials); retry later."""
+    credentials); retry later. Every front end answers the core error with 503 and Retry-After."""
 
     code = "storage_unavailable"
 
