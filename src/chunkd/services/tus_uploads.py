@@ -82,7 +82,13 @@ class TusUploads:
             metadata=text, ttl=self.expiration, commit_on_complete=new.concat is Concat.NONE,
             extra=fields.to_extra())
         if new.concat is Concat.FINAL:
-            session = await self._start_final(session, principal)
+            try:
+                session = await self._start_final(session, principal)
+            except BaseException:
+                # the client gets no Location for a final that failed to start: leave no such session behind
+                with anyio.CancelScope(shield=True):
+                    await self.engine.delete_session(session.id, principal)
+                raise
         elif body is not None and (count is None or count > 0):
             session = await self._append(session.id, principal, 0, body, count, session=session, creating=True)
         elif session.complete:
@@ -236,7 +242,7 @@ class TusUploads:
 
     async def _start_final(self, final: Session, principal: Principal) -> Session:
         """Link a new final upload to its unfinished parts, then try to finish it at once."""
-        for part_id in UploadFields.from_extra(final.extra).parts:
+        for part_id in dict.fromkeys(UploadFields.from_extra(final.extra).parts):  # a part may be named twice
             part = await self.engine.get_session(part_id, principal=principal)
             if not part.complete:
                 link = PendingFinal(final=final.id, part=part_id)
@@ -263,7 +269,7 @@ class TusUploads:
             # shared part (this one can never finish); either way the caller's own request succeeded, and
             # reads retry the composition lazily
             return session
-        for part_id in fields.parts:
+        for part_id in dict.fromkeys(fields.parts):
             await self.engine.delete_resource(PENDING_FINAL, PendingFinal(final=session.id, part=part_id).resource_id)
         return session
 

@@ -49,6 +49,20 @@ def test_final_declared_before_parts_finish(client: httpx.Client, create: Create
     assert client.get(url).content == b"helloworld"
 
 
+def test_final_naming_an_unfinished_partial_twice(server: ServerProcess, client: httpx.Client,
+                                                   create: Create) -> None:
+    part = create(4, {"Upload-Concat": "partial"})
+    before = {s["id"] for s in client.get(f"{server.url}/chunkd/v1/sessions").json()["sessions"]}
+    r = final(client, part, part)  # the same partial twice: legal, its bytes come twice
+    assert r.status_code == 201, r.text  # not 423 (which made every retry leave an unreachable final behind)
+    url = r.headers["location"]
+    after = {s["id"] for s in client.get(f"{server.url}/chunkd/v1/sessions").json()["sessions"]}
+    assert after - before == {url.rsplit("/", 1)[1]}  # exactly the final that got a Location
+    assert patch(client, part, 0, b"abcd").status_code == 204
+    assert client.head(url, headers=TUS).headers["upload-offset"] == "8"
+    assert client.get(url).content == b"abcdabcd"
+
+
 def test_final_needs_partial_uploads(client: httpx.Client, create: Create) -> None:
     plain = create(3)
     r = final(client, plain)
