@@ -158,3 +158,24 @@ async def test_times_come_from_the_engine_clock(engine: Engine, clock: FakeClock
     final = await uploads.create(ALICE, NewUpload(None, Concat.FINAL, (part.id,)))
     assert final.finished
     assert final.session.modified_at == clock.now and final.session.expires_at == clock.now + 50.0
+
+
+@pytest.mark.anyio
+async def test_a_read_right_after_a_commit_died_finishes_it(engine: Engine,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """The last PATCH recorded its bytes (the upload is COMMITTING) and its request died before publishing.
+    A HEAD moments later -- well inside the engine's grace for commits in progress -- finishes the commit
+    rather than reporting a complete upload that GET then refuses."""
+    from chunkd.core import faults
+
+    uploads = TusUploads(engine)
+    upload = await uploads.create(ALICE, NewUpload(5))
+    monkeypatch.setattr(faults, "_POINTS", {"after-record": "raise"})
+    with pytest.raises(faults.FaultInjected):
+        await uploads.append(upload.id, ALICE, 0, body(b"hello"), 5)
+    monkeypatch.setattr(faults, "_POINTS", {})
+    assert (await engine.get_session(upload.id)).state is SessionState.COMMITTING
+    seen = await uploads.get(upload.id, ALICE)
+    assert seen.finished and seen.session.state is SessionState.COMMITTED
+    _, info = await uploads.download(upload.id, ALICE)
+    assert info.size == 5 and await content(engine, upload.session.key) == b"hello"

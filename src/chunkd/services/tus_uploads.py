@@ -236,7 +236,10 @@ class TusUploads:
                     # this part's own bytes are recorded: don't fail its append; reads of the final retry
                     log.warning("could not finish final upload %s yet", link.final, exc_info=True)
             return session
-        if session.state is SessionState.OPEN:
+        if session.state in (SessionState.OPEN, SessionState.COMMITTING):
+            # COMMITTING here is a commit another request is running or one that died with its process
+            # moments ago (inside the engine's grace): finishing it again is safe, and a reader must not
+            # see a complete upload it cannot download
             session = await self.engine.commit(session.id, principal)
         return session
 
