@@ -23,7 +23,7 @@ import httpx
 import pytest
 
 from chunkd.server.app import create_app
-from chunkd.server.config import Settings
+from chunkd.settings import Settings
 from tests.conformance.metadata_suite import PG_ADMIN, pg_url
 
 CHUNK = 64 << 10

@@ -3,7 +3,8 @@
 * the core imports no backend, no front end, no server and no HTTP library;
 * front ends (``protocols``) and domain services import neither byte stores nor metadata stores nor SQL;
 * services know no HTTP;
-* one wiring place: only ``chunkd.wiring`` opens backends and builds an Engine.
+* one wiring place: only ``chunkd.wiring`` opens backends and builds an Engine, and it sits below the
+  server and the CLI that call it (it imports neither).
 """
 
 from __future__ import annotations
@@ -92,6 +93,11 @@ def test_one_wiring_place() -> None:
         if builds and path != wiring:
             openers.append(path)
     assert openers == [wiring], f"engines are wired outside chunkd.wiring: {openers}"
+
+
+def test_wiring_sits_below_the_server_and_the_cli() -> None:
+    bad = _bad(PACKAGE / "wiring.py", ("chunkd.server", "chunkd.cli", "chunkd.protocols", *HTTP))
+    assert not bad, f"wiring.py imports {bad}: the server and the CLI call the wiring, not the other way round"
 
 
 def test_relative_imports_are_resolved(tmp_path: Path) -> None:

@@ -20,9 +20,9 @@ from uvicorn.importer import import_from_string
 from chunkd.auth.authenticator import Authenticator
 from chunkd.auth.permissions import IMAGESTORE_ADMIN, IMAGESTORE_READ
 from chunkd.server.certs import LocalPKI
-from chunkd.server.config import Settings
 from chunkd.server.limits import LimitedHttpProtocol
 from chunkd.server.tls import ClientCertHttpProtocol, TLSConfigError, uvicorn_tls_options
+from chunkd.settings import Settings
 from tests.serverproc import free_port
 
 

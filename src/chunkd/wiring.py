@@ -16,7 +16,7 @@ from chunkd.auth.keys import Keys, load_keys
 from chunkd.core.clock import StoreClock
 from chunkd.core.engine import Engine, EngineConfig
 from chunkd.metadata import open_store
-from chunkd.server.config import Settings
+from chunkd.settings import Settings
 from chunkd.storage import open_byte_store
 
 log = logging.getLogger("chunkd.wiring")

@@ -108,8 +108,8 @@ def serve(
     from pydantic import ValidationError
 
     from chunkd.protocols.blob import check_account
-    from chunkd.server.config import Settings
     from chunkd.server.tls import TLSConfigError, uvicorn_tls_options
+    from chunkd.settings import Settings
 
     try:
         settings = Settings()
@@ -158,7 +158,7 @@ def token(
 
     Without --scopes and --roles the token has every role (full access).
     """
-    from chunkd.server.config import Settings
+    from chunkd.settings import Settings
     from chunkd.wiring import open_cluster_keys
 
     secret = open_cluster_keys(Settings(data_dir=data_dir, metadata=metadata)).jwt_secret

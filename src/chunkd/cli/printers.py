@@ -28,7 +28,7 @@ Tenant = Annotated[str, typer.Option(help="tenant id (tid) the printer belongs t
 
 
 async def _with_engine(data_dir: Path, metadata: str, fn: Callable[[Engine], Awaitable[T]]) -> T:
-    from chunkd.server.config import Settings
+    from chunkd.settings import Settings
     from chunkd.wiring import open_engine, start_engine
 
     # the same wiring as the server's: CHUNKD_STORAGE and the other settings apply here too

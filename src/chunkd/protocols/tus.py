@@ -65,7 +65,7 @@ EXPOSE_HEADERS = ["Upload-Offset", "Location", "Upload-Length", "Tus-Version", "
 
 @dataclass(frozen=True)
 class TusConfig:
-    """Front-end settings (built from :class:`chunkd.server.config.Settings` in server/app.py)."""
+    """Front-end settings (built from :class:`chunkd.settings.Settings` in server/app.py)."""
 
     max_size: int = 1 << 40  # Tus-Max-Size
     expiration: float = 86400.0  # idle lifetime of an upload, seconds

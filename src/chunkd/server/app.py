@@ -27,8 +27,8 @@ from chunkd.protocols.graph_print import GraphPrintAPI
 from chunkd.protocols.industry_data import IndustryDataAPI, IndustryDataConfig
 from chunkd.protocols.servicefabric import ServiceFabricAPI
 from chunkd.protocols.tus import TusAPI, TusConfig
-from chunkd.server.config import Settings
 from chunkd.server.webhooks import from_settings as webhooks_from_settings
+from chunkd.settings import Settings
 from chunkd.wiring import open_engine, open_keys, start_engine, stop_engine
 
 log = logging.getLogger("chunkd.server")

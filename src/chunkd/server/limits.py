@@ -40,7 +40,7 @@ from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from chunkd.server.config import Settings
+from chunkd.settings import Settings
 
 logger = logging.getLogger("chunkd.limits")
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import uvicorn
 
-from chunkd.server.config import Settings
 from chunkd.server.limits import raise_fd_limit
 from chunkd.server.tls import uvicorn_tls_options
+from chunkd.settings import Settings
 
 
 def main() -> None:

@@ -16,8 +16,8 @@ import asyncio
 import ssl
 from typing import Any
 
-from chunkd.server.config import Settings
 from chunkd.server.limits import LimitedHttpProtocol
+from chunkd.settings import Settings
 
 # ASGI TLS extension: tls_version is the TLS protocol number (0x0304 = TLS 1.3).
 _TLS_VERSIONS = {"TLSv1": 0x0301, "TLSv1.1": 0x0302, "TLSv1.2": 0x0303, "TLSv1.3": 0x0304}

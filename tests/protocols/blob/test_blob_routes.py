@@ -17,7 +17,7 @@ from starlette.routing import Mount, Route
 
 from chunkd.protocols.blob import RESERVED, check_account
 from chunkd.server.app import create_app
-from chunkd.server.config import Settings
+from chunkd.settings import Settings
 from tests.protocols.industry_data.helpers import new_session_url, split_sas, start_server
 from tests.serverproc import ServerProcess, free_port
 
