@@ -14,11 +14,12 @@ import pytest
 
 import chunkd.core
 from chunkd.core.errors import ChunkdError
-from chunkd.protocols import _blob_wire, _graph, admin, industry_data, servicefabric, tus_wire
+from chunkd.protocols import _blob_wire, _graph, admin, graph_print, industry_data, servicefabric, tus_wire
 from chunkd.protocols._errors import lookup
 from chunkd.services import image_store, tus_records
 from chunkd.services.blob_model import BlobFault, FaultCode
 from chunkd.services.connectors import ConnectorFaultCode
+from chunkd.services.print_records import PrintFault, PrintFaultCode
 
 TABLES: dict[str, Mapping[type[ChunkdError], Any]] = {
     "servicefabric": servicefabric.ERRORS,
@@ -68,6 +69,12 @@ def test_every_blob_fault_has_a_status(code: FaultCode) -> None:
 def test_every_connector_fault_has_a_graph_answer(code: ConnectorFaultCode) -> None:
     status, graph_code = industry_data.FAULTS[code]
     assert 400 <= status < 500 and graph_code
+
+
+@pytest.mark.parametrize("code", list(PrintFaultCode), ids=str)
+def test_every_print_fault_has_a_graph_answer(code: PrintFaultCode) -> None:
+    err = graph_print.as_graph_error(PrintFault(code, "why"))
+    assert 400 <= err.status < 500 and err.code and err.message == "why"
 
 
 @pytest.mark.parametrize(("table", "codes"), [(tus_wire.FAULTS, tus_records.FaultCode),

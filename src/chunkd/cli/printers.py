@@ -51,11 +51,11 @@ def add(
 ) -> None:
     """Register a printer; prints its id last."""
     from chunkd.core.principal import Principal
-    from chunkd.services.printers import register_printer
+    from chunkd.services.printers import Printers
 
     admin = Principal(kind="app", tenant=tenant, app="chunkd-cli")
     printer = anyio.run(_with_engine, data_dir, metadata,
-                        lambda engine: register_printer(engine, admin, name, content_type))
+                        lambda engine: Printers(engine).register(admin, name, content_type))
     typer.echo(f"registered printer {name!r} in tenant {tenant}", err=True)
     typer.echo(printer.id)
 
@@ -63,8 +63,8 @@ def add(
 @printers_app.command("list")
 def list_(data_dir: DataDir = Path("./chunkd-data"), tenant: Tenant = "", metadata: Metadata = "sqlite") -> None:
     """Print ``id<TAB>tenant<TAB>name`` of every printer (of one tenant with --tenant)."""
-    from chunkd.services.printers import list_printers
+    from chunkd.services.printers import Printers
 
-    printers = anyio.run(_with_engine, data_dir, metadata, lambda engine: list_printers(engine, tenant or None))
+    printers = anyio.run(_with_engine, data_dir, metadata, lambda engine: Printers(engine).of_tenant(tenant or None))
     for p in printers:
-        typer.echo(f"{p.id}\t{p.tenant}\t{p.data.get('displayName', '')}")
+        typer.echo(f"{p.id}\t{p.tenant}\t{p.display_name}")

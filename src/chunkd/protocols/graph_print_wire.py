@@ -1,21 +1,21 @@
 """Wire shapes of Microsoft Graph Universal Print: JSON of printers, jobs, documents and upload sessions,
 and the parsing of request fields (upload properties, ``Content-Range``, ``If-Match``).
 
-Pure functions over resources and sessions: no engine calls, no HTTP objects.
+Pure functions over print records and sessions: no engine calls, no HTTP objects.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from chunkd.core.models import Session
 from chunkd.core.ranges import Range
-from chunkd.core.resources import Resource
 from chunkd.protocols._graph import GraphError
 from chunkd.protocols._http import iso_date
 from chunkd.protocols._parse import INT64_MAX, parse_uint
-from chunkd.services.printers import DEFAULT_CONTENT_TYPES
+from chunkd.services.print_records import Document, Job, Printer, UploadFields
 
 _CONTENT_RANGE = re.compile(r"bytes(?:\s+|\s*=\s*)([0-9]{1,19})\s*-\s*([0-9]{1,19})\s*/\s*([0-9]{1,19}|\*)", re.I)
 
@@ -25,27 +25,26 @@ def _date(ts: float | None) -> str | None:
 
 
 # -- resources --------------------------------------------------------------------------------------
-def printer_json(printer: Resource) -> dict[str, Any]:
-    d = printer.data
-    types = list(d.get("contentTypes") or DEFAULT_CONTENT_TYPES)
+def printer_json(printer: Printer) -> dict[str, Any]:
+    types = list(printer.content_types)
     return {
-        "id": printer.id, "displayName": d.get("displayName", ""), "manufacturer": "chunkd",
+        "id": printer.id, "displayName": printer.display_name, "manufacturer": "chunkd",
         "model": "chunkd virtual printer", "isShared": True, "isAcceptingJobs": True,
-        "registeredDateTime": _date(printer.created_at),
+        "registeredDateTime": _date(printer.stored.created_at),
         "status": {"state": "idle", "details": [], "description": ""},
         "capabilities": {"contentTypes": types},
         "defaults": {"contentType": types[0] if types else None},
     }
 
 
-def share_json(printer: Resource) -> dict[str, Any]:
+def share_json(printer: Printer) -> dict[str, Any]:
     """A printer seen through ``print/shares``: chunkd shares every printer under its own id."""
     out = printer_json(printer)
     out["createdDateTime"] = out.pop("registeredDateTime")
     return out
 
 
-def created_by(principal_data: dict[str, str]) -> dict[str, Any]:
+def created_by(principal_data: Mapping[str, str]) -> dict[str, Any]:
     """identitySet of the seeds' ``createdBy``: application and user ids from the token."""
     out: dict[str, Any] = {}
     if principal_data.get("app"):
@@ -55,8 +54,8 @@ def created_by(principal_data: dict[str, str]) -> dict[str, Any]:
     return out
 
 
-def job_status(job: Resource) -> dict[str, Any]:
-    if job.data.get("started"):
+def job_status(job: Job) -> dict[str, Any]:
+    if job.started:
         # Nothing is printed: chunkd keeps the documents, so the job is finished once started.
         return {"state": "completed", "description": "chunkd keeps the documents; nothing is printed.",
                 "isAcquiredByPrinter": False, "details": ["completedSuccessfully"]}
@@ -64,26 +63,24 @@ def job_status(job: Resource) -> dict[str, Any]:
             "isAcquiredByPrinter": False, "details": ["uploadPending"]}
 
 
-def job_json(job: Resource, documents: list[Resource]) -> dict[str, Any]:
-    d = job.data
-    who = d.get("createdBy", {})
+def job_json(job: Job, documents: list[Document]) -> dict[str, Any]:
+    who = job.created_by
     return {
-        "id": job.id, "createdDateTime": _date(job.created_at),
+        "id": job.id, "createdDateTime": _date(job.stored.created_at),
         "createdBy": {"id": who.get("user") or who.get("app") or "", "displayName": who.get("user") or who.get("app"),
                       "userPrincipalName": None},
         "isFetchable": False, "redirectedFrom": None, "redirectedTo": None,
-        "configuration": d.get("configuration") or {},
+        "configuration": dict(job.configuration),
         "status": job_status(job),
         "documents": [document_json(doc) for doc in documents],
     }
 
 
-def document_json(doc: Resource) -> dict[str, Any]:
-    d = doc.data
+def document_json(doc: Document) -> dict[str, Any]:
     return {
-        "id": doc.id, "displayName": d.get("displayName", ""), "documentName": d.get("displayName", ""),
-        "contentType": d.get("contentType", ""), "size": d.get("size", 0),
-        "uploadedDateTime": _date(d.get("uploadedAt")), "downloadedDateTime": None,
+        "id": doc.id, "displayName": doc.display_name, "documentName": doc.display_name,
+        "contentType": doc.content_type, "size": doc.size,
+        "uploadedDateTime": _date(doc.uploaded_at), "downloadedDateTime": None,
     }
 
 
@@ -100,19 +97,20 @@ def integer_ranges(missing: list[Range]) -> list[dict[str, int]]:
 
 def print_upload_session_json(session: Session, missing: list[Range]) -> dict[str, Any]:
     """The seeds' printUploadSession; both names of the expiry and of the range list are sent."""
-    expires = iso_date(float(session.extra["deadline"]))
+    fields = UploadFields.from_extra(session.extra)
+    expires = iso_date(fields.deadline)
     ranges = integer_ranges(missing)
     return {
         "id": session.id, "size": session.length, "contentType": session.content_type,
         "documentName": session.name, "expiryDateTime": expires, "expirationDateTime": expires,
-        "createdBy": created_by(session.extra.get("principal", {})),
+        "createdBy": created_by(fields.principal),
         "nextExpectedRanges": ranges, "missingRanges": ranges,
     }
 
 
 def upload_session_json(session: Session, missing: list[Range], upload_url: str | None) -> dict[str, Any]:
     """The current form's uploadSession."""
-    out: dict[str, Any] = {"expirationDateTime": iso_date(float(session.extra["deadline"])),
+    out: dict[str, Any] = {"expirationDateTime": iso_date(UploadFields.from_extra(session.extra).deadline),
                            "nextExpectedRanges": closed_ranges(missing)}
     if upload_url is not None:
         out = {"uploadUrl": upload_url, **out}
@@ -139,7 +137,7 @@ def check_if_match(header: str | None, session: Session) -> None:
     raise GraphError(412, "resourceModified", "If-Match does not match the upload session's ETag")
 
 
-def upload_properties(body: dict[str, Any], content_types: list[str], max_size: int) -> tuple[int, str, str]:
+def upload_properties(body: dict[str, Any], content_types: Sequence[str], max_size: int) -> tuple[int, str, str]:
     """(size, contentType, documentName) from createUploadSession ``properties`` or the seeds' PUT body."""
     size = body.get("size")
     if size is None:
@@ -201,3 +199,8 @@ def check_segment_fits(start: int, end: int, total: int, size: int) -> None:
     if end > size:
         raise GraphError(416, "invalidRange", f"Content-Range ends at {end - 1}, beyond the last byte {size - 1}",
                          "invalidStartIndex" if start >= size else None)
+
+
+def deadline(session: Session) -> float:
+    """When a document's upload session ends (its ``expirationDateTime``)."""
+    return UploadFields.from_extra(session.extra).deadline

@@ -8,7 +8,6 @@ import uuid
 
 from chunkd.core.engine import Engine
 from chunkd.core.principal import Principal
-from chunkd.core.resources import Resource
 from chunkd.services.print_records import (
     DEFAULT_CONTENT_TYPES,
     KIND_DOCUMENT,
@@ -55,13 +54,3 @@ class Printers:
         if res is None or not visible(principal, res.tenant):
             raise PrintFault(PrintFaultCode.NOT_FOUND, f"printer {printer_id} was not found")
         return Printer.from_resource(res)
-
-
-async def register_printer(engine: Engine, principal: Principal, display_name: str,
-                           content_types: list[str] | None = None) -> Resource:
-    """The resource form of :meth:`Printers.register` (for the front end until it uses the service)."""
-    return (await Printers(engine).register(principal, display_name, content_types)).to_resource()
-
-
-async def list_printers(engine: Engine, tenant: str | None = None) -> list[Resource]:
-    return await engine.list_resources(KIND_PRINTER, tenant=tenant)
