@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 
 import chunkd.core
-from chunkd.core.errors import ChunkdError
+from chunkd.core.errors import ChunkdError, StorageFull, StorageUnavailable
 from chunkd.protocols import _blob_wire, _graph, admin, graph_print, industry_data, servicefabric, tus_wire
-from chunkd.protocols._errors import lookup
+from chunkd.protocols._errors import RETRY_AFTER_FULL, lookup
 from chunkd.services import image_store, tus_records
 from chunkd.services.blob_model import BlobFault, FaultCode
 from chunkd.services.connectors import ConnectorFaultCode
@@ -84,3 +84,17 @@ def test_every_service_refusal_has_a_status(table: Mapping[Any, int], codes: typ
     """Services raise codes without statuses; each family's table must answer every code its service has."""
     assert set(table) == set(codes)
     assert all(400 <= status < 500 for status in table.values())
+
+
+def test_a_full_disk_asks_every_family_to_come_back_later_not_in_a_second() -> None:
+    """StorageFull is freed by an operator: each family's answer carries the long Retry-After (Blob lost the
+    core error on its way to the response and said ``Retry-After: 1``)."""
+    full = StorageFull("the disk is full")
+    blob = _blob_wire.error_response(_blob_wire.as_blob_error(full), "rid")
+    assert (blob.status_code, blob.headers["retry-after"]) == (503, RETRY_AFTER_FULL)
+    tus = tus_wire.map_core_error(full)
+    assert (tus.status, tus.headers["Retry-After"]) == (507, RETRY_AFTER_FULL)
+    graph = _graph.from_core(full)
+    assert graph.status == 507 and graph.headers == {"Retry-After": RETRY_AFTER_FULL}
+    busy = _blob_wire.error_response(_blob_wire.as_blob_error(StorageUnavailable("down")), "rid")
+    assert busy.headers["retry-after"] == "1"

@@ -33,6 +33,7 @@ class BlobError(Exception):
     def __init__(self, status: int, code: str, message: str, **extra: str) -> None:
         super().__init__(message)
         self.status, self.code, self.message, self.extra = status, code, message, extra
+        self.cause: errors.ChunkdError | None = None  # the core error answered, for its Retry-After
 
 
 # the blob services' fault codes -> HTTP status
@@ -85,7 +86,7 @@ def error_xml(err: BlobError, request_id: str) -> str:
 
 def error_response(err: BlobError, request_id: str, head: bool = False) -> Response:
     """Azure's error XML with ``x-ms-error-code`` (headers only for HEAD)."""
-    headers = {"x-ms-error-code": err.code, **retry_after(err.status)}
+    headers = {"x-ms-error-code": err.code, **retry_after(err.status, err.cause)}
     if head:
         return Response(status_code=err.status, headers=headers)
     return Response(error_xml(err, request_id), status_code=err.status, headers=headers,
@@ -128,7 +129,9 @@ def as_blob_error(exc: Exception) -> BlobError:
         entry = lookup(CORE_ERRORS, exc)
         if entry is not None:
             status, code, message = entry
-            return BlobError(status, code, f"{message} {exc.message}".strip())
+            err = BlobError(status, code, f"{message} {exc.message}".strip())
+            err.cause = exc
+            return err
     return INTERNAL
 
 
