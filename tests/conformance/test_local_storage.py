@@ -144,3 +144,21 @@ async def test_background_writes_finish_before_close_and_report_errors(tmp_path:
         await writer.finish(True)  # the failed write is reported before anything is acknowledged
 
 
+
+
+@pytest.mark.anyio
+async def test_a_copy_onto_a_full_disk_is_storage_full_and_leaves_nothing(tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """A copy writes every byte again: ENOSPC there is StorageFull (it was a bare OSError, a 500), and
+    neither the target nor the temporary file it was written into stays behind."""
+    storage = LocalStore(tmp_path)
+    await storage.assemble(await staged(storage, b"data" * 1000), NS, "src.bin")
+
+    def full(src: object, dst: object, length: int = 0) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("shutil.copyfileobj", full)
+    with pytest.raises(StorageFull):
+        await storage.copy(NS, "src.bin", "dst.bin")
+    assert await storage.stat(NS, "dst.bin") is None
+    assert [n for n in os.listdir(storage.staging) if n.startswith(".copy-")] == []

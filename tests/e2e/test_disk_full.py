@@ -284,3 +284,63 @@ def test_the_disk_filling_while_a_chunk_streams_records_nothing(
     _no_500(server)
     up.second_halves_and_commit()
     _no_500(server)
+
+
+def test_operations_that_need_space_to_publish_are_refused_and_succeed_once_freed(
+        tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    """The byte store's disk full, the metadata's not: a local commit of one session in order is a link
+    (no space), but a composite (Put Block List, tus concatenation) writes a manifest, a copy writes
+    every byte, and a whole-file PUT writes its body. Each is refused, and works once space is freed."""
+    small = _tmpfs(tmp_path / "small", request)
+    server = ServerProcess(small, ["--no-auth", "--metadata", f"sqlite:///{tmp_path / 'meta' / 'chunkd.db'}"],
+                           {"CHUNKD_SWEEP_INTERVAL": "0.5"}).start()  # the sweep runs on the full disk too
+    request.addfinalizer(server.stop)
+    up = Uploads(server, request)
+    sf_file = up.data["sf"]
+    assert up.c.put("/ImageStore/apps/a.bin?api-version=6.0", content=sf_file).status_code == 200
+    block = up.data["blob"][:HALF]
+    for blockid in reversed(up.ids):  # out of order: the blob becomes a composite
+        assert httpx.put(f"{up.container}/f.csv?{up.sas}&comp=block&blockid={blockid}", content=block,
+                         headers=V).status_code == 201
+    parts = []
+    for _ in range(2):
+        r = up.c.post("/files/", headers={**TUS, "Upload-Length": "1000", "Upload-Concat": "partial"})
+        part = "/files/" + r.headers["location"].rsplit("/", 1)[1]
+        assert up.c.patch(part, content=b"p" * 1000, headers={**OCTETS, "Upload-Offset": "0"}).status_code == 204
+        parts.append(part)
+    ballast = _fill(small)
+
+    copy = {"RemoteSource": "apps\\a.bin", "RemoteDestination": "apps\\b.bin"}
+    _sf_refused(up.c.post("/ImageStore/$/Copy?api-version=6.0", json=copy))
+    _sf_refused(up.c.put("/ImageStore/apps/c.bin?api-version=6.0", content=sf_file))
+    xml = ("<BlockList>" + "".join(f"<Latest>{i}</Latest>" for i in up.ids) + "</BlockList>").encode()
+    _blob_refused(httpx.put(f"{up.container}/f.csv?{up.sas}&comp=blocklist", content=xml, headers=V))
+    _blob_refused(httpx.put(f"{up.container}/g.csv?{up.sas}", content=block,
+                            headers={**V, "x-ms-blob-type": "BlockBlob"}))
+    final = {**TUS, "Upload-Concat": "final;" + " ".join(parts)}
+    _tus_refused(up.c.post("/files/", headers=final))
+    # creation-with-upload: the upload is created, none of its bytes stored (Upload-Offset says so), and the
+    # client's PATCH from there is refused
+    r = up.c.post("/files/", content=b"x" * HALF, headers={**OCTETS, "Upload-Length": str(HALF)})
+    assert (r.status_code, r.headers["upload-offset"]) == (201, "0"), r.text
+    created = "/files/" + r.headers["location"].rsplit("/", 1)[1]
+    _tus_refused(up.c.patch(created, content=b"x" * HALF, headers={**OCTETS, "Upload-Offset": "0"}))
+    time.sleep(1.2)  # two sweeps on the full disk
+    listing = up.c.get("/ImageStore/apps?api-version=6.2").json()
+    assert [f["StoreRelativePath"] for f in listing["StoreFiles"]] == ["apps\\a.bin"]
+    assert httpx.get(f"{up.container}/f.csv?{up.sas}", headers=V).status_code == 404
+    _no_500(server)
+
+    ballast.unlink()
+    assert up.c.post("/ImageStore/$/Copy?api-version=6.0", json=copy).status_code == 200
+    assert _sha(up.c.get("/ImageStore/apps/b.bin/$/Content?api-version=6.0").content) == _sha(sf_file)
+    assert up.c.put("/ImageStore/apps/c.bin?api-version=6.0", content=sf_file).status_code == 200
+    r = httpx.put(f"{up.container}/f.csv?{up.sas}&comp=blocklist", content=xml, headers=V)
+    assert r.status_code == 201, r.text
+    assert _sha(httpx.get(f"{up.container}/f.csv?{up.sas}", headers=V).content) == _sha(block + block)
+    r = up.c.post("/files/", headers=final)
+    assert r.status_code == 201, r.text
+    assert up.c.get("/files/" + r.headers["location"].rsplit("/", 1)[1]).content == b"p" * 2000
+    assert up.c.patch(created, content=b"x" * HALF, headers={**OCTETS, "Upload-Offset": "0"}).status_code == 204
+    assert up.c.get(created).content == b"x" * HALF
+    _no_500(server)

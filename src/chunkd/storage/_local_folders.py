@@ -13,7 +13,7 @@ from pathlib import Path
 import anyio.to_thread
 
 from chunkd.core.models import Listing, ObjectInfo
-from chunkd.storage._local_io import READ_SIZE, fsync_dir
+from chunkd.storage._local_io import READ_SIZE, fsync_dir, full_or_same
 from chunkd.storage._local_tree import LocalTree, composite_of, kind_of, manifest_runs, open_object, read_manifest
 
 
@@ -119,6 +119,10 @@ class LocalFolders(LocalTree):
                 with open(tmp, "rb+") as fh:
                     os.fsync(fh.fileno())
                 self.place(tmp, dst_path, dst)
+            except OSError as exc:
+                if isinstance(exc, FileNotFoundError):
+                    raise  # the source went away: the engine says ObjectNotFound
+                raise full_or_same(exc) from exc
             finally:
                 if os.path.lexists(tmp):
                     os.unlink(tmp)

@@ -4,6 +4,7 @@ directory fsyncs and reads."""
 from __future__ import annotations
 
 import ctypes
+import errno
 import os
 import sys
 import threading
@@ -14,11 +15,21 @@ from typing import cast
 
 import anyio.to_thread
 
+from chunkd.core.errors import StorageFull
+
 # Body pieces buffered before one pwritev. With one write in flight a writer holds up to 2 x FLUSH_AT;
 # 256 KiB writes ran 8 MiB chunks as fast as 1 MiB ones (A/B: 401-436 vs 370-387 MB/s) with a quarter of
 # the memory per concurrent upload (bench section 6).
 FLUSH_AT = 256 << 10
 READ_SIZE = 1 << 20
+_FULL = (errno.ENOSPC, errno.EDQUOT)
+
+
+def full_or_same(exc: OSError) -> Exception:
+    """StorageFull for an OSError saying that the disk (or the user's quota) is full, ``exc`` itself
+    otherwise: every local operation that allocates space maps its errors through this, so that a full disk
+    is the core's StorageFull (507/503 with Retry-After) and never a 500."""
+    return StorageFull("the disk is full") if exc.errno in _FULL else exc
 
 
 class LocalWriter:
@@ -202,4 +213,5 @@ async def read_fd(fd: int, start: int, end: int) -> AsyncIterator[bytes]:
         yield piece
 
 
-__all__ = ["FLUSH_AT", "READ_SIZE", "LocalWriter", "fit", "fsync_dir", "read_fd", "read_small", "write_durably"]
+__all__ = ["FLUSH_AT", "READ_SIZE", "LocalWriter", "fit", "fsync_dir", "full_or_same", "read_fd", "read_small",
+           "write_durably"]

@@ -12,7 +12,6 @@ from links of the staged files (again no copy). Staging and objects live on one 
 
 from __future__ import annotations
 
-import errno
 import json
 import os
 import secrets
@@ -24,16 +23,15 @@ from pathlib import Path
 import anyio.to_thread
 
 from chunkd.core.bytestore import StorageUsage
-from chunkd.core.errors import PathConflict, PiecesMissing, StorageFull
+from chunkd.core.errors import PathConflict, PiecesMissing
 from chunkd.core.models import ObjectInfo, Piece
 from chunkd.storage._local_folders import LocalFolders
-from chunkd.storage._local_io import LocalWriter, fit, fsync_dir, read_fd, read_small, write_durably
+from chunkd.storage._local_io import LocalWriter, fit, fsync_dir, full_or_same, read_fd, read_small, write_durably
 from chunkd.storage._local_tree import COMPOSITE_PREFIX, composite_of, kind_of, manifest_runs, open_object
 
 TRASH_GRACE = 3600.0  # composites replaced or deleted stay this long for readers that opened them before
 ORPHAN_AGE = 600.0  # leftovers younger than this may belong to an operation still in progress
 ORPHAN_SCAN_INTERVAL = 3600.0  # orphans only come from crashes and lost races: look for them rarely
-_FULL = (errno.ENOSPC, errno.EDQUOT)
 
 
 class LocalPieceWriter:
@@ -47,24 +45,20 @@ class LocalPieceWriter:
         try:
             await self._writer.write(data)
         except OSError as exc:
-            raise _mapped(exc) from exc
+            raise full_or_same(exc) from exc
         self._size += len(data)
 
     async def finish(self, durable: bool) -> Piece:
         try:
             await self._writer.flush(durable)
         except OSError as exc:
-            raise _mapped(exc) from exc
+            raise full_or_same(exc) from exc
         finally:
             await self._writer.close()
         return Piece(self._ref, self._start, self._start + self._size, self._handle)
 
     async def abort(self) -> None:
         await self._writer.close()
-
-
-def _mapped(exc: OSError) -> Exception:
-    return StorageFull("the disk is full") if exc.errno in _FULL else exc
 
 
 class LocalStore(LocalFolders):
@@ -108,7 +102,7 @@ class LocalStore(LocalFolders):
             fd = os.open(path, os.O_WRONLY)
             created = False
         except OSError as exc:
-            raise _mapped(exc) from exc
+            raise full_or_same(exc) from exc
         if created and durable:  # the staged file's name must survive a crash as its bytes do
             await anyio.to_thread.run_sync(fsync_dir, self.staging)
         return LocalPieceWriter(LocalWriter(fd, start, writeback=durable), ref, start, self.store_id)
@@ -137,7 +131,7 @@ class LocalStore(LocalFolders):
             except OSError as exc:
                 if isinstance(exc, FileNotFoundError | NotADirectoryError | IsADirectoryError | FileExistsError):
                     raise
-                raise _mapped(exc) from exc
+                raise full_or_same(exc) from exc
             info = self.info(namespace, key, dst)
             assert info is not None
             return info
