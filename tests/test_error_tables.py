@@ -98,3 +98,9 @@ def test_a_full_disk_asks_every_family_to_come_back_later_not_in_a_second() -> N
     assert graph.status == 507 and graph.headers == {"Retry-After": RETRY_AFTER_FULL}
     busy = _blob_wire.error_response(_blob_wire.as_blob_error(StorageUnavailable("down")), "rid")
     assert busy.headers["retry-after"] == "1"
+
+
+def test_the_admin_api_says_when_to_come_back_too() -> None:
+    full = admin._error(*admin.ERRORS[StorageFull], "full", StorageFull("full"))
+    assert (full.status_code, full.headers["retry-after"]) == (507, RETRY_AFTER_FULL)
+    assert "retry-after" not in admin._error(404, "notFound", "no").headers

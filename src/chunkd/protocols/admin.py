@@ -33,6 +33,7 @@ from chunkd.core.engine import Engine
 from chunkd.core.events import Event
 from chunkd.core.models import Session
 from chunkd.core.principal import Principal
+from chunkd.protocols._errors import lookup, retry_after
 from chunkd.protocols._http import iso_date
 from chunkd.protocols._parse import parse_uint
 
@@ -57,8 +58,9 @@ ERRORS: dict[type[errors.ChunkdError], tuple[int, str]] = {
 }
 
 
-def _error(status: int, code: str, message: str) -> JSONResponse:
-    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
+def _error(status: int, code: str, message: str, cause: errors.ChunkdError | None = None) -> JSONResponse:
+    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status,
+                        headers=retry_after(status, cause))
 
 
 class TransferStats:
@@ -135,9 +137,9 @@ class AdminAPI:
                 response: Response = await handler(request, principal)
                 return response
             except errors.ChunkdError as exc:
-                for cls in type(exc).__mro__:
-                    if cls in ERRORS:
-                        return _error(*ERRORS[cls], exc.message)
+                entry = lookup(ERRORS, exc)
+                if entry is not None:
+                    return _error(*entry, exc.message, exc)
                 log.exception("unexpected core error")
                 return _error(500, "internal", "internal error")
             except Exception:
