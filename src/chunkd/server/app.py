@@ -19,6 +19,7 @@ from chunkd.auth.tokens import TokenVerifier
 from chunkd.auth.urlsign import UrlSigner
 from chunkd.core.clock import StoreClock
 from chunkd.core.engine import Engine
+from chunkd.core.errors import StorageFull
 from chunkd.protocols._http import PublicUrls
 from chunkd.protocols._routing import unrouted
 from chunkd.protocols.admin import AdminAPI
@@ -129,5 +130,7 @@ async def _sweeper(engine: Engine, interval: float) -> None:
             expired = await engine.sweep()
             if expired:
                 log.info("expired %d idle sessions (pid %d)", expired, os.getpid())
+        except StorageFull as exc:  # an operator's matter, not a bug: one line per sweep, no traceback
+            log.warning("expiry sweep stopped: %s; it runs again in %g s", exc.message, interval)
         except Exception:
             log.exception("expiry sweep failed")
