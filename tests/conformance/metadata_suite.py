@@ -17,6 +17,10 @@ What a store must guarantee (see :mod:`chunkd.core.store`):
 * ``record`` stores the pieces with their handles and tags, merges adjacent and overlapping ranges,
   counts exactly the new bytes in ``received``, drops the writer's claims, bumps ``version``, makes a
   completed ``commit_on_complete`` session COMMITTING, and returns the first missing ranges when asked.
+* the event outbox: events written with ``record`` (only when it completes the session), ``update`` and
+  ``update_many`` commit or vanish with the change; ``completed`` / ``committed`` are kept once per
+  session; a claimed event is leased to one claimer, concurrent claimers never share one, an event whose
+  lease ended is claimed again, and only the lease holder marks it delivered or failed.
 * ``update`` is a compare-and-set on ``version``; ``expired`` lists live sessions past their expiry;
   ``purge_dead`` forgets dead sessions and returns them; resources are documents with compare-and-set
   updates and keyset-paginated, filtered listings.
@@ -44,6 +48,7 @@ from chunkd.core.errors import (
     WriteInterrupted,
 )
 from chunkd.core.models import Piece, Session, SessionState
+from chunkd.core.outbox import NewEvent
 from chunkd.core.ranges import Range, RangeSet
 from chunkd.core.resources import Resource
 from chunkd.core.store import Claim, Claimed, ClaimMode, Guard, SessionChanges, SessionQuery, WriteIntent
@@ -101,7 +106,7 @@ async def _truncate(s: SessionStore) -> None:
 
     assert isinstance(s, SqlSessionStore)
     with s._writer.begin() as conn:
-        conn.execute(sa.text("TRUNCATE sessions, session_ranges, pieces, claims, resources"))
+        conn.execute(sa.text("TRUNCATE sessions, session_ranges, pieces, claims, resources, events"))
 
 
 def make(session_id: str | None = None, *, length: int | None = 100, expires_at: float = 1000.0,
@@ -620,3 +625,92 @@ async def test_concurrent_creates_of_one_id_admit_exactly_one(store: SessionStor
         for n in range(8):
             tg.start_soon(creator, n)
     assert sorted(outcomes) == ["conflict"] * 7 + ["created"]
+
+
+# -- event outbox ---------------------------------------------------------------------------------
+@pytest.mark.anyio
+async def test_outbox_events_commit_with_their_state_change_once_per_session(store: SessionStore) -> None:
+    s = make(length=10)
+    await store.create(s)
+    done = NewEvent("completed", s.id, 5.0)
+    await claim(store, s.id, "w", 0, 4, now=1.0, lease=30.0)
+    await store.record(s.id, "w", [Piece("ref-1", 0, 4, "h0")], 2.0, 100.0, on_complete=[done])
+    assert await store.claim_events("n1", 3.0, 10.0, 10) == []  # not complete yet: no event
+    await claim(store, s.id, "w", 4, 10, now=3.0, lease=30.0)
+    await store.record(s.id, "w", [Piece("ref-1", 4, 10, "h4")], 4.0, 100.0, on_complete=[done])
+    got = await store.claim_events("n1", 5.0, 10.0, 10)
+    assert [(e.kind, e.session.id, e.session.received, e.attempts) for e in got] == [("completed", s.id, 10, 1)]
+    assert await store.add_events([NewEvent("completed", s.id, 6.0)]) == 0  # once per session
+    current = await store.get(s.id)
+    assert current is not None
+    committed = NewEvent("committed", s.id, 7.0, {"composed_into": "x"})
+    with pytest.raises(Conflict):  # a change that fails writes no event
+        await store.update(s.id, current.version + 5, SessionChanges(state=SessionState.COMMITTED), [committed])
+    after = await store.update(s.id, current.version, SessionChanges(state=SessionState.COMMITTED), [committed])
+    assert await store.add_events([committed]) == 0  # the race's loser adds nothing
+    await store.update(after.id, after.version, SessionChanges(modified_at=9.0), [committed])
+    got = await store.claim_events("n1", 8.0, 10.0, 10)
+    assert [(e.kind, e.session.state, e.detail) for e in got] == [("committed", SessionState.COMMITTED,
+                                                                    {"composed_into": "x"})]
+    # other kinds are not de-duplicated; events of sessions that do not exist are skipped
+    assert await store.add_events([NewEvent("created", s.id, 1.0), NewEvent("created", s.id, 1.0),
+                                   NewEvent("created", "no-such-session", 1.0)]) == 2
+
+
+@pytest.mark.anyio
+async def test_outbox_update_many_writes_every_event_or_none(store: SessionStore) -> None:
+    a, b = make(), make()
+    await store.create(a)
+    await store.create(b)
+    events = [NewEvent("committed", a.id, 1.0), NewEvent("committed", b.id, 1.0)]
+    with pytest.raises(Conflict):
+        await store.update_many([(a.id, 0, SessionChanges(received=1)), (b.id, 9, SessionChanges(received=1))], events)
+    assert await store.claim_events("n", 2.0, 5.0, 10) == []
+    await store.update_many([(a.id, 0, SessionChanges(received=1)), (b.id, 0, SessionChanges(received=1))], events)
+    assert sorted(e.session.id for e in await store.claim_events("n", 2.0, 5.0, 10)) == sorted([a.id, b.id])
+
+
+@pytest.mark.anyio
+async def test_outbox_lease_take_over_retry_and_purge(store: SessionStore) -> None:
+    s = make()
+    await store.create(s)
+    await store.add_events([NewEvent("created", s.id, 1.0)])
+    first = await store.claim_events("n1", 10.0, 5.0, 10)
+    assert len(first) == 1
+    assert await store.claim_events("n2", 12.0, 5.0, 10) == []  # leased to n1 until 15
+    again = await store.claim_events("n2", 16.0, 5.0, 10)  # n1 died: its lease ended, n2 takes over
+    assert [(e.id, e.attempts) for e in again] == [(first[0].id, 2)]
+    assert not await store.event_delivered(first[0].id, "n1", 17.0)  # n1 no longer holds it
+    assert await store.event_failed(again[0].id, "n2", 17.0, retry_at=30.0)  # receiver down: back off
+    assert await store.claim_events("n1", 25.0, 5.0, 10) == []
+    third = await store.claim_events("n1", 30.0, 5.0, 10)
+    assert [(e.id, e.attempts) for e in third] == [(first[0].id, 3)]
+    assert await store.event_delivered(third[0].id, "n1", 31.0)
+    assert await store.claim_events("n2", 100.0, 5.0, 10) == []  # delivered: never again
+    await store.add_events([NewEvent("deleted", s.id, 1.0)])
+    (gone,) = await store.claim_events("n1", 40.0, 5.0, 10)
+    assert await store.event_failed(gone.id, "n1", 41.0, retry_at=None)  # abandoned after its last attempt
+    assert await store.claim_events("n1", 100.0, 5.0, 10) == []
+    assert await store.purge_events(before=35.0) == 1
+    assert await store.purge_events(before=50.0) == 1
+    assert await store.purge_events(before=50.0) == 0
+
+
+@pytest.mark.anyio
+async def test_concurrent_event_claimers_never_share_an_event(store: SessionStore) -> None:
+    import anyio
+
+    s = make()
+    await store.create(s)
+    await store.add_events([NewEvent("created", s.id, float(i)) for i in range(40)])
+    got: dict[str, list[str]] = {}
+
+    async def claimer(node: str) -> None:
+        while batch := await store.claim_events(node, 100.0, 60.0, 3):
+            got.setdefault(node, []).extend(e.id for e in batch)
+
+    async with anyio.create_task_group() as tg:
+        for n in range(6):
+            tg.start_soon(claimer, f"n{n}")
+    every = [i for ids in got.values() for i in ids]
+    assert len(every) == 40 and len(set(every)) == 40

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -21,13 +22,14 @@ from chunkd.core.errors import (
 )
 from chunkd.core.events import Event, EventBus
 from chunkd.core.models import Session, SessionState
+from chunkd.core.outbox import EventOutbox, NewEvent
 from chunkd.core.principal import Principal
 from chunkd.core.resources import ResourceStore
 from chunkd.core.store import MetadataStore, SessionChanges
 
 
-class Metadata(MetadataStore, ResourceStore, Protocol):
-    """One metadata store holds sessions and resources (the SQL store does both)."""
+class Metadata(MetadataStore, ResourceStore, EventOutbox, Protocol):
+    """One metadata store holds sessions, resources and the event outbox (the SQL store does all)."""
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,8 @@ class EngineConfig:
     commit_grace: float = 2.0  # a commit older than this is taken to have died with its process
     durable: bool = True  # fdatasync bytes before acknowledging them
     max_size: int = 1 << 40  # largest session or object, bytes
+    # kinds written to the store's outbox for delivery by any node (webhooks); empty: none are written
+    outbox_kinds: frozenset[str] = frozenset()
 
 
 class EngineBase:
@@ -94,9 +98,10 @@ class EngineBase:
                 raise SessionNotFound() from None
             return again
 
-    async def change(self, session: Session, changes: SessionChanges) -> Session:
-        """Compare-and-set ``changes`` against ``session.version`` (Conflict when it moved)."""
-        return await self.store.update(session.id, session.version, changes)
+    async def change(self, session: Session, changes: SessionChanges, events: Sequence[NewEvent] = ()) -> Session:
+        """Compare-and-set ``changes`` against ``session.version`` (Conflict when it moved); ``events``
+        (from :meth:`event`) reach the outbox in the same transaction."""
+        return await self.store.update(session.id, session.version, changes, events)
 
     # -- checks -----------------------------------------------------------------------------------
     def _ttl(self, session: Session) -> float:
@@ -133,8 +138,19 @@ class EngineBase:
         if session.owner != principal.key:
             raise PermissionDenied("the session belongs to another principal")
 
-    async def emit(self, kind: str, session: Session, **detail: object) -> None:
-        """Send a lifecycle event (``created``, ``progress``, ``completed``, ``committed``, ...)."""
+    def event(self, kind: str, session: Session, **detail: object) -> list[NewEvent]:
+        """The outbox row for a lifecycle event, to pass to the transaction that causes it (then
+        :meth:`emit` it with ``stored=True``); empty when the kind is not delivered from the outbox."""
+        if kind not in self.config.outbox_kinds:
+            return []
+        return [NewEvent(kind, session.id, self.clock(), dict(detail))]
+
+    async def emit(self, kind: str, session: Session, *, stored: bool = False, **detail: object) -> None:
+        """Send a lifecycle event (``created``, ``progress``, ``completed``, ``committed``, ...) to the
+        in-process bus, and to the outbox unless ``stored`` (the caller's transaction wrote it) -- then in
+        a transaction of its own, after the state change: a crash between the two loses the event."""
+        if not stored and kind in self.config.outbox_kinds:
+            await self.store.add_events(self.event(kind, session, **detail))
         await self.events.emit(Event(kind, session, self.clock(), dict(detail)))
 
     _emit = emit

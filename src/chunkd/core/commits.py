@@ -70,10 +70,11 @@ class CommitOps(EngineBase):
             await self._reopen(session)
             raise
         session = await self.change(session, SessionChanges(state=SessionState.COMMITTED, modified_at=self.clock(),
-                                                            expires_at=self._expiry(session)))
+                                                            expires_at=self._expiry(session)),
+                                    self.event("committed", session))
         faults.reached("after-commit")
         await self.storage.discard(session.storage_ref)  # the object keeps its bytes
-        await self._emit("committed", session)
+        await self._emit("committed", session, stored=True)
         return session
 
     async def _reopen(self, session: Session) -> None:
@@ -91,12 +92,13 @@ class CommitOps(EngineBase):
             session = await self.get_session(session_id, principal=principal)
             try:
                 session = await self.change(session, SessionChanges(state=SessionState.DELETED,
-                                                                    modified_at=self.clock()))
+                                                                    modified_at=self.clock()),
+                                            self.event("deleted", session))
             except Conflict:
                 await anyio.sleep(0.01)
                 continue
             await self.storage.discard(session.storage_ref)
-            await self._emit("deleted", session)
+            await self._emit("deleted", session, stored=True)
             return session
         raise Conflict("the session is changing too fast to delete")
 
@@ -151,23 +153,24 @@ class CommitOps(EngineBase):
                     except (Conflict, SessionNotFound):
                         pass
             raise
-        finished = await self._finish_parts(reserved)
+        finished = await self._finish_parts(reserved, target)
         for done in finished:
             await self.storage.discard(done.storage_ref)
-            await self._emit("committed", done, composed_into=target)
+            await self._emit("committed", done, stored=True, composed_into=target)
         return info
 
-    async def _finish_parts(self, reserved: Sequence[Session]) -> list[Session]:
+    async def _finish_parts(self, reserved: Sequence[Session], target: str) -> list[Session]:
         now = self.clock()
         changes = [(s.id, s.version, SessionChanges(state=SessionState.COMMITTED, modified_at=now,
                                                     expires_at=self._expiry(s))) for s in reserved]
+        events = {s.id: self.event("committed", s, composed_into=target) for s in reserved}
         try:
-            return await self.store.update_many(changes)
+            return await self.store.update_many(changes, [e for s in reserved for e in events[s.id]])
         except (Conflict, SessionNotFound):  # a part was swept meanwhile: finish the others one by one
             finished = []
             for sid, version, fields in changes:
                 try:
-                    finished.append(await self.store.update(sid, version, fields))
+                    finished.append(await self.store.update(sid, version, fields, events[sid]))
                 except (Conflict, SessionNotFound):
                     continue
             return finished

@@ -72,13 +72,14 @@ class ExpiryOps(EngineBase):
                 session = reread
         was = session.state
         try:
-            session = await self.change(session, SessionChanges(state=SessionState.EXPIRED, modified_at=now))
+            session = await self.change(session, SessionChanges(state=SessionState.EXPIRED, modified_at=now),
+                                        [] if was is SessionState.COMMITTED else self.event("expired", session))
         except (Conflict, SessionNotFound):
             return False
         await self.storage.discard(session.storage_ref)
         if was is SessionState.COMMITTED:
             return False
-        await self._emit("expired", session)
+        await self._emit("expired", session, stored=True)
         return True
 
     async def _expire_if_due(self, session_id: str) -> None:

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from chunkd.core.models import Piece, Session, SessionState
+from chunkd.core.outbox import NewEvent
 from chunkd.core.ranges import Range, RangeSet
 
 __all__ = [
@@ -173,12 +174,13 @@ class SessionStore(Protocol):
 
     async def record(self, session_id: str, token: str, pieces: Sequence[Piece], now: float, expires_at: float,
                      *, length: int | None = None, missing_limit: int | None = None,
-                     guard: Guard | None = None) -> Recorded:
+                     guard: Guard | None = None, on_complete: Sequence[NewEvent] = ()) -> Recorded:
         """Atomically add ``pieces`` (with their handles) and their ranges to the session, drop the
         token's claims and bump the session (``received``, ``version``, ``modified_at``, ``expires_at``;
         ``length`` when given and the session had none). When this completes a ``commit_on_complete``
-        session that is open, it becomes COMMITTING in the same transaction. Once this returns, the
-        pieces are part of the session for good.
+        session that is open, it becomes COMMITTING in the same transaction. When this adds bytes that
+        complete the session, ``on_complete`` events are written to the outbox in the same transaction
+        (:mod:`chunkd.core.outbox`). Once this returns, the pieces are part of the session for good.
 
         Raises WriteInterrupted when ``pieces`` is non-empty and the token no longer holds a claim,
         SessionGone when the session is dead, SessionNotFound when it does not exist, GuardFailed when
@@ -198,12 +200,15 @@ class SessionStore(Protocol):
     async def pieces(self, session_id: str) -> list[Piece]:
         """The session's recorded pieces, ordered by start."""
 
-    async def update(self, session_id: str, expected_version: int, changes: SessionChanges) -> Session:
+    async def update(self, session_id: str, expected_version: int, changes: SessionChanges,
+                     events: Sequence[NewEvent] = ()) -> Session:
         """Compare-and-set: apply ``changes`` if the version is still ``expected_version``; bumps the
-        version. Raises Conflict when the version moved and SessionNotFound when the row is gone."""
+        version, and writes ``events`` to the outbox in the same transaction (only when the change
+        applies). Raises Conflict when the version moved and SessionNotFound when the row is gone."""
 
-    async def update_many(self, changes: Sequence[tuple[str, int, SessionChanges]]) -> list[Session]:
-        """:meth:`update` for several sessions in one transaction, all or nothing."""
+    async def update_many(self, changes: Sequence[tuple[str, int, SessionChanges]],
+                          events: Sequence[NewEvent] = ()) -> list[Session]:
+        """:meth:`update` for several sessions in one transaction, all or nothing (events too)."""
 
     async def expired(self, now: float, limit: int) -> list[Session]:
         """Live sessions whose ``expires_at`` is before ``now``, oldest expiry first."""

@@ -254,7 +254,8 @@ class WriteOps(EngineBase):
                 raise ended
             now = self.clock()
             recorded = await self.store.record(session.id, token, feed.pieces, now, now + self._ttl(session),
-                                               missing_limit=missing_limit, guard=guard)
+                                               missing_limit=missing_limit, guard=guard,
+                                               on_complete=self.event("completed", session))
         except BaseException:
             with anyio.CancelScope(shield=True):
                 await feed.abort()
@@ -265,7 +266,7 @@ class WriteOps(EngineBase):
         new_bytes = sum(p.size for p in feed.pieces)
         await self._emit("progress", session, new_bytes=new_bytes, body_bytes=pos - start)
         if new_bytes and session.complete:
-            await self._emit("completed", session)
+            await self._emit("completed", session, stored=True)  # the record transaction wrote it
         if session.state is SessionState.COMMITTING and session.commit_on_complete and new_bytes:
             session = await self.finish_commit(session)
         if ended is not None and not isinstance(ended, _BodyEnded):

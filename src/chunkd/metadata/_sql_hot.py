@@ -6,10 +6,11 @@ from __future__ import annotations
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 
 from chunkd.metadata._prepared import Prepared
 from chunkd.metadata._sql_rows import DEAD
-from chunkd.metadata.schema import claims, pieces, resources, session_ranges, sessions
+from chunkd.metadata.schema import claims, events, pieces, resources, session_ranges, sessions
 
 
 class Hot:
@@ -74,3 +75,6 @@ class Hot:
         guard = sa.select(q.data).where(q.kind == b("rkind"), q.id == b("rid"))
         self.guard = p(guard if dialect.name == "sqlite" else guard.with_for_update(read=True))
         self.add_resource = p(resources.insert())
+        # -- the event outbox: a second row with the same dedup key (a second `committed`) is ignored
+        insert = sqlite.insert if dialect.name == "sqlite" else postgresql.insert
+        self.add_event = p(insert(events).on_conflict_do_nothing(index_elements=["dedup"]))

@@ -7,14 +7,15 @@ from collections.abc import Sequence
 
 from chunkd.core.errors import GuardFailed, SessionGone, SessionNotFound, WriteInterrupted
 from chunkd.core.models import Piece, Session, SessionState
+from chunkd.core.outbox import NewEvent
 from chunkd.core.ranges import Range, RangeSet, gaps_of_sorted
 from chunkd.core.store import Claim, Claimed, ClaimMode, Guard, Recorded, WriteIntent
 from chunkd.metadata._prepared import Txn
-from chunkd.metadata._sql_base import SqlBase
+from chunkd.metadata._sql_outbox import SqlOutbox
 from chunkd.metadata._sql_rows import LIVE, SESSION_COLUMNS, session_from_tuple, session_values
 
 
-class SqlWrites(SqlBase):
+class SqlWrites(SqlOutbox):
     async def claim(self, intent: WriteIntent, now: float, lease: float) -> Claimed:
         def run() -> Claimed:
             h = self._hot
@@ -113,7 +114,7 @@ class SqlWrites(SqlBase):
 
     async def record(self, session_id: str, token: str, pieces: Sequence[Piece], now: float, expires_at: float,
                      *, length: int | None = None, missing_limit: int | None = None,
-                     guard: Guard | None = None) -> Recorded:
+                     guard: Guard | None = None, on_complete: Sequence[NewEvent] = ()) -> Recorded:
         def run() -> Recorded:
             h = self._hot
             with self._fast_write(session_id) as t:
@@ -142,6 +143,8 @@ class SqlWrites(SqlBase):
                 t.run(h.bump, sid=session_id, new_received=after.received, new_version=after.version,
                       new_modified=now, new_expires=expires_at, new_length=after.length,
                       new_state=after.state.value)
+                if on_complete and added and after.complete:  # these bytes completed it: once, with them
+                    self._write_events(t, on_complete, {session_id: after})
                 missing = None
                 if missing_limit is not None and after.length is not None:
                     rows = t.all(h.first_ranges, sid=session_id, lim=missing_limit + 1)

@@ -74,3 +74,23 @@ resources = sa.Table(
     sa.Column("modified_at", sa.Float, nullable=False),
     sa.Column("version", sa.Integer, nullable=False),
 )
+
+# the event outbox (chunkd.core.outbox): ``dedup`` is unique -- "<kind>:<session id>:<created_at>" for the
+# kinds that happen once per session, the event id otherwise; ``session`` is the session row as JSON
+events = sa.Table(
+    "events",
+    meta,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("dedup", sa.String(400), nullable=False, unique=True),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("session_id", sa.String(128), nullable=False),
+    sa.Column("session", sa.Text, nullable=False),
+    sa.Column("detail", sa.Text, nullable=False),
+    sa.Column("at", sa.Float, nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("next_attempt", sa.Float, nullable=False, server_default="0"),
+    sa.Column("claimed_by", sa.String(64), nullable=False, server_default=""),
+    sa.Column("lease_until", sa.Float, nullable=False, server_default="0"),
+    sa.Column("done_at", sa.Float, nullable=True),
+    sa.Column("outcome", sa.String(16), nullable=False, server_default=""),
+)

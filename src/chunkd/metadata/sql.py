@@ -15,6 +15,7 @@ import sqlalchemy as sa
 
 from chunkd.core.errors import Conflict, SessionConflict, SessionNotFound
 from chunkd.core.models import Piece, Session
+from chunkd.core.outbox import NewEvent
 from chunkd.core.ranges import Range, RangeSet, gaps_of_sorted
 from chunkd.core.store import SessionChanges, SessionQuery
 from chunkd.metadata._prepared import Prepared, Txn
@@ -100,20 +101,26 @@ class SqlSessionStore(SqlWrites, SqlResources):
         return await self._run(run)
 
     # -- compare-and-set --------------------------------------------------------------------------
-    async def update(self, session_id: str, expected_version: int, changes: SessionChanges) -> Session:
+    async def update(self, session_id: str, expected_version: int, changes: SessionChanges,
+                     events: Sequence[NewEvent] = ()) -> Session:
         def run() -> Session:
             with self._fast_write(session_id) as t:
-                return self._update(t, session_id, expected_version, changes)
+                done = self._update(t, session_id, expected_version, changes)
+                self._write_events(t, events, {session_id: done})
+                return done
 
         return await self._run(run)
 
-    async def update_many(self, changes: Sequence[tuple[str, int, SessionChanges]]) -> list[Session]:
+    async def update_many(self, changes: Sequence[tuple[str, int, SessionChanges]],
+                          events: Sequence[NewEvent] = ()) -> list[Session]:
         def run() -> list[Session]:
             with self._fast_write() as t:
                 if not self.sqlite:  # lock the rows in one order, so two batches cannot deadlock
                     for sid in sorted({c[0] for c in changes}):
                         t.one(self._hot.lock, sid=sid)
-                return [self._update(t, sid, version, fields) for sid, version, fields in changes]
+                done = [self._update(t, sid, version, fields) for sid, version, fields in changes]
+                self._write_events(t, events, {s.id: s for s in done})
+                return done
 
         return await self._run(run)
 

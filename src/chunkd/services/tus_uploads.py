@@ -189,12 +189,13 @@ class TusUploads:
             state = SessionState.COMMITTING if done and session.commit_on_complete else None
             try:
                 session = await self.engine.change(session, SessionChanges(length=length, state=state,
-                                                                           modified_at=self.engine.clock()))
+                                                                           modified_at=self.engine.clock()),
+                                                   self.engine.event("completed", session) if done else [])
             except errors.Conflict:
                 await anyio.sleep(0.01)
                 continue
             if session.complete:
-                await self.engine.emit("completed", session)
+                await self.engine.emit("completed", session, stored=True)
             if session.state is SessionState.COMMITTING:
                 session = await self.engine.finish_commit(session)
             return session
@@ -306,12 +307,13 @@ class TusUploads:
             try:
                 session = await self.engine.change(session, SessionChanges(
                     state=SessionState.COMMITTED, received=session.length, modified_at=self.engine.clock(),
-                    expires_at=self.engine.expiry_for(session)))
+                    expires_at=self.engine.expiry_for(session)),
+                    [*self.engine.event("completed", session), *self.engine.event("committed", session)])
             except errors.Conflict:
                 await anyio.sleep(0.01)
                 continue
-            await self.engine.emit("completed", session)
-            await self.engine.emit("committed", session)
+            await self.engine.emit("completed", session, stored=True)
+            await self.engine.emit("committed", session, stored=True)
             return session
         raise errors.Conflict("the session is changing too fast to finish")
 
