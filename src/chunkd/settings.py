@@ -55,6 +55,8 @@ class Settings(BaseSettings):
                                 description="comma-separated event kinds sent to webhooks ('*' = all, incl. progress)")
     webhook_retries: int = Field(5, description="delivery attempts after the first one fails")
     webhook_backoff: float = Field(0.5, description="first retry delay, seconds; doubles on each retry")
+    webhook_lease: float = Field(30.0, gt=0, description="seconds a node holds an event it delivers; a node that "
+                                 "dies with it leaves it to another node after this long")
     # Connection limits (chunkd.server.limits); the defaults and why: docs/architecture.md "Connection limits".
     max_header_bytes: int = Field(64 * 1024, ge=1024, description="largest request head (request line + header "
                                   "fields), bytes; larger heads are answered 431")
@@ -64,6 +66,17 @@ class Settings(BaseSettings):
     keep_alive_timeout: int = Field(75, ge=1, description="seconds an idle keep-alive connection stays open")
     max_connections: int = Field(2048, ge=1, description="open connections per server process; beyond it new "
                                  "connections are answered 503 and closed")
+
+    @property
+    def webhook_targets(self) -> list[str]:
+        return [u.strip() for u in self.webhook_urls.split(",") if u.strip()]
+
+    @property
+    def webhook_kinds(self) -> frozenset[str] | None:
+        """The selected event kinds; None means every kind."""
+        if self.webhook_events.strip() == "*":
+            return None
+        return frozenset(k.strip() for k in self.webhook_events.split(",") if k.strip())
 
     @property
     def scheme(self) -> str:

@@ -15,13 +15,15 @@ import anyio
 from chunkd.auth.keys import Keys, load_keys
 from chunkd.core.clock import StoreClock
 from chunkd.core.engine import Engine, EngineConfig
+from chunkd.core.outbox import DURABLE_KINDS
 from chunkd.metadata import open_store
 from chunkd.settings import Settings
 from chunkd.storage import open_byte_store
 
 log = logging.getLogger("chunkd.wiring")
 
-__all__ = ["open_cluster_keys", "open_engine", "open_keys", "run_blocking", "start_engine", "stop_engine"]
+__all__ = ["open_cluster_keys", "open_engine", "open_keys", "outbox_kinds", "run_blocking", "start_engine",
+           "stop_engine"]
 
 T = TypeVar("T")
 
@@ -34,8 +36,17 @@ def open_engine(settings: Settings) -> Engine:
     store = open_store(settings.metadata, str(data_dir), durable=settings.durable)
     storage = open_byte_store(settings.storage, str(data_dir))
     config = EngineConfig(session_ttl=settings.session_ttl, tombstone_ttl=settings.tombstone_ttl,
-                          durable=settings.durable, max_size=settings.max_size)
+                          durable=settings.durable, max_size=settings.max_size, outbox_kinds=outbox_kinds(settings))
     return Engine(store, storage, config, clock=StoreClock(store.server_time))
+
+
+def outbox_kinds(settings: Settings) -> frozenset[str]:
+    """The event kinds written to the store's outbox: those webhooks select, but never ``progress`` (a
+    write per chunk); none without webhook URLs, so a server without webhooks writes no events."""
+    if not settings.webhook_targets:
+        return frozenset()
+    kinds = settings.webhook_kinds
+    return DURABLE_KINDS if kinds is None else DURABLE_KINDS & kinds
 
 
 async def start_engine(engine: Engine) -> None:

@@ -28,6 +28,7 @@ from chunkd.protocols.graph_print import GraphPrintAPI
 from chunkd.protocols.industry_data import IndustryDataAPI, IndustryDataConfig
 from chunkd.protocols.servicefabric import ServiceFabricAPI
 from chunkd.protocols.tus import TusAPI, TusConfig
+from chunkd.server.outbox import OutboxDeliverer
 from chunkd.server.webhooks import from_settings as webhooks_from_settings
 from chunkd.settings import Settings
 from chunkd.wiring import open_engine, open_keys, start_engine, stop_engine
@@ -65,10 +66,17 @@ def describe(c: Components) -> str:
 
 def create_app(settings: Settings | None = None) -> Starlette:
     c = build_components(settings or Settings())
-    notifier = webhooks_from_settings(c.settings.webhook_urls, c.settings.webhook_events,
-                                      c.settings.webhook_retries, c.settings.webhook_backoff)
+    s = c.settings
+    # durable kinds go through the store's outbox, delivered by any node; progress stays in-process
+    notifier = webhooks_from_settings(s.webhook_targets, s.webhook_kinds, s.webhook_retries, s.webhook_backoff,
+                                      skip=c.engine.config.outbox_kinds)
     if notifier is not None:
         c.engine.events.subscribe(notifier)
+    deliverer = None
+    if c.engine.config.outbox_kinds:
+        deliverer = OutboxDeliverer(c.engine, s.webhook_targets, retries=s.webhook_retries, backoff=s.webhook_backoff,
+                                    lease=s.webhook_lease, retention=s.tombstone_ttl)
+        c.engine.events.subscribe(deliverer.nudge)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -77,6 +85,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
             tg.start_soon(_sweeper, c.engine, c.settings.sweep_interval)
             if isinstance(c.engine.clock, StoreClock):
                 tg.start_soon(_clock_keeper, c.engine.clock)
+            if deliverer is not None:
+                tg.start_soon(deliverer.run)
             yield
             tg.cancel_scope.cancel()
         if notifier is not None:
