@@ -28,7 +28,7 @@ from pathlib import Path
 
 import anyio
 
-from bench import flows, inproc, peers
+from bench import flows, inproc, multi_node_section, object_store_section, peers, stores_report
 from bench.driver import Conn
 from bench.flows import Source
 from bench.peers import Chunkd, Nginx, NullSink, Peer, TusNode, install_cleanup, stop_all
@@ -36,7 +36,7 @@ from bench.report import NGINX, NULL, TUS_NODE, Results, Target, save
 from chunkd.protocols.graph_print import NEXT_EXPECTED_RANGES
 
 MiB, GiB = 1 << 20, 1 << 30
-SECTIONS = ("big", "parallel", "small", "many", "scale", "commit", "missing", "meta", "rss")
+SECTIONS = ("big", "parallel", "small", "many", "scale", "commit", "missing", "meta", "rss", "stores", "nodes")
 
 C_TUS, C_SF, C_GRAPH = "chunkd tus", "chunkd SF UploadChunk", "chunkd Graph uploadUrl"
 C_TUS_ND, C_SF_ND = "chunkd tus (durable off)", "chunkd SF (durable off)"
@@ -437,6 +437,13 @@ class Bench:
                 peer.stop()
                 shutil.rmtree(peer.workdir, ignore_errors=True)
 
+    # -- 7, 8. object stores, several nodes (their own modules) ---------------------------------------
+    def stores(self) -> None:
+        object_store_section.run(self)
+
+    def nodes(self) -> None:
+        multi_node_section.run(self)
+
     # -- targets -----------------------------------------------------------------------------------
     def targets(self) -> None:
         r, plan = self.r, self.plan
@@ -538,9 +545,10 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(work, ignore_errors=True)
     results.seconds = time.monotonic() - t0
     md = save(results, out, rerun)
+    stores_report.save(results, out)
     (out / "partial.json").unlink(missing_ok=True)
     print("\n" + md)
-    print(f"written to {out}/ (results.md, results.json, overview.png); rerun with: {rerun}")
+    print(f"written to {out}/ (results.md, results.json, overview.png, stores.png); rerun with: {rerun}")
     return 0
 
 

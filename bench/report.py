@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench import stores_report
 from chunkd.protocols.graph_print import NEXT_EXPECTED_RANGES
 
 NGINX, TUS_NODE, NULL = "nginx", "@tus/server", "null sink (driver ceiling)"
@@ -92,6 +93,8 @@ def main_table(r: Results) -> str:
     lines = ["| measurement | server | median | unit | runs | ÷ nginx | ÷ @tus/server |",
              "|---|---|---:|---|---:|---:|---:|"]
     for s in r.series:
+        if s.section.startswith(stores_report.OWN):
+            continue  # their own tables (stores_report.tables)
         ref_n, ref_t = s.median(NGINX), s.median(TUS_NODE)
         for server, vals in s.values.items():
             m = statistics.median(vals)
@@ -103,13 +106,14 @@ def main_table(r: Results) -> str:
 
 def wide_table(r: Results) -> str:
     """One row per measurement, one column per server (medians); the compact form for the README."""
+    series = [s for s in r.series if not s.section.startswith(stores_report.OWN)]  # tabled there
     servers: list[str] = []
-    for s in r.series:
+    for s in series:
         servers += [k for k in s.values if k not in servers]
     short = {NULL: "null sink"}
     lines = ["| measurement | unit | " + " | ".join(short.get(k, k) for k in servers) + " |",
              "|---|---|" + "---:|" * len(servers)]
-    for s in r.series:
+    for s in series:
         cells = [_fmt(s.median(k)) if k in s.values else "" for k in servers]
         lines.append(f"| {s.section}: {s.case} | {s.unit} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -158,7 +162,7 @@ def markdown(r: Results, rerun: str) -> str:
              f"{r.started}; {r.machine}; run took {r.seconds / 60:.1f} min. Rerun: `{rerun}`", "",
              "## Targets", "", targets_table(r), "", "## Summary (medians)", "", wide_table(r), "",
              "## Side by side with ratios (medians of alternating runs)", "",
-             main_table(r), "", "## Scaling (chunkd engine in-process)", "", scaling_tables(r)]
+             main_table(r), "", "## Scaling (chunkd engine in-process)", "", scaling_tables(r), stores_report.tables(r)]
     if r.notes:
         parts += ["## Notes", ""] + [f"- {n}" for n in r.notes]
     return "\n".join(parts) + "\n"
