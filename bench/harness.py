@@ -525,7 +525,8 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.monotonic()
     bench = Bench(plan, work, results, only)
     try:
-        bench.start_peers()
+        if only - {"stores", "nodes"}:  # those two start servers of their own
+            bench.start_peers()
         for name in SECTIONS:
             if name in only:
                 t1 = time.monotonic()

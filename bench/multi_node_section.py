@@ -47,7 +47,7 @@ class NodePlan:
     reps: int = 3
 
 
-QUICK = NodePlan(total=16 * MiB, sessions=8, chunk=1 * MiB, small_seconds=0.5, reps=1)
+QUICK = NodePlan(total=8 * MiB, sessions=8, chunk=1 * MiB, small_seconds=0.3, reps=1)
 
 
 def _label(n: int) -> str:
@@ -168,10 +168,10 @@ def run(bench: Bench) -> None:
     try:
         with Database() as db:
             bucket = store.bucket(f"nodes{secrets.token_hex(4)}")
-            for i in range(max(NODES)):
-                node = StoreChunkd(bench.work, f"chunkd-node{i}", store.storage(bucket, "chunkd"), db.url)
-                print(f"starting {node.name} on {db.name} + {store.name} ...", flush=True)
-                nodes.append(node.start())
+            nodes += [StoreChunkd(bench.work, f"chunkd-node{i}", store.storage(bucket, "chunkd"), db.url)
+                      for i in range(max(NODES))]
+            print(f"starting {', '.join(n.name for n in nodes)} on {db.name} + {store.name} ...", flush=True)
+            flows.parallel([node.start for node in nodes])  # they serialise their migration on an advisory lock
             measure(bench, Cluster(nodes), plan)
             for node in nodes:  # before the database is dropped
                 node.stop()

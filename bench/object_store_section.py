@@ -50,7 +50,7 @@ class StorePlan:
     reps: int = 3
 
 
-QUICK = StorePlan(size=16 * MiB, chunk=8 * MiB, reps=2)  # S3 parts other than the last are ≥ 5 MiB
+QUICK = StorePlan(size=16 * MiB, chunk=8 * MiB, reps=1)  # S3 parts other than the last are ≥ 5 MiB
 
 
 def cpu_seconds(pid: int) -> float:
@@ -235,17 +235,30 @@ def measure_store(bench: Bench, kind: str, title: str, store: Store, plan: Store
 def run(bench: Bench) -> None:
     """Section 7; a store whose emulator cannot be installed or started is skipped with the reason."""
     plan = QUICK if bench.r.mode == "quick" else StorePlan(reps=bench.plan.reps)
-    for kind, title, store in (("s3", "S3 (moto)", Moto(bench.work)), ("azure", "Blob (Azurite)",
-                                                                       Azurite(bench.work))):
-        print(f"starting {store.name} ...", flush=True)
+    stores: list[tuple[str, str, Store]] = [("s3", "S3 (moto)", Moto(bench.work)),
+                                            ("azure", "Blob (Azurite)", Azurite(bench.work))]
+    print(f"starting {', '.join(s.name for _, _, s in stores)} ...", flush=True)
+    failed: dict[str, str] = {}
+
+    def start(store: Store) -> None:
         try:
             store.start()
         except Exception as exc:
-            bench.r.skip(f"{SECTION} on {title}", f"{store.name} could not be installed or started: {exc}"[:300])
-            continue
-        try:
-            measure_store(bench, kind, title, store, plan)
-        except Exception as exc:
-            bench.r.skip(f"the rest of {SECTION} on {title}", f"{type(exc).__name__}: {exc}"[:300])
-        finally:
+            failed[store.name] = f"{type(exc).__name__}: {exc}"
+
+    flows.parallel([lambda s=s: start(s) for _, _, s in stores])  # both start while neither is measured
+    try:
+        for kind, title, store in stores:
+            if store.name in failed:
+                bench.r.skip(f"{SECTION} on {title}", f"{store.name} could not be installed or started: "
+                             f"{failed[store.name]}"[:300])
+                continue
+            try:
+                measure_store(bench, kind, title, store, plan)
+            except Exception as exc:
+                bench.r.skip(f"the rest of {SECTION} on {title}", f"{type(exc).__name__}: {exc}"[:300])
+            finally:
+                store.stop()
+    finally:
+        for _, _, store in stores:
             store.stop()
