@@ -224,12 +224,14 @@ def measure_store(bench: Bench, kind: str, title: str, store: Store, plan: Store
             raw = got[T_RAW]
             for label in (T_TUS, T_SF):
                 ratio.add(f"{label} MB/s ÷ raw", got[label][0] / raw[0])
-                ratio.add(f"{label} CPU ÷ raw", got[label][1] / raw[1] if raw[1] else 0.0)
+                if raw[1]:  # a raw upload too short to register a CPU tick has no ratio
+                    ratio.add(f"{label} CPU ÷ raw", got[label][1] / raw[1])
     finally:
         node.stop()
     for label in (T_TUS, T_SF):
+        cpu_ratio = ratio.values.get(f"{label} CPU ÷ raw")
         print(f"    median {label} ÷ raw: MB/s {statistics.median(ratio.values[f'{label} MB/s ÷ raw']):.2f}x, "
-              f"CPU/GiB {statistics.median(ratio.values[f'{label} CPU ÷ raw']):.2f}x", flush=True)
+              f"CPU/GiB {statistics.median(cpu_ratio) if cpu_ratio else float('nan'):.2f}x", flush=True)
 
 
 def run(bench: Bench) -> None:
