@@ -69,6 +69,7 @@ def save(r: Results, out: Path) -> None:
             xs = [int(k.split()[0]) for k in s.values]
             ax.plot(xs, [statistics.median(v) for v in s.values.values()], marker="o",
                     label=f"{s.case[:40]} ({s.unit})")
+    ax.set_xticks([1, 2, 3])
     ax.set_xlabel("nodes (one PostgreSQL database, one moto bucket)")
     ax.set_title("Several nodes (on 2 cores: overhead, not scale-out)", fontsize=10)
     if own(r, "8."):
