@@ -1,6 +1,6 @@
 """bench/run: chunkd side by side with @tus/server and nginx, scaling curves, targets, table and plots.
 
-    bench/run            the full run (~20 min on 2 cores)
+    bench/run            the full run (~30 min on 2 cores)
     bench/run --quick    a smoke run of seconds (tiny sizes, one or two repetitions)
     bench/run --only big,small --reps 5
 
