@@ -13,6 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from starlette.convertors import CONVERTOR_TYPES
 from starlette.routing import Mount, Route
 
 from chunkd.protocols.blob import RESERVED, check_account
@@ -95,11 +96,27 @@ def test_account_names_that_would_collide_are_refused() -> None:
             check_account(bad)
 
 
+def _names(segment: str) -> set[str]:
+    """The names a first path segment matches: itself, or each name of a converter that matches a fixed
+    set of names (``v1\\.0|beta``). A converter matching anything else would let no account be safe."""
+    converter = re.fullmatch(r"\{\w+:(\w+)\}", segment)
+    if converter is None:
+        return {segment}
+    alternatives = CONVERTOR_TYPES[converter.group(1)].regex.split("|")
+    names = {re.sub(r"\\(.)", r"\1", alt) for alt in alternatives}
+    assert all(re.fullmatch(r"[\w.$-]+", n) for n in names), f"{segment} matches more than a set of names"
+    return names
+
+
 def test_reserved_names_cover_every_other_family(tmp_path: Path) -> None:
     """A new top-level path in another family must be added to RESERVED, or an account could shadow it."""
     app = create_app(Settings(data_dir=tmp_path / "data"))
-    firsts = {r.path.strip("/").split("/")[0] for r in app.routes if isinstance(r, Route | Mount)}
+    firsts: set[str] = set()
+    for route in app.routes:
+        if isinstance(route, Route | Mount):
+            firsts.update(_names(route.path.strip("/").split("/")[0]))
     assert "ImageStore" in firsts and "files" in firsts  # the walk sees the other families
+    assert {"v1.0", "beta"} <= firsts  # Graph's version segment is a converter: its names are seen too
     # "" is Service Fabric's root; "chunkd" is both the default account and the admin API's /chunkd/v1
     # (they cannot collide: admin's second segment "v1" is no valid container name, and admin is matched first)
     assert firsts - {"", "chunkd"} <= RESERVED
