@@ -29,6 +29,7 @@ from pathlib import Path
 import anyio
 
 from bench import flows, inproc, multi_node_section, object_store_section, peers, stores_report
+from bench.baseline import Baseline
 from bench.driver import Conn
 from bench.flows import Source
 from bench.peers import Chunkd, Nginx, NullSink, Peer, TusNode, install_cleanup, stop_all
@@ -96,6 +97,7 @@ class Bench:
         self.printer = ""
         self.blob_why = "Industry Data front end not mounted yet"
         self.blob_sas = ""
+        self.baseline: Baseline | None = None  # --baseline REV: twins of the chunkd entries (bench/baseline.py)
 
     # -- plumbing ----------------------------------------------------------------------------------
     def source(self) -> Source:
@@ -134,6 +136,8 @@ class Bench:
             self.blob_why = ""
         except Exception as exc:
             self.blob_why = f"no Industry Data front end ({exc})"[:200]
+        if self.baseline:
+            self.baseline.start(self.work)
 
     def measure(self, series_args: tuple[str, str, str], entries: list[tuple[str, Peer, Callable[[], float]]],
                 reps: int, higher_better: bool = True, note: str = "") -> None:
@@ -142,6 +146,8 @@ class Bench:
         section, case, unit = series_args
         s = self.r.new(section, case, unit, higher_better, note)
         print(f"{section}: {case}", flush=True)
+        if self.baseline:
+            entries = self.baseline.expand(self, entries)
         entries = [e for e in entries if e[1].proc is not None]
         for rep in range(reps):
             order = entries[rep % len(entries):] + entries[:rep % len(entries)]
@@ -506,6 +512,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--reps", type=int, default=0, help="rounds per side-by-side measurement")
     ap.add_argument("--out", type=Path, default=None, help="output directory (default bench/out/<timestamp>)")
     ap.add_argument("--work", type=Path, default=None, help="scratch directory for server data (default <out>/work)")
+    ap.add_argument("--baseline", default="", metavar="REV",
+                    help="also run REV's chunkd (git worktree + own venv, cached in bench/out/.baseline/) in the "
+                    "same rounds and report current ÷ baseline per row")
     args = ap.parse_args(argv)
     plan = QUICK if args.quick else Plan()
     if args.reps:
@@ -519,11 +528,14 @@ def main(argv: list[str] | None = None) -> int:
     work = args.work or out / "work"
     work.mkdir(parents=True, exist_ok=True)
     rerun = "bench/run" + (" --quick" if args.quick else "") + (f" --only {args.only}" if args.only else "")
+    rerun += (f" --reps {args.reps}" if args.reps else "") + (f" --baseline {args.baseline}" if args.baseline else "")
+    baseline = Baseline.prepare(args.baseline) if args.baseline else None  # a bad REV fails before anything starts
     results = Results("quick" if args.quick else "full", datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), machine())
     install_cleanup()
     peers.LOGS[:] = [out / "logs"]
     t0 = time.monotonic()
     bench = Bench(plan, work, results, only)
+    bench.baseline = baseline
     try:
         if only - {"stores", "nodes"}:  # those two start servers of their own
             bench.start_peers()
@@ -545,8 +557,13 @@ def main(argv: list[str] | None = None) -> int:
             os.close(bench.src.fd)
         shutil.rmtree(work, ignore_errors=True)
     results.seconds = time.monotonic() - t0
+    if baseline:
+        results.scaling["baseline"] = baseline.summary(results.series)  # into results.json
     md = save(results, out, rerun)
     stores_report.save(results, out)
+    if baseline:
+        md += "\n" + baseline.markdown(results.scaling["baseline"]["rows"], only)
+        (out / "results.md").write_text(md)
     (out / "partial.json").unlink(missing_ok=True)
     print("\n" + md)
     print(f"written to {out}/ (results.md, results.json, overview.png, stores.png); rerun with: {rerun}")

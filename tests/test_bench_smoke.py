@@ -106,3 +106,14 @@ def test_ctrl_c_stops_every_server(tmp_path: Path) -> None:
         if proc.stdout is not None:
             proc.stdout.close()
     assert _wait_dead(pids) == []
+
+
+def test_baseline_with_an_unknown_revision_fails_before_starting_anything(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    proc = subprocess.run([str(RUN), "--quick", "--baseline", "no-such-revision-0000", "--out", str(out)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0
+    assert "--baseline: 'no-such-revision-0000' is not a commit" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not (out / "logs").exists()  # no server was started, no worktree or venv was made
+    assert not list((ROOT / "bench" / "out" / ".baseline").glob("no-such*"))
