@@ -524,8 +524,9 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         ap.error(f"unknown sections: {', '.join(sorted(unknown))}")
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    out = args.out or Path(__file__).resolve().parent / "out" / stamp
-    work = args.work or out / "work"
+    # absolute: nginx is started with its own directory as -p and would resolve a relative path from there
+    out = (args.out or Path(__file__).resolve().parent / "out" / stamp).resolve()
+    work = (args.work or out / "work").resolve()
     work.mkdir(parents=True, exist_ok=True)
     rerun = "bench/run" + (" --quick" if args.quick else "") + (f" --only {args.only}" if args.only else "")
     rerun += (f" --reps {args.reps}" if args.reps else "") + (f" --baseline {args.baseline}" if args.baseline else "")
