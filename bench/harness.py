@@ -28,12 +28,12 @@ from pathlib import Path
 
 import anyio
 
-from bench import flows, inproc, multi_node_section, object_store_section, peers, stores_report
+from bench import flows, inproc, multi_node_section, object_store_section, peers, small_extra, stores_report, targets
 from bench.baseline import Baseline
 from bench.driver import Conn
 from bench.flows import Source
 from bench.peers import Chunkd, Nginx, NullSink, Peer, TusNode, install_cleanup, stop_all
-from bench.report import NGINX, NULL, TUS_NODE, Results, Target, save
+from bench.report import NGINX, NULL, TUS_NODE, Results, save
 from chunkd.protocols.graph_print import NEXT_EXPECTED_RANGES
 
 MiB, GiB = 1 << 20, 1 << 30
@@ -42,6 +42,7 @@ SECTIONS = ("big", "parallel", "small", "many", "scale", "commit", "missing", "m
 C_TUS, C_SF, C_GRAPH = "chunkd tus", "chunkd SF UploadChunk", "chunkd Graph uploadUrl"
 C_TUS_ND, C_SF_ND = "chunkd tus (durable off)", "chunkd SF (durable off)"
 C_BLOB = "chunkd Blob Put Block (Industry Data)"
+C_PG, C_W2 = "chunkd tus, PostgreSQL metadata", "chunkd tus --workers 2"
 
 
 @dataclass(frozen=True)
@@ -98,6 +99,8 @@ class Bench:
         self.blob_why = "Industry Data front end not mounted yet"
         self.blob_sas = ""
         self.baseline: Baseline | None = None  # --baseline REV: twins of the chunkd entries (bench/baseline.py)
+        self.cpu: dict[tuple[str, int], list[float]] = {}  # (label, conns) -> server CPU-ms per request
+        self.pg_commits: list[float] = []  # PostgreSQL commits per 64 KiB PATCH, one figure per run
 
     # -- plumbing ----------------------------------------------------------------------------------
     def source(self) -> Source:
@@ -111,8 +114,11 @@ class Bench:
         w = self.work
         self.peers = {"chunkd": Chunkd(w), "chunkd-nd": Chunkd(w, durable=False), NULL: NullSink(w),
                       NGINX: Nginx(w), TUS_NODE: TusNode(w)}
+        if "small" in self.only:
+            self.peers[C_W2] = small_extra.Workers2(w)
+            self.peers[C_PG] = small_extra.PgChunkd(w)
         for name, peer in self.peers.items():
-            why = TusNode.available() if name == TUS_NODE else ""
+            why = TusNode.available() if name == TUS_NODE else small_extra.pg_available() if name == C_PG else ""
             if why:
                 self.r.skip(name, why)
                 continue
@@ -120,7 +126,7 @@ class Bench:
             try:
                 peer.start()
             except Exception as exc:
-                if name.startswith("chunkd"):
+                if name in ("chunkd", "chunkd-nd"):
                     raise
                 self.r.skip(name, f"could not install or start it: {exc}"[:300])
         self.tus_why = flows.tus_available(self.peers["chunkd"].conn())
@@ -234,8 +240,9 @@ class Bench:
                      "concatenation (501), so it is not in this row")
 
     # -- 3. small chunks ---------------------------------------------------------------------------
-    def small_rate(self, peer: Peer, conns: int, kind: str) -> float:
-        """64 KiB requests per second over ``conns`` keep-alive connections for ``small_seconds``."""
+    def small_rate(self, peer: Peer, conns: int, kind: str, label: str = "") -> float:
+        """64 KiB requests per second over ``conns`` keep-alive connections for ``small_seconds``; with a
+        ``label``, the server's own CPU per request (``/proc`` of its process tree) goes to ``self.cpu``."""
         plan, src = self.plan, self.source()
         body = src.read(0, plan.small)
         total = plan.small * 10_000_000
@@ -269,11 +276,22 @@ class Bench:
         for t in threads:
             t.start()
         stop_at[0] = time.perf_counter() + 0.05 + plan.small_seconds
+        # a --baseline twin borrows the current peer object with another port: its CPU is not this process's
+        own = bool(label) and peer.proc is not None and not label.endswith("[baseline]")
+        pid = peer.proc.pid if own and peer.proc is not None else 0
+        pg = peer if own and isinstance(peer, small_extra.PgChunkd) else None
+        cpu0, commits0 = small_extra.cpu_seconds(pid) if pid else 0.0, pg.commits() if pg else 0
         barrier.wait()
         t0 = time.perf_counter()
         for t in threads:
             t.join()
-        return sum(counts) / (time.perf_counter() - t0)
+        elapsed, done = time.perf_counter() - t0, sum(counts)
+        if pid and done:
+            self.cpu.setdefault((label, conns), []).append(1e3 * (small_extra.cpu_seconds(pid) - cpu0) / done)
+        if pg and done:
+            time.sleep(1.2)  # PostgreSQL flushes a backend's counters at most once a second
+            self.pg_commits.append((pg.commits() - commits0) / done)
+        return done / elapsed
 
     def small(self) -> None:
         plan = self.plan
@@ -281,11 +299,15 @@ class Bench:
             e: list[tuple[str, Peer, Callable[[], float]]] = []
 
             def add(label: str, peer: Peer, kind: str, conns: int = conns) -> None:
-                e.append((label, peer, lambda: self.small_rate(peer, conns, kind)))  # noqa: B023
+                e.append((label, peer, lambda: self.small_rate(peer, conns, kind, label)))  # noqa: B023
 
             if not self.tus_why:
                 add(C_TUS, self.p("chunkd"), "tus")
                 add(C_TUS_ND, self.p("chunkd-nd"), "tus")
+                if self.has(C_PG):
+                    add(C_PG, self.p(C_PG), "tus")
+                if conns > 1 and self.has(C_W2):
+                    add(C_W2, self.p(C_W2), "tus")
             if self.has(TUS_NODE):
                 add(TUS_NODE, self.p(TUS_NODE), "tus")
             add(C_SF, self.p("chunkd"), "sf")
@@ -295,6 +317,20 @@ class Bench:
             self.measure(("3. 64 KiB chunks", f"{conns} connection{'s' if conns > 1 else ''}", "requests/s"), e,
                          plan.small_reps, note="chunkd durable: fdatasync + SQLite commit before each 2xx; "
                          "@tus/server and nginx do not fsync")
+            plural = "s" if conns > 1 else ""
+            cpu = self.r.new("3. 64 KiB chunks", f"server CPU per request, {conns} connection{plural}",
+                             "CPU-ms", higher_better=False, note="utime + stime of the server's process tree")
+            for (label, c), vals in self.cpu.items():
+                if c == conns:
+                    cpu.values[label] = vals
+        if self.pg_commits:
+            self.r.scaling["pg_commits_per_chunk"] = self.pg_commits
+        limits = small_extra.machine_limits(self.work / "limits", 10 if self.r.mode == "quick" else 100)
+        self.r.scaling["machine_limits"] = limits
+        self.r.notes.append(f"machine limits (same run, same disk): 64 KiB pwrite + fdatasync "
+                            f"{limits['fdatasync_64k'] * 1e3:.2f} ms, one SQLite WAL commit (synchronous=FULL) "
+                            f"{limits['wal_commit'] * 1e3:.2f} ms: 1 / (fdatasync + commit) = "
+                            f"{1 / (limits['fdatasync_64k'] + limits['wal_commit']):,.0f} acks/s on one connection")
 
     # -- 4. many small files -----------------------------------------------------------------------
     def many(self) -> None:
@@ -452,43 +488,7 @@ class Bench:
 
     # -- targets -----------------------------------------------------------------------------------
     def targets(self) -> None:
-        r, plan = self.r, self.plan
-        big = r.find("1. one upload", f"{_size(plan.big)} in {_size(plan.chunks[0])} chunks")
-        tus, ngx, node = (big.median(C_TUS), big.median(NGINX), big.median(TUS_NODE)) if big else (None,) * 3
-        case = big.case if big else "section 1"
-        r.targets.append(Target("tus upload ≥ 0.9x nginx", tus / ngx if tus and ngx else None, 0.9, ">=", case))
-        r.targets.append(Target("tus upload ≥ 1.2x @tus/server", tus / node if tus and node else None, 1.2, ">=",
-                                case))
-        for conns in plan.small_conns:
-            sm = r.find("3. 64 KiB chunks", f"{conns} connection{'s' if conns > 1 else ''}")
-            a, b = (sm.median(C_TUS), sm.median(TUS_NODE)) if sm else (None, None)
-            r.targets.append(Target(f"64 KiB durable chunk rate ≥ 2x @tus/server ({conns} conn)",
-                                    a / b if a and b else None, 2.0, ">=", "tus PATCH/s, durable acks on"))
-        c = r.scaling.get("commit")
-        if c:
-            commits = c["commit"]
-            largest = commits[max(commits)]
-            r.targets.append(Target(f"commit of {_size(max(commits))} ≤ 1 % of cp (with fsync)",
-                                    100 * largest / c["cp_fsync"], 1.0, "<=", "percent of the copy time"))
-            r.targets.append(Target("commit time flat across sizes (largest ÷ smallest)",
-                                    largest / commits[min(commits)], 2.0, "<=",
-                                    f"{_size(min(commits))} … {_size(max(commits))}"))
-        m = r.scaling.get("missing")
-        sm1 = r.find("3. 64 KiB chunks", "1 connection")
-        chunk_rate = (sm1.median(C_TUS) or sm1.median(C_SF)) if sm1 else None
-        if m and chunk_rate:
-            n = max(m)
-            r.targets.append(Target(f"missing-range query on {n:,} ranges < 1 % of one 64 KiB chunk request "
-                                    f"(first {NEXT_EXPECTED_RANGES} gaps)",
-                                    100 * m[n] * chunk_rate, 1.0, "<=",
-                                    f"percent; chunk request = {1e3 / chunk_rate:.2f} ms (1 conn, durable)"))
-        rs = r.find("6. peak server RSS", next((s.case for s in r.series if s.section.startswith("6.")), ""))
-        if rs:
-            ck = rs.median(C_TUS) or rs.median(C_SF)
-            r.targets.append(Target("chunkd peak RSS ≤ 150 MiB", ck, 150, "<=", rs.case))
-            nd = rs.median(TUS_NODE)
-            r.targets.append(Target("chunkd peak RSS below @tus/server's (ratio)", ck / nd if ck and nd else None,
-                                    1.0, "<=", "chunkd ÷ @tus/server"))
+        targets.check(self.r, self.plan)
 
 
 def machine() -> str:
