@@ -57,6 +57,10 @@ class Txn:
         self._cur.execute(stmt.sql, stmt.params(values))
         return int(self._cur.rowcount)
 
+    def execute(self, sql: str) -> None:
+        """A statement without parameters (SAVEPOINT and the like)."""
+        self._cur.execute(sql)
+
     def many(self, stmt: Prepared, rows: list[dict[str, Any]]) -> None:
         self._cur.executemany(stmt.sql, [stmt.params(r) for r in rows])
 

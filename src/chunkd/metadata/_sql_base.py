@@ -24,6 +24,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from chunkd.core.errors import StorageFull
+from chunkd.metadata._group_commit import GroupCommit
 from chunkd.metadata._prepared import Prepared, Txn, transaction
 from chunkd.metadata._sql_hot import Hot
 
@@ -54,6 +55,8 @@ class SqlBase:
             self._reader = self._writer
             self._soft = self._writer
         self._hot = Hot(self._writer.dialect)
+        # records (the durable acknowledgement of bytes) are group-committed: one fsync for concurrent ones
+        self._group = GroupCommit(self._grouped_txn, self._lock_row)
         self._updates: dict[tuple[str, ...], Prepared] = {}
         # statements run on the DB-API connection raise the driver's own IntegrityError, not SQLAlchemy's
         dbapi = self._writer.dialect.dbapi
@@ -110,6 +113,16 @@ class SqlBase:
             if session_id is not None and not self.sqlite:
                 t.one(self._hot.lock, sid=session_id)
             yield t
+
+    @contextmanager
+    def _grouped_txn(self) -> Iterator[Txn]:
+        """One write transaction of a group-commit batch (its members lock their sessions themselves)."""
+        with self._fast_write() as t:
+            yield t
+
+    def _lock_row(self, t: Txn, session_id: str) -> None:
+        if not self.sqlite:  # SQLite's BEGIN IMMEDIATE already holds the database's write lock
+            t.one(self._hot.lock, sid=session_id)
 
     @contextmanager
     def _fast_read(self, *, single: bool = False) -> Iterator[Txn]:

@@ -115,43 +115,43 @@ class SqlWrites(SqlOutbox):
     async def record(self, session_id: str, token: str, pieces: Sequence[Piece], now: float, expires_at: float,
                      *, length: int | None = None, missing_limit: int | None = None,
                      guard: Guard | None = None, on_complete: Sequence[NewEvent] = ()) -> Recorded:
-        def run() -> Recorded:
+        def work(t: Txn) -> Recorded:
             h = self._hot
-            with self._fast_write(session_id) as t:
-                row = t.one(h.get, sid=session_id)
-                if row is None:
-                    raise SessionNotFound()
-                before = session_from_tuple(row)
-                if pieces and before.state.value not in LIVE:
-                    raise SessionGone("the upload session was deleted or expired while it was written")
-                if guard is not None:
-                    state = self._guard_state(t, guard)
-                    if state != guard.value:
-                        raise GuardFailed("the resource this write depends on changed", state=state or "")
-                # dropping the token's claims tells whether it still held them (one statement, not two)
-                dropped = t.run(h.drop_token, sid=session_id, tok=token)
-                if pieces and not dropped:
-                    raise WriteInterrupted("another request took over this range")
-                added = 0
-                for p in pieces:
-                    if p.end > p.start:
-                        added += self._merge(t, session_id, p.start, p.end)
-                    if p.end > p.start or p.tag:  # an empty piece counts only as a label (an empty block)
-                        t.run(h.add_piece, session_id=session_id, start=p.start, stop=p.end, ref=p.ref,
-                              handle=p.handle, tag=p.tag)
-                after = self._bumped(before, added, now, expires_at, length)
-                t.run(h.bump, sid=session_id, new_received=after.received, new_version=after.version,
-                      new_modified=now, new_expires=expires_at, new_length=after.length,
-                      new_state=after.state.value)
-                if on_complete and added and after.complete:  # these bytes completed it: once, with them
-                    self._write_events(t, on_complete, {session_id: after})
-                missing = None
-                if missing_limit is not None and after.length is not None:
-                    rows = t.all(h.first_ranges, sid=session_id, lim=missing_limit + 1)
-                    missing = gaps_of_sorted(((a, b) for a, b in rows), after.length, missing_limit)
-                return Recorded(after, missing)
+            row = t.one(h.get, sid=session_id)
+            if row is None:
+                raise SessionNotFound()
+            before = session_from_tuple(row)
+            if pieces and before.state.value not in LIVE:
+                raise SessionGone("the upload session was deleted or expired while it was written")
+            if guard is not None:
+                state = self._guard_state(t, guard)
+                if state != guard.value:
+                    raise GuardFailed("the resource this write depends on changed", state=state or "")
+            # dropping the token's claims tells whether it still held them (one statement, not two)
+            dropped = t.run(h.drop_token, sid=session_id, tok=token)
+            if pieces and not dropped:
+                raise WriteInterrupted("another request took over this range")
+            added = 0
+            for p in pieces:
+                if p.end > p.start:
+                    added += self._merge(t, session_id, p.start, p.end)
+                if p.end > p.start or p.tag:  # an empty piece counts only as a label (an empty block)
+                    t.run(h.add_piece, session_id=session_id, start=p.start, stop=p.end, ref=p.ref,
+                          handle=p.handle, tag=p.tag)
+            after = self._bumped(before, added, now, expires_at, length)
+            t.run(h.bump, sid=session_id, new_received=after.received, new_version=after.version,
+                  new_modified=now, new_expires=expires_at, new_length=after.length,
+                  new_state=after.state.value)
+            if on_complete and added and after.complete:  # these bytes completed it: once, with them
+                self._write_events(t, on_complete, {session_id: after})
+            missing = None
+            if missing_limit is not None and after.length is not None:
+                rows = t.all(h.first_ranges, sid=session_id, lim=missing_limit + 1)
+                missing = gaps_of_sorted(((a, b) for a, b in rows), after.length, missing_limit)
+            return Recorded(after, missing)
 
-        return await self._run(run)
+        # concurrent records share one transaction and one durable commit (group commit, _group_commit.py)
+        return await self._run(lambda: self._group.run(work, session_id))
 
     @staticmethod
     def _bumped(before: Session, added: int, now: float, expires_at: float, length: int | None) -> Session:
