@@ -108,3 +108,17 @@ def test_schemathesis_finds_no_server_error_and_no_undocumented_response(server:
     assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-2000:]
     assert re.search(r"\b\d+ passed\b", out.stdout), out.stdout[-2000:]
     assert " 500 " not in out.stdout and "Internal" not in server.log()
+
+
+def test_cli_sessions_list_shows_names_takes_protocol_names_and_shows_error_codes(server: ServerProcess) -> None:
+    token = server.token("--app", "cli-names", "--roles", "Tus.ReadWrite")
+    tus_create(server, token, 4, "listed-by-cli.txt")
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "chunkd.cli.main", "sessions", *args, "--server", server.url,
+                               "--token", token], capture_output=True, text=True, timeout=60,
+                              env={**__import__("os").environ, "COLUMNS": "250"})
+    assert "listed-by-cli.txt" in cli("list", "--family", "tus").stdout
+    assert "listed-by-cli.txt" not in cli("list", "--family", "sf").stdout  # sf = servicefabric, not ignored
+    shown = cli("show", "no-such-session")
+    assert shown.returncode == 1 and "HTTP 404 notFound: " in shown.stderr and "{" not in shown.stderr
