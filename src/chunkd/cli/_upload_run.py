@@ -160,6 +160,9 @@ def _summary(console: Console, results: list[tuple[Any, UploadResult | None, str
 
 
 # -- sessions ---------------------------------------------------------------------------------------
+# ``upload --protocol`` names -> the family names the server stores; either form works for ``--family``
+FAMILY_NAMES = {"sf": "servicefabric", "print": "graph-print", "blob": "blobblock", "tus": "tus"}
+
 def range_bar(length: int, received: list[tuple[int, int]], width: int = 60) -> Text:
     """One character per ``length/width`` bytes: full block = received, shade = partly, dot = missing."""
     bar = Text()
@@ -192,10 +195,11 @@ def _get(server: str, token: str | None, method: str, path: str, **kw: Any) -> h
         raise typer.Exit(EXIT_FAILED) from None
     if r.status_code >= 400:
         try:
-            message = r.json()["error"]["message"]
+            err = r.json()["error"]
+            message = f"{err['code']}: {err['message']}"
         except (ValueError, KeyError, TypeError):
             message = r.text[:200]
-        console.print(f"[red]HTTP {r.status_code}: {message}[/red]")
+        console.print(f"HTTP {r.status_code} {message}", style="red", markup=False)
         raise typer.Exit(EXIT_AUTH if r.status_code in (401, 403) else EXIT_FAILED)
     return r
 
@@ -204,7 +208,7 @@ def sessions_list(server: str, token: str | None, data_dir: Path | None, family:
                   as_json: bool) -> None:
     params: dict[str, str] = {"limit": "1000"}
     if family:
-        params["family"] = family
+        params["family"] = FAMILY_NAMES.get(family, family)
     if everyone:
         params["all"] = "true"
     sessions = _get(server, resolve_token(token, data_dir), "GET", "/chunkd/v1/sessions", params=params).json()
@@ -212,11 +216,12 @@ def sessions_list(server: str, token: str | None, data_dir: Path | None, family:
         typer.echo(json.dumps(sessions["sessions"]))
         return
     table = Table(show_edge=False)
-    for col in ("id", "family", "state", "received", "length", "key", "expires"):
+    for col in ("id", "name", "family", "state", "received", "length", "key", "expires"):
         table.add_column(col)
     for s in sessions["sessions"]:
         length = s["length"]
-        table.add_row(s["id"], s["family"], s["state"], str(s["received"]), "?" if length is None else str(length),
+        table.add_row(s["id"], s.get("name") or "", s["family"], s["state"], str(s["received"]),
+                      "?" if length is None else str(length),
                       s["key"], s["expiresAt"])
     Console().print(table)
 

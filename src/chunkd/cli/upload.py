@@ -84,7 +84,8 @@ def upload(
 @sessions_app.command("list")
 def sessions_list(
     server: ServerOpt = "http://127.0.0.1:19080", token: TokenOpt = None, data_dir: DataDirOpt = None,
-    family: Annotated[str | None, typer.Option(help="servicefabric, print, tus, blob...")] = None,
+    family: Annotated[str | None, typer.Option(
+        help="sf | print | blob | tus (as upload --protocol) or the server's family name")] = None,
     everyone: Annotated[bool, typer.Option("--all", help="every owner's sessions (Chunkd.Admin role)")] = False,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:

@@ -9,6 +9,8 @@ Owner-scoped: a caller sees and deletes only its own sessions unless it holds th
 ``GET /chunkd/v1/sessions/{id}``            one session with ``received`` / ``missing`` ranges and counters
 ``DELETE /chunkd/v1/sessions/{id}``         cancel (staged bytes discarded; a committed file stays) -> 204
 ``GET /chunkd/v1/stats``                    this process's counters (bytes in request bodies, new bytes...)
+``GET /chunkd/v1/summary``                  ``?all=`` byte totals and counts per family/state, from the store
+``GET /chunkd/v1/openapi.json``             the OpenAPI document of this API (no credential needed)
 =========================================  =====================================================
 
 The transfer counters live in the serving process only (they are diagnostics, not state): with several
@@ -36,12 +38,14 @@ from chunkd.core.principal import Principal
 from chunkd.protocols._errors import lookup, retry_after
 from chunkd.protocols._http import iso_date
 from chunkd.protocols._parse import parse_uint
+from chunkd.protocols.admin_openapi import DOCUMENT
 
 log = logging.getLogger("chunkd.admin")
 
 PREFIX = "/chunkd/v1"
 MAX_TRACKED = 10_000
 MAX_LISTED_RANGES = 1000  # per list in one session's detail; missingRangesTruncated says when there are more
+MAX_SUMMARISED = 20_000  # sessions a summary reads (pages of 1000); beyond that it says truncated
 
 ERRORS: dict[type[errors.ChunkdError], tuple[int, str]] = {
     errors.InvalidInput: (400, "invalidRequest"),
@@ -61,6 +65,22 @@ ERRORS: dict[type[errors.ChunkdError], tuple[int, str]] = {
 def _error(status: int, code: str, message: str, cause: errors.ChunkdError | None = None) -> JSONResponse:
     return JSONResponse({"error": {"code": code, "message": message}}, status_code=status,
                         headers=retry_after(status, cause))
+
+
+_OTHER_METHODS = ["POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE"]
+
+
+def _not_allowed(allow: str) -> Any:
+    async def endpoint(request: Request) -> Response:
+        return JSONResponse({"error": {"code": "methodNotAllowed", "message": f"{request.method} is not allowed; "
+                                       f"use {allow}"}}, status_code=405, headers={"Allow": allow})
+    return endpoint
+
+
+def _flag(request: Request) -> bool | None:
+    """``?all=``: absent, ``true`` or ``false``; anything else is None (the caller answers 400)."""
+    value = request.query_params.get("all", "false").strip().lower()
+    return {"true": True, "false": False}.get(value)
 
 
 class TransferStats:
@@ -125,7 +145,19 @@ class AdminAPI:
             Route(f"{PREFIX}/sessions/{{session_id}}", self._wrap(self.get_session), methods=["GET"]),
             Route(f"{PREFIX}/sessions/{{session_id}}", self._wrap(self.delete_session), methods=["DELETE"]),
             Route(f"{PREFIX}/stats", self._wrap(self.get_stats), methods=["GET"]),
+            Route(f"{PREFIX}/summary", self._wrap(self.get_summary), methods=["GET"]),
+            Route(f"{PREFIX}/openapi.json", self.openapi, methods=["GET"]),
+            # any other method: 405 with Allow in this API's format (else the blob account's catch-all on
+            # /chunkd would answer in Azure XML)
+            *(Route(path, _not_allowed(allow), methods=_OTHER_METHODS) for path, allow in (
+                (f"{PREFIX}/sessions", "GET, HEAD"), (f"{PREFIX}/sessions/{{session_id}}", "GET, HEAD, DELETE"),
+                (f"{PREFIX}/stats", "GET, HEAD"), (f"{PREFIX}/summary", "GET, HEAD"),
+                (f"{PREFIX}/openapi.json", "GET, HEAD"))),
         ]
+
+    @staticmethod
+    async def openapi(request: Request) -> Response:
+        return JSONResponse(DOCUMENT)
 
     def _wrap(self, handler: Any) -> Any:
         async def endpoint(request: Request) -> Response:
@@ -157,10 +189,13 @@ class AdminAPI:
         if number is None:
             return _error(400, "invalidRequest", "limit must be a whole number")
         limit = max(1, min(1000, number))
-        everyone = q.get("all", "").lower() in ("1", "true", "yes")
+        everyone = _flag(request)
+        if everyone is None:
+            return _error(400, "invalidRequest", "all must be true or false")
         if everyone and not self._is_admin(principal):
             return _error(403, "accessDenied", f"listing every owner's sessions needs the {CHUNKD_ADMIN} role")
-        owner = None if everyone else principal.key
+        # an admin may narrow ``all`` to one owner; anyone else is always narrowed to themselves
+        owner = (q.get("owner") or None) if everyone else principal.key
         sessions = await self.engine.list_sessions(owner=owner, family=q.get("family") or None, limit=limit + 1,
                                                    after=q.get("after", ""))
         more = len(sessions) > limit
@@ -197,3 +232,29 @@ class AdminAPI:
         if not self._is_admin(principal):
             return _error(403, "accessDenied", f"server statistics need the {CHUNKD_ADMIN} role")
         return JSONResponse({"scope": "process", **self.stats.totals})
+
+    async def get_summary(self, request: Request, principal: Principal) -> Response:
+        """Totals from the metadata store, so every node answers the same (the dashboard's throughput is the
+        difference of two polls of ``bytesReceived``, not a per-process counter)."""
+        everyone = _flag(request)
+        if everyone is None:
+            return _error(400, "invalidRequest", "all must be true or false")
+        if everyone and not self._is_admin(principal):
+            return _error(403, "accessDenied", f"every owner's summary needs the {CHUNKD_ADMIN} role")
+        counts: dict[str, dict[str, int]] = {}
+        received = expected = seen = 0
+        after = ""
+        while seen < MAX_SUMMARISED:
+            page = await self.engine.list_sessions(owner=None if everyone else principal.key, limit=1000,
+                                                   after=after)
+            for s in page:
+                per = counts.setdefault(s.family, {})
+                per[s.state.value] = per.get(s.state.value, 0) + 1
+                received += s.received
+                expected += s.length or 0
+            seen += len(page)
+            if len(page) < 1000:
+                break
+            after = page[-1].id
+        return JSONResponse({"scope": "all" if everyone else "own", "sessions": counts, "bytesReceived": received,
+                             "bytesExpected": expected, "truncated": seen >= MAX_SUMMARISED})

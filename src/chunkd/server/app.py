@@ -28,6 +28,7 @@ from chunkd.protocols.graph_print import GraphPrintAPI
 from chunkd.protocols.industry_data import IndustryDataAPI, IndustryDataConfig
 from chunkd.protocols.servicefabric import ServiceFabricAPI
 from chunkd.protocols.tus import TusAPI, TusConfig
+from chunkd.server.dashboard import dashboard_routes
 from chunkd.server.outbox import OutboxDeliverer
 from chunkd.server.webhooks import from_settings as webhooks_from_settings
 from chunkd.settings import Settings
@@ -101,6 +102,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     routes += IndustryDataAPI(c.engine, c.authenticator, blob_key, IndustryDataConfig(
         c.settings.industry_session_ttl, c.settings.industry_container_ttl, c.settings.blob_account)).routes
     routes += AdminAPI(c.engine, c.authenticator).routes
+    routes += dashboard_routes()  # static page over the admin API
     # last: the blob account's top-level path (/chunkd by default) is shared with the admin API's /chunkd/v1
     routes += BlobAPI(c.engine, blob_key, c.settings.blob_account, _origins(c.settings)).routes
     # 404/405 for paths and methods no route takes, in the format of the family the path belongs to
