@@ -64,13 +64,28 @@ def _table() -> list[int]:
 _CRC_TABLE = _table()
 
 
-def crc64(data: bytes, crc: int = 0) -> int:
-    """Azure's CRC-64 of ``data`` continuing from ``crc``. Pure Python (~10 MB/s): MD5 is the fast option."""
+def _crc64_py(data: bytes, crc: int = 0) -> int:
+    """Azure's CRC-64 of ``data`` continuing from ``crc``, pure Python (~7 MB/s): the fallback when the
+    native wheel is missing."""
     crc = ~crc & _MASK
     table = _CRC_TABLE
     for b in data:
         crc = table[(crc ^ b) & 0xFF] ^ (crc >> 8)
     return ~crc & _MASK
+
+
+_native_crc64: Any
+try:  # Microsoft's native CRC-64 (~1.8 GB/s): the same check value, ~250x faster than the table loop
+    from azure.storage.extensions.checksums import crc64 as _native_crc64
+except ImportError:  # pragma: no cover - the wheel is a core dependency; kept for platforms without it
+    _native_crc64 = None
+
+
+def crc64(data: bytes, crc: int = 0) -> int:
+    """Azure's CRC-64 of ``data`` continuing from ``crc`` (native when available, else pure Python)."""
+    if _native_crc64 is not None:
+        return int(_native_crc64.compute(bytes(data), crc))
+    return _crc64_py(data, crc)
 
 
 def crc64_header(crc: int) -> str:
