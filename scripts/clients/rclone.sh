@@ -12,5 +12,5 @@ if ! command -v apt-get >/dev/null 2>&1 || [ "$(id -u)" != 0 ]; then
 fi
 export DEBIAN_FRONTEND=noninteractive
 # an up-to-date package list is needed only if the cached one lost the package
-apt-get -y -qq install --no-install-recommends rclone >/dev/null 2>&1 \
-  || { apt-get -qq update >/dev/null && apt-get -y -qq install --no-install-recommends rclone >/dev/null; }
+apt-get -o DPkg::Lock::Timeout=600 -y -qq install --no-install-recommends rclone >/dev/null 2>&1 \
+  || { apt-get -o DPkg::Lock::Timeout=600 -qq update >/dev/null && apt-get -o DPkg::Lock::Timeout=600 -y -qq install --no-install-recommends rclone >/dev/null; }
