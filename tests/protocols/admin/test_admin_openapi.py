@@ -102,7 +102,7 @@ def test_schemathesis_finds_no_server_error_and_no_undocumented_response(server:
     token = server.token()
     tus_create(server, token, 5, "fuzz.bin")  # something for list / get / delete to find
     out = subprocess.run([st, "run", f"{server.url}{PREFIX}/openapi.json", "-H", f"Authorization: Bearer {token}",
-                          "--checks", "all", "--max-examples", "10", "--max-time", "12", "--seed", "1",
+                          "--checks", "all", "--max-examples", "10", "--max-time", "8", "--seed", "1",
                           "--no-color", "--generation-database", "none", "--request-timeout", "10"],
                          capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-2000:]
