@@ -3,7 +3,7 @@ each other, also when continued piecewise (how CheckedBody feeds request pieces)
 
 import os
 
-from chunkd.protocols import _blob_wire as wire
+from chunkd import checksums as wire
 
 
 def test_check_value_native_and_fallback() -> None:

@@ -18,6 +18,7 @@ from xml.sax.saxutils import escape
 from starlette.responses import Response
 
 from chunkd.auth import sas
+from chunkd.checksums import crc64
 from chunkd.core import errors
 from chunkd.core.body import Body, ClientGone
 from chunkd.protocols._errors import lookup, retry_after
@@ -46,47 +47,6 @@ FAULT_STATUS: dict[FaultCode, int] = {
     FaultCode.INVALID_BLOCK: 400,
     FaultCode.INVALID_BLOCK_LIST: 400,
 }
-
-_CRC_POLY = 0x9A6C9329AC4BC9B5  # Azure Storage CRC-64 (reflected form of the NVMe polynomial)
-_MASK = (1 << 64) - 1
-
-
-def _table() -> list[int]:
-    out = []
-    for i in range(256):
-        c = i
-        for _ in range(8):
-            c = (c >> 1) ^ _CRC_POLY if c & 1 else c >> 1
-        out.append(c)
-    return out
-
-
-_CRC_TABLE = _table()
-
-
-def _crc64_py(data: bytes, crc: int = 0) -> int:
-    """Azure's CRC-64 of ``data`` continuing from ``crc``, pure Python (~7 MB/s): the fallback when the
-    native wheel is missing."""
-    crc = ~crc & _MASK
-    table = _CRC_TABLE
-    for b in data:
-        crc = table[(crc ^ b) & 0xFF] ^ (crc >> 8)
-    return ~crc & _MASK
-
-
-_native_crc64: Any
-try:  # Microsoft's native CRC-64 (~1.8 GB/s): the same check value, ~250x faster than the table loop
-    from azure.storage.extensions.checksums import crc64 as _native_crc64
-except ImportError:  # pragma: no cover - the wheel is a core dependency; kept for platforms without it
-    _native_crc64 = None
-
-
-def crc64(data: bytes, crc: int = 0) -> int:
-    """Azure's CRC-64 of ``data`` continuing from ``crc`` (native when available, else pure Python)."""
-    if _native_crc64 is not None:
-        return int(_native_crc64.compute(bytes(data), crc))
-    return _crc64_py(data, crc)
-
 
 def crc64_header(crc: int) -> str:
     return base64.b64encode(struct.pack("<Q", crc)).decode()
