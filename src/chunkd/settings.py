@@ -1,4 +1,6 @@
-"""Server settings. Every field can be set by a ``chunkd serve`` option or a ``CHUNKD_<NAME>`` variable."""
+"""Server settings. Every field can be set by a ``chunkd serve`` option, a ``CHUNKD_<NAME>`` variable or a key of
+the TOML file named by ``--config`` / ``CHUNKD_CONFIG``; that order is also their precedence (then the default).
+``docs/configuration.md`` is generated from this model (``scripts/configuration-doc``)."""
 
 from __future__ import annotations
 
@@ -6,11 +8,19 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
+LOG_FORMATS = ("text", "json")
 
 
 class Settings(BaseSettings):
+    # extra="ignore": CHUNKD_* variables of the client (CHUNKD_TOKEN) share the prefix; chunkd serve warns of
+    # unknown ones itself (chunkd.config_file.unknown_env), and a config file's unknown keys are an error
     model_config = SettingsConfigDict(env_prefix="CHUNKD_", extra="ignore")
+
+    config: Path | None = Field(None, description="TOML file with settings (keys are these names); flags and "
+                                "CHUNKD_* variables override it")
 
     host: str = Field("127.0.0.1", description="address to listen on")
     port: int = Field(19080, description="port; 19080 is Service Fabric's HTTP gateway port")
@@ -36,7 +46,11 @@ class Settings(BaseSettings):
     sweep_interval: float = Field(60.0, description="seconds between expiry sweeps")
     max_size: int = Field(1 << 40, description="largest upload, bytes")
     durable: bool = Field(True, description="fdatasync every chunk before acknowledging it")
-    log_level: str = Field("info", description="log level")
+    log_level: str = Field("info", description="level of chunkd's and uvicorn's logs on stderr: "
+                           + " | ".join(LOG_LEVELS))
+    log_format: str = Field("text", description="log lines as 'text' or 'json' (one object per line)")
+    access_log: bool = Field(False, description="one log line per request (chunkd.access): method, path with "
+                             "credentials redacted, status, bytes in/out, duration, principal, request id")
     industry_session_ttl: float = Field(6 * 3600.0, description="Industry Data upload session (SAS) lifetime, seconds")
     industry_container_ttl: float = Field(48 * 3600.0, description="Industry Data container lifetime from its "
                                           "session's start, seconds (validated files stay this long)")
@@ -67,6 +81,17 @@ class Settings(BaseSettings):
     max_connections: int = Field(2048, ge=1, description="open connections per server process; beyond it new "
                                  "connections are answered 503 and closed")
 
+    @classmethod
+    def settings_customise_sources(cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
+                                   env_settings: PydanticBaseSettingsSource,
+                                   dotenv_settings: PydanticBaseSettingsSource,
+                                   file_secret_settings: PydanticBaseSettingsSource,
+                                   ) -> tuple[PydanticBaseSettingsSource, ...]:
+        from chunkd.config_file import ConfigFileSource
+
+        # flags reach the model as CHUNKD_* variables (chunkd serve sets them): flag > env > file > default
+        return init_settings, env_settings, ConfigFileSource(settings_cls)
+
     @property
     def webhook_targets(self) -> list[str]:
         return [u.strip() for u in self.webhook_urls.split(",") if u.strip()]
@@ -81,6 +106,20 @@ class Settings(BaseSettings):
     @property
     def scheme(self) -> str:
         return "https" if self.tls_cert else "http"
+
+    @field_validator("log_level")
+    @classmethod
+    def _log_level(cls, value: str) -> str:
+        if value.lower() not in LOG_LEVELS:
+            raise ValueError(f"must be one of {', '.join(LOG_LEVELS)}")
+        return value.lower()
+
+    @field_validator("log_format")
+    @classmethod
+    def _log_format(cls, value: str) -> str:
+        if value.lower() not in LOG_FORMATS:
+            raise ValueError(f"must be one of {', '.join(LOG_FORMATS)}")
+        return value.lower()
 
     @field_validator("public_url")
     @classmethod

@@ -14,6 +14,10 @@ from chunkd.auth.permissions import IMAGESTORE_ADMIN, IMAGESTORE_READ
 from chunkd.auth.tokens import InvalidToken, TokenVerifier
 from chunkd.core.principal import ANONYMOUS, Principal
 
+# The key under the request's ``scope["state"]`` where the authenticated principal's key is left for the
+# access log (chunkd.server.access_log); one dict write per request.
+PRINCIPAL_STATE_KEY = "chunkd.principal"
+
 
 class Unauthenticated(Exception):
     """No acceptable credentials."""
@@ -40,6 +44,13 @@ class Authenticator:
         return "jwt" if self.enabled else "none"
 
     def authenticate(self, headers: Mapping[str, str], scope: Mapping[str, Any]) -> Principal:
+        principal = self._authenticate(headers, scope)
+        state = scope.get("state")
+        if isinstance(state, dict):
+            state[PRINCIPAL_STATE_KEY] = principal.key
+        return principal
+
+    def _authenticate(self, headers: Mapping[str, str], scope: Mapping[str, Any]) -> Principal:
         if not self.enabled:
             return ANONYMOUS
         auth = headers.get("authorization", "")

@@ -6,16 +6,20 @@ import ctypes
 import os
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import anyio
 import typer
 
 from chunkd.auth.permissions import ALL_ROLES
 from chunkd.auth.tokens import DEFAULT_TENANT, issue_token
+from chunkd.cli import serve_options
 from chunkd.cli._hosts import is_loopback
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="Resumable, chunked upload sessions.")
+# rich_markup_mode=None: plain click help and errors. Rich markup would eat help text in brackets
+# ("s3://BUCKET[/PREFIX]", "[env: ...]") and box a bad value's error over several lines.
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Resumable, chunked upload sessions.",
+                  rich_markup_mode=None)
 
 DataDir = Annotated[Path, typer.Option("--data-dir", envvar="CHUNKD_DATA_DIR", help="data directory")]
 
@@ -33,92 +37,68 @@ def _tune_malloc() -> None:
         pass
 
 
-@app.command()
-def serve(
-    host: Annotated[str, typer.Option(envvar="CHUNKD_HOST")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(envvar="CHUNKD_PORT")] = 19080,
-    data_dir: DataDir = Path("./chunkd-data"),
-    workers: Annotated[int, typer.Option(envvar="CHUNKD_WORKERS", help="server processes")] = 1,
-    no_auth: Annotated[bool, typer.Option("--no-auth", help="switch authentication off")] = False,
-    force: Annotated[bool, typer.Option("--force", help="allow --no-auth on a non-loopback address")] = False,
-    tls_cert: Annotated[Path | None, typer.Option(help="PEM certificate for HTTPS")] = None,
-    tls_key: Annotated[Path | None, typer.Option(help="PEM key for HTTPS")] = None,
-    tls_client_ca: Annotated[Path | None, typer.Option(help="require client certificates from this CA")] = None,
-    tls_client_auth: Annotated[str | None, typer.Option(
-        envvar="CHUNKD_TLS_CLIENT_AUTH",
-        help="with --tls-client-ca: 'required' (default) or 'optional' (certificate-less clients use tokens)",
-    )] = None,
-    tls_admin_names: Annotated[str | None, typer.Option(
-        envvar="CHUNKD_TLS_ADMIN_NAMES",
-        help="comma-separated client-certificate CNs or SHA-1 thumbprints with admin rights [default: chunkd-admin]",
-    )] = None,
-    metadata: Annotated[str | None, typer.Option(help="sqlite | sqlite:///path | postgresql://...")] = None,
-    storage: Annotated[str | None, typer.Option(
-        help="byte store: local | file:///path | s3://BUCKET[/PREFIX]?... | azure://ACCOUNT/CONTAINER?... "
-             "| memory")] = None,
-    public_url: Annotated[str | None, typer.Option(
-        help="base of every URL handed out (tus Location, Graph uploadUrl, Industry Data sessionUrl), e.g. the "
-             "load balancer's https://uploads.example.com [env var: CHUNKD_PUBLIC_URL]")] = None,
-    trust_proxy: Annotated[bool | None, typer.Option(
-        "--trust-proxy/--no-trust-proxy",
-        help="without --public-url, build URLs from Forwarded / X-Forwarded-Host/Proto [env var: CHUNKD_TRUST_PROXY]",
-    )] = None,
-    session_ttl: Annotated[float | None, typer.Option(
-        help="idle lifetime of an upload session, seconds [env var: CHUNKD_SESSION_TTL] [default: 1800]")] = None,
-    max_size: Annotated[int | None, typer.Option(
-        help="largest upload, bytes [env var: CHUNKD_MAX_SIZE] [default: 1 TiB]")] = None,
-    durable: Annotated[bool | None, typer.Option(
-        "--durable/--no-durable",
-        help="fdatasync every chunk before acknowledging it [env var: CHUNKD_DURABLE] [default: durable]")] = None,
-    max_header_bytes: Annotated[int | None, typer.Option(
-        help="largest request head (request line + header fields), bytes; larger ones get 431 "
-             "[env var: CHUNKD_MAX_HEADER_BYTES] [default: 65536]")] = None,
-    max_headers: Annotated[int | None, typer.Option(
-        help="most header fields in a request; more get 431 [env var: CHUNKD_MAX_HEADERS] [default: 100]")] = None,
-    header_timeout: Annotated[float | None, typer.Option(
-        help="seconds to complete a request head, then 408 and close "
-             "[env var: CHUNKD_HEADER_TIMEOUT] [default: 30]")] = None,
-    keep_alive_timeout: Annotated[int | None, typer.Option(
-        help="seconds an idle keep-alive connection stays open [env var: CHUNKD_KEEP_ALIVE_TIMEOUT] "
-             "[default: 75]")] = None,
-    max_connections: Annotated[int | None, typer.Option(
-        help="open connections per server process; more get 503 [env var: CHUNKD_MAX_CONNECTIONS] "
-             "[default: 2048]")] = None,
-) -> None:
-    """Start the server: every API family on one port."""
-    from chunkd.server.app import build_components, describe
+def _serve(given: dict[str, Any]) -> None:
+    """Start the server: every API family on one port.
 
-    env = {"CHUNKD_HOST": host, "CHUNKD_PORT": str(port), "CHUNKD_DATA_DIR": str(data_dir.resolve()),
-           "CHUNKD_WORKERS": str(workers)}
-    if no_auth:
-        env["CHUNKD_NO_AUTH"] = "1"
-    for name, value in (("TLS_CERT", tls_cert), ("TLS_KEY", tls_key), ("TLS_CLIENT_CA", tls_client_ca),
-                        ("TLS_CLIENT_AUTH", tls_client_auth), ("TLS_ADMIN_NAMES", tls_admin_names),
-                        ("METADATA", metadata), ("STORAGE", storage), ("SESSION_TTL", session_ttl),
-                        ("MAX_SIZE", max_size), ("DURABLE", None if durable is None else int(durable)),
-                        ("MAX_HEADER_BYTES", max_header_bytes), ("MAX_HEADERS", max_headers),
-                        ("HEADER_TIMEOUT", header_timeout), ("KEEP_ALIVE_TIMEOUT", keep_alive_timeout),
-                        ("MAX_CONNECTIONS", max_connections), ("PUBLIC_URL", public_url),
-                        ("TRUST_PROXY", None if trust_proxy is None else int(trust_proxy))):
-        if value is not None:
-            env[f"CHUNKD_{name}"] = str(value.resolve() if isinstance(value, Path) else value)
-    os.environ.update(env)  # workers are separate processes: they read their settings from here
-    _tune_malloc()
-
+    Every option is also a CHUNKD_<NAME> variable and a key of the --config TOML file
+    (docs/configuration.md); a flag beats a variable, a variable beats the file.
+    """
     from pydantic import ValidationError
 
-    from chunkd.protocols.blob import check_account
-    from chunkd.server.tls import TLSConfigError, uvicorn_tls_options
+    from chunkd.config_file import ConfigFileError, unknown_env
+    from chunkd.server.app import build_components, describe
     from chunkd.settings import Settings
 
+    for warning in unknown_env(os.environ, Settings.model_fields):
+        typer.echo(warning, err=True)
+    from_env = {name for name in os.environ if name.startswith("CHUNKD_")}
+    os.environ.update(serve_options.as_env(given))  # workers are separate processes: they read settings from here
+    _tune_malloc()
     try:
         settings = Settings()
-    except ValidationError as exc:  # a bad option or CHUNKD_* value: one line per field, not a traceback
-        for error in exc.errors():
-            typer.echo(f"invalid CHUNKD_{'_'.join(map(str, error['loc'])).upper()}: {error['msg']}", err=True)
+    except ConfigFileError as exc:
+        typer.echo(f"Error: {exc}", err=True)
         raise typer.Exit(2) from exc
+    except ValidationError as exc:  # a bad flag, CHUNKD_* value or file key: one line per field, no traceback
+        for error in exc.errors():
+            field = str(error["loc"][0]) if error["loc"] else ""
+            typer.echo(f"Error: Invalid value for {_origin(field, given, from_env)}: "
+                       f"{error['msg'].removeprefix('Value error, ')}", err=True)
+        raise typer.Exit(2) from exc
+    # the same data directory and file for every worker, whatever their working directory
+    os.environ["CHUNKD_DATA_DIR"] = str(settings.data_dir.resolve())
+    if settings.config is not None:
+        os.environ["CHUNKD_CONFIG"] = str(settings.config.resolve())
+    _check(settings)
+    try:
+        components = build_components(settings)  # migrates the metadata store once, before workers race to
+    except ValueError as exc:  # an unknown --storage / --metadata scheme and the like
+        typer.echo(f"Error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    anyio.run(components.engine.store.close)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # become the lean server process (same pid): see chunkd.server.run; it prints the start-up line once the
+    # port is bound
+    argv = [sys.executable, "-m", "chunkd.server.run", describe(components)]
+    os.execv(sys.executable, argv)  # noqa: S606 - a fixed argv, no shell
+
+
+def _origin(field: str, given: dict[str, Any], from_env: set[str]) -> str:
+    """Where a setting's bad value came from, named as the user wrote it."""
+    if field in given:
+        return f"'{serve_options.flag(field)}'"
+    name = serve_options.env_name(field)
+    return name if name in from_env else f"'{field}' in the config file"
+
+
+def _check(settings: Any) -> None:
+    """The settings' cross-checks, each a one-line error and exit code 2."""
+    from chunkd.protocols.blob import check_account
+    from chunkd.server.tls import TLSConfigError, uvicorn_tls_options
+
     # Checked on the settings, not the flags: CHUNKD_NO_AUTH / CHUNKD_TLS_* in the environment count too.
-    if settings.no_auth and not is_loopback(settings.host) and not (force or settings.force_no_auth):
+    if settings.no_auth and not is_loopback(settings.host) and not settings.force_no_auth:
         typer.echo(f"refusing --no-auth on non-loopback address {settings.host}: anyone who can reach it could "
                    "write and delete; add --force if you mean it", err=True)
         raise typer.Exit(2)
@@ -132,13 +112,9 @@ def serve(
     except ValueError as exc:
         typer.echo(f"CHUNKD_BLOB_ACCOUNT: {exc}", err=True)
         raise typer.Exit(2) from exc
-    components = build_components(settings)  # migrates the metadata store once, before workers race to
-    anyio.run(components.engine.store.close)
-    typer.echo(describe(components), err=True)
-    sys.stdout.flush()
-    sys.stderr.flush()
-    # become the lean server process (same pid): see chunkd.server.run
-    os.execv(sys.executable, [sys.executable, "-m", "chunkd.server.run"])  # noqa: S606 - a fixed argv, no shell
+
+
+app.command("serve")(serve_options.with_setting_options(_serve))
 
 
 @app.command()

@@ -10,6 +10,7 @@ committed without its object.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 
 import anyio
@@ -27,6 +28,8 @@ from chunkd.core.errors import (
 from chunkd.core.models import ObjectInfo, Piece, Session, SessionState
 from chunkd.core.principal import Principal
 from chunkd.core.store import SessionChanges
+
+log = logging.getLogger("chunkd.engine")
 
 
 class CommitOps(EngineBase):
@@ -73,6 +76,8 @@ class CommitOps(EngineBase):
                                                             expires_at=self._expiry(session)),
                                     self.event("committed", session))
         faults.reached("after-commit")
+        log.info("committed %s session %s: %s/%s, %d bytes", session.family, session.id, session.namespace,
+                 session.key, session.length)
         await self.storage.discard(session.storage_ref)  # the object keeps its bytes
         await self._emit("committed", session, stored=True)
         return session
@@ -154,6 +159,7 @@ class CommitOps(EngineBase):
                         pass
             raise
         finished = await self._finish_parts(reserved, target)
+        log.info("composed %d sessions into %s/%s, %d bytes", len(finished), namespace, key, info.size)
         for done in finished:
             await self.storage.discard(done.storage_ref)
             await self._emit("committed", done, stored=True, composed_into=target)

@@ -78,7 +78,11 @@ class ExpiryOps(EngineBase):
             return False
         await self.storage.discard(session.storage_ref)
         if was is SessionState.COMMITTED:
+            log.debug("forgot committed session %s (%s/%s)", session.id, session.namespace, session.key)
             return False
+        log.info("expired %s session %s: %s/%s, %d of %s bytes received",
+                 session.family, session.id, session.namespace, session.key, session.received,
+                 "?" if session.length is None else session.length)
         await self._emit("expired", session, stored=True)
         return True
 

@@ -8,6 +8,7 @@ one piece, unless the request overlaps bytes already received.
 
 from __future__ import annotations
 
+import logging
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -27,6 +28,7 @@ from chunkd.core.errors import (
     RangeBusy,
     SessionGone,
     TooLarge,
+    WriteInterrupted,
 )
 from chunkd.core.models import Piece, Session, SessionState
 from chunkd.core.principal import Principal
@@ -34,6 +36,7 @@ from chunkd.core.ranges import Range
 from chunkd.core.store import Claimed, ClaimMode, Guard, WriteIntent
 
 Check = Callable[[Session], None]
+log = logging.getLogger("chunkd.engine")
 
 
 @dataclass(frozen=True)
@@ -256,7 +259,10 @@ class WriteOps(EngineBase):
             recorded = await self.store.record(session.id, token, feed.pieces, now, now + self._ttl(session),
                                                missing_limit=missing_limit, guard=guard,
                                                on_complete=self.event("completed", session))
-        except BaseException:
+        except BaseException as exc:
+            if isinstance(exc, WriteInterrupted):  # the other side of a take-over: this writer's lease ran out
+                log.info("take-over: a newer request took bytes %d-%d of session %s from this one after its "
+                         "%g s lease ended; this request stops", start, end, session.id, self.config.lease)
             with anyio.CancelScope(shield=True):
                 await feed.abort()
                 await self.store.release(session.id, token)

@@ -28,7 +28,9 @@ from chunkd.protocols.graph_print import GraphPrintAPI
 from chunkd.protocols.industry_data import IndustryDataAPI, IndustryDataConfig
 from chunkd.protocols.servicefabric import ServiceFabricAPI
 from chunkd.protocols.tus import TusAPI, TusConfig
+from chunkd.server.access_log import AccessLog
 from chunkd.server.dashboard import dashboard_routes
+from chunkd.server.health import health_routes
 from chunkd.server.outbox import OutboxDeliverer
 from chunkd.server.webhooks import from_settings as webhooks_from_settings
 from chunkd.settings import Settings
@@ -103,10 +105,13 @@ def create_app(settings: Settings | None = None) -> Starlette:
         c.settings.industry_session_ttl, c.settings.industry_container_ttl, c.settings.blob_account)).routes
     routes += AdminAPI(c.engine, c.authenticator).routes
     routes += dashboard_routes()  # static page over the admin API
+    routes += health_routes(c.engine)  # /healthz, /readyz: no auth (server/health.py)
     # last: the blob account's top-level path (/chunkd by default) is shared with the admin API's /chunkd/v1
     routes += BlobAPI(c.engine, blob_key, c.settings.blob_account, _origins(c.settings)).routes
     # 404/405 for paths and methods no route takes, in the format of the family the path belongs to
     app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={HTTPException: unrouted})
+    if s.access_log:  # --access-log: one line per request (server/access_log.py); absent, it costs nothing
+        app.add_middleware(AccessLog)
     app.state.components = c
     app.state.public_urls = PublicUrls(c.settings.public_url, c.settings.trust_proxy)
     return app
