@@ -212,7 +212,7 @@ def test_invalid_limit_settings_are_a_one_line_error(tmp_path) -> None:
                           "--max-headers", "0"], capture_output=True, text=True, timeout=60,
                          env={**os.environ, "CHUNKD_HEADER_TIMEOUT": "-1"})
     assert out.returncode == 2
-    assert "invalid CHUNKD_MAX_HEADERS" in out.stderr and "invalid CHUNKD_HEADER_TIMEOUT" in out.stderr
+    assert "Invalid value for '--max-headers'" in out.stderr and "Invalid value for CHUNKD_HEADER_TIMEOUT" in out.stderr
     assert "Traceback" not in out.stderr
 
 
