@@ -45,6 +45,9 @@ def main(argv: list[str]) -> None:
         timeout_worker_healthcheck=30, **ssl)
     server = uvicorn.Server(config)
     sock = config.bind_socket()  # exits with a logged error when the port is taken
+    # listening from here on (bind_socket only binds): a client that connects after the start-up line waits in
+    # the backlog until the server accepts, instead of being refused
+    sock.listen(config.backlog)
     if len(argv) > 1:
         print(argv[1], file=sys.stderr, flush=True)
     try:
