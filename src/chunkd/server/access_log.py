@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import logging
 import re
+import secrets
 import time
-import uuid
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -90,7 +90,7 @@ class AccessLog:
                 headers = message.get("headers", [])
                 rid = next((v.decode("latin-1") for k, v in headers if k.lower() in REQUEST_ID_HEADERS), "")
                 if not rid:
-                    rid = header_id or uuid.uuid4().hex
+                    rid = header_id or secrets.token_hex(16)
                     message = {**message, "headers": [*headers, (b"x-request-id", rid.encode())]}
             elif message["type"] == "http.response.body" and not head:  # uvicorn drops a HEAD's body
                 counts[1] += len(message.get("body", b""))
@@ -117,8 +117,13 @@ class AccessLog:
         method = scope.get("method", "-")
         ms = round(seconds * 1000, 2)
         status = counts[2] or 0  # 0: the client left before an answer
-        log.info('%s "%s %s" %d in=%d out=%d %.2fms principal=%s rid=%s', addr, method, target, status,
-                 counts[0], counts[1], ms, principal, rid,
-                 extra={FIELDS: {"client": addr, "method": method, "path": target, "status": status,
-                                 "bytes_in": counts[0], "bytes_out": counts[1], "duration_ms": ms,
-                                 "principal": principal, "request_id": rid}})
+        if not log.isEnabledFor(logging.INFO):
+            return
+        # makeRecord + handle, not log.info(): skips the caller lookup (a third of the cost of a line)
+        record = log.makeRecord(log.name, logging.INFO, __file__, 0, '%s "%s %s" %d in=%d out=%d %.2fms principal=%s '
+                                'rid=%s', (addr, method, target, status, counts[0], counts[1], ms, principal, rid),
+                                None, extra={FIELDS: {"client": addr, "method": method, "path": target,
+                                                      "status": status, "bytes_in": counts[0],
+                                                      "bytes_out": counts[1], "duration_ms": ms,
+                                                      "principal": principal, "request_id": rid}})
+        log.handle(record)

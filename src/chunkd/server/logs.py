@@ -21,8 +21,14 @@ ACCESS_LOGGER = "chunkd.access"
 FIELDS = "fields"
 
 
+_second: list[Any] = [-1, ""]  # the last whole second formatted: a busy access log formats each second once
+
+
 def _iso(created: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(created)) + f".{int(created % 1 * 1000):03d}Z"
+    whole = int(created)
+    if whole != _second[0]:
+        _second[:] = [whole, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))]
+    return f"{_second[1]}.{int(created % 1 * 1000):03d}Z"
 
 
 class TextFormatter(logging.Formatter):
