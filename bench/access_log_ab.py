@@ -6,6 +6,11 @@ deployment would have it. Each round sends ``--requests`` tus ``HEAD`` requests,
 requests of ``--chunk`` bytes, over one keep-alive connection to each server in turn (the order alternates).
 Prints one JSON line per kind: median wall time per request and server CPU per request (utime + stime from
 /proc) for each server, and the differences.
+
+``--inproc`` measures the same in one process instead, without HTTP, sockets or a second process competing for
+the CPU: the real chunkd app twice (access log off and on, the log in a file) called directly through ASGI with
+tus ``HEAD`` requests, alternating rounds, thread CPU time per request. On a shared machine this is the figure
+to trust; the two-server one shows that the end-to-end difference is within that run's noise or not.
 """
 
 from __future__ import annotations
@@ -71,12 +76,75 @@ class Target:
         self.log.close()
 
 
+async def _inproc(requests: int, rounds: int) -> None:
+    import logging.config
+
+    from chunkd.server.app import create_app
+    from chunkd.server.logs import log_config
+    from chunkd.settings import Settings
+
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        logging.config.dictConfig(log_config("info", "text", True))
+        handler = logging.getLogger("chunkd").handlers[0]
+        assert isinstance(handler, logging.StreamHandler)
+        handler.setStream(open(work / "access.log", "w"))  # noqa: SIM115 - closed with the directory
+        apps = {}
+        for name in ("off", "on"):
+            apps[name] = create_app(Settings(data_dir=work / name, no_auth=True, durable=False,
+                                             access_log=name == "on", sweep_interval=3600))
+        async with apps["off"].router.lifespan_context(apps["off"]), \
+                apps["on"].router.lifespan_context(apps["on"]):
+            paths = {}
+            for name, app in apps.items():
+                async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://x") as c:
+                    made = await c.post("/files/", headers={**TUS, "Upload-Length": "100"})
+                    paths[name] = httpx.URL(made.headers["Location"]).path.encode()
+
+            async def receive() -> dict[str, object]:
+                return {"type": "http.request", "body": b"", "more_body": False}
+
+            async def send(message: dict[str, object]) -> None:
+                pass
+
+            async def one(name: str) -> float:
+                scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "HEAD",
+                         "scheme": "http", "path": paths[name].decode(), "raw_path": paths[name],
+                         "query_string": b"", "root_path": "", "client": ("127.0.0.1", 5000),
+                         "server": ("127.0.0.1", 19080), "headers": [(b"host", b"x"), (b"tus-resumable", b"1.0.0")]}
+                t0 = time.thread_time()
+                for _ in range(requests):
+                    scope["state"] = {}
+                    await apps[name](dict(scope), receive, send)
+                return (time.thread_time() - t0) / requests
+
+            await one("off")
+            await one("on")
+            cpu: dict[str, list[float]] = {"off": [], "on": []}
+            for r in range(rounds):
+                for name in ("off", "on") if r % 2 == 0 else ("on", "off"):
+                    cpu[name].append(await one(name))
+        lines = (work / "access.log").read_text().count("chunkd.access")
+    off, on = statistics.median(cpu["off"]), statistics.median(cpu["on"])
+    print(json.dumps({"kind": "HEAD in-process", "requests_per_round": requests, "rounds": rounds,
+                      "off_cpu_us": round(off * 1e6, 1), "on_cpu_us": round(on * 1e6, 1),
+                      "diff_us": round((on - off) * 1e6, 1),
+                      "off_per_round": [round(c * 1e6) for c in cpu["off"]],
+                      "on_per_round": [round(c * 1e6) for c in cpu["on"]], "access_log_lines": lines}))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--requests", type=int, default=2000)
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--chunk", type=int, default=1024)
+    ap.add_argument("--inproc", action="store_true")
     a = ap.parse_args()
+    if a.inproc:
+        import anyio
+
+        anyio.run(_inproc, a.requests, a.rounds)
+        return
     chunk = os.urandom(a.chunk)
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -100,6 +168,7 @@ def main() -> None:
             runs = results[(kind, name)]
             row[f"{name}_wall_us"] = round(statistics.median(w for w, _ in runs) * 1e6, 1)
             row[f"{name}_server_cpu_us"] = round(statistics.median(c for _, c in runs) * 1e6, 1)
+            row[f"{name}_cpu_us_per_round"] = [round(c * 1e6) for _, c in runs]
         row["wall_diff_us"] = round(float(row["on_wall_us"]) - float(row["off_wall_us"]), 1)  # type: ignore[arg-type]
         row["cpu_diff_us"] = round(float(row["on_server_cpu_us"]) - float(row["off_server_cpu_us"]), 1)  # type: ignore[arg-type]
         print(json.dumps(row))

@@ -19,6 +19,13 @@ from chunkd.core.principal import ANONYMOUS, Principal
 PRINCIPAL_STATE_KEY = "chunkd.principal"
 
 
+def note_principal(scope: Mapping[str, Any], key: str) -> None:
+    """Leave who the caller is for the access log (also for callers a URL credential admits: a SAS)."""
+    state = scope.get("state")
+    if isinstance(state, dict):
+        state[PRINCIPAL_STATE_KEY] = key
+
+
 class Unauthenticated(Exception):
     """No acceptable credentials."""
 
@@ -45,9 +52,7 @@ class Authenticator:
 
     def authenticate(self, headers: Mapping[str, str], scope: Mapping[str, Any]) -> Principal:
         principal = self._authenticate(headers, scope)
-        state = scope.get("state")
-        if isinstance(state, dict):
-            state[PRINCIPAL_STATE_KEY] = principal.key
+        note_principal(scope, principal.key)
         return principal
 
     def _authenticate(self, headers: Mapping[str, str], scope: Mapping[str, Any]) -> Principal:

@@ -27,6 +27,7 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
 from chunkd.auth import sas
+from chunkd.auth.authenticator import note_principal
 from chunkd.core import errors
 from chunkd.core.engine import Engine
 from chunkd.protocols import _blob_batch as batch
@@ -174,6 +175,7 @@ class BlobAPI:
         handler, letter = op
         sas.verify(self.key, self._account(request), cname, query, scheme=public_scheme(request), permission=letter,
                    blob=name)
+        note_principal(request.scope, f"sas:{cname}")
         if handler == self.put_block:  # the container's state is checked inside the block's own transactions
             return await self.put_block(request, cname, name, query)
         container = await self.services.containers.require(cname, writable=letter in _WRITE)

@@ -23,7 +23,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Match, Route
 
-from chunkd.auth.authenticator import Authenticator
+from chunkd.auth.authenticator import Authenticator, note_principal
 from chunkd.auth.urlsign import BadUrlToken, ExpiredUrlToken, UrlSigner
 from chunkd.core.engine import Engine
 from chunkd.core.models import Session
@@ -181,6 +181,7 @@ class GraphPrintAPI:
             raise GraphError(401, "InvalidAuthenticationToken", str(exc)) from exc
         except ExpiredUrlToken as exc:
             raise GraphError(404, "itemNotFound", "the upload session expired", "uploadSessionNotFound") from exc
+        note_principal(request.scope, f"upload-url:{sid}")
         # Authorization headers are ignored here: the URL is the credential (the docs warn clients off them).
         try:
             if request.method == "PUT":

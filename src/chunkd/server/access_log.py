@@ -107,6 +107,8 @@ class AccessLog:
 
     @staticmethod
     def _log(scope: Scope, state: Any, counts: list[int], rid: str, seconds: float) -> None:
+        if not log.isEnabledFor(logging.INFO):
+            return
         raw = scope.get("raw_path")
         path = raw.decode("latin-1") if isinstance(raw, bytes) else scope.get("path", "")
         query = redact_query(scope.get("query_string", b"").decode("latin-1"))
@@ -117,8 +119,6 @@ class AccessLog:
         method = scope.get("method", "-")
         ms = round(seconds * 1000, 2)
         status = counts[2] or 0  # 0: the client left before an answer
-        if not log.isEnabledFor(logging.INFO):
-            return
         # makeRecord + handle, not log.info(): skips the caller lookup (a third of the cost of a line)
         record = log.makeRecord(log.name, logging.INFO, __file__, 0, '%s "%s %s" %d in=%d out=%d %.2fms principal=%s '
                                 'rid=%s', (addr, method, target, status, counts[0], counts[1], ms, principal, rid),
