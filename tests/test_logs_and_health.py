@@ -61,7 +61,10 @@ def test_json_access_log_redacts_credentials_and_names_principal_and_request_id(
 
 
 def test_healthz_readyz_and_readyz_503_when_the_byte_store_is_gone(serve, tmp_path) -> None:
-    server = serve("--access-log", data_dir=tmp_path / "data")
+    server = serve("--access-log", "--tus-expiration", "1", "--sweep-interval", "0.3", data_dir=tmp_path / "data")
+    made = httpx.post(f"{server.url}/files/", headers={"Authorization": f"Bearer {server.token()}", **TUS,
+                                                       "Upload-Length": "10"})
+    assert made.status_code == 201  # left unfinished: the sweep expires it after 1 s, and logs it
     assert httpx.get(f"{server.url}/healthz").json() == {"status": "ok"}
     ready = httpx.get(f"{server.url}/readyz")
     assert ready.status_code == 200 and ready.json() == {"status": "ready",
@@ -69,6 +72,8 @@ def test_healthz_readyz_and_readyz_503_when_the_byte_store_is_gone(serve, tmp_pa
     # text format: one line per request with method, path and status
     log = _wait_for(server, '"GET /readyz" 200')
     assert 'chunkd.access: 127.0.0.1 "GET /healthz" 200 in=0 out=15 ' in log, log
+    sid = made.headers["Location"].rstrip("/").rsplit("/", 1)[-1]
+    assert f"chunkd.engine: expired tus session {sid}" in _wait_for(server, "expired tus session"), server.log()
     # the staging directory becomes a file: no piece can be written (also as root, unlike chmod)
     staging = next(p for p in (tmp_path / "data").rglob("staging") if p.is_dir())
     shutil.rmtree(staging)
