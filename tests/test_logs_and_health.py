@@ -30,7 +30,8 @@ def _wait_for(server, needle: str) -> str:
 
 
 def test_json_access_log_redacts_credentials_and_names_principal_and_request_id(serve) -> None:
-    server = serve("--access-log", "--log-format", "json")
+    # two workers: uvicorn applies the logging configuration in each spawned process too
+    server = serve("--access-log", "--log-format", "json", "--workers", "2")
     headers = {"Authorization": f"Bearer {server.token()}", **TUS}
     created = httpx.post(f"{server.url}/files/?note=1", content=b"hello",
                          headers={**headers, "Upload-Length": "5", "Content-Type": "application/offset+octet-stream"})
@@ -43,6 +44,8 @@ def test_json_access_log_redacts_credentials_and_names_principal_and_request_id(
     assert "SECRET" not in log and "eyJhbGci" not in log, log
     access = {str(e["path"]).split("?")[0]: e for e in _json_lines(log) if e["logger"] == "chunkd.access"}
 
+    pids = {e["pid"] for e in _json_lines(log) if e["logger"] == "chunkd.access"}
+    assert pids and server.proc is not None and server.proc.pid not in pids  # written by the workers
     post = access["/files/"]
     assert post["method"] == "POST" and post["status"] == 201 and post["bytes_in"] == 5
     assert str(post["principal"]).startswith("app:") and post["request_id"] == created.headers["x-request-id"]
