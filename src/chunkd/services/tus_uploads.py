@@ -74,7 +74,7 @@ class TusUploads:
         if body is not None and count is not None and length is not None and count > length:
             raise TusFault(FaultCode.UPLOAD_SIZE_EXCEEDED, "the body is longer than Upload-Length")
         upload_id = secrets.token_hex(16)
-        fields = UploadFields(new.concat, new.parts, new.metadata)
+        fields = UploadFields(new.concat, new.parts, new.metadata, new.declared_length)
         text = dict(new.text)
         session = await self.engine.create_session(
             principal, FAMILY, NAMESPACE, upload_id, length, session_id=upload_id,
