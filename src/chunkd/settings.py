@@ -44,6 +44,12 @@ class Settings(BaseSettings):
                               "and SAS signatures: 3-24 lower-case letters and digits, not another API's path")
     tus_max_size: int | None = Field(None, description="tus: largest upload (Tus-Max-Size), bytes; default max_size")
     tus_expiration: float = Field(86400.0, description="tus: idle lifetime of an upload (Upload-Expires), seconds")
+    ietf_min_size: int | None = Field(None, ge=0, description="IETF resumable-upload draft on /files/: Upload-Limit "
+                                      "min-size (smallest upload created), bytes; default none")
+    ietf_max_append_size: int | None = Field(None, ge=1, description="IETF draft: Upload-Limit max-append-size "
+                                             "(largest append body), bytes; default none")
+    ietf_min_append_size: int | None = Field(None, ge=0, description="IETF draft: Upload-Limit min-append-size "
+                                             "(smallest append that does not complete the upload), bytes")
     cors_origins: str = Field("", description="comma-separated origins allowed by CORS on /files/ and the blob "
                               "endpoint ('*' = any)")
     trust_proxy: bool = Field(False, description="without public_url, build the URLs handed out from Forwarded / "

@@ -73,6 +73,7 @@ class _Seen:
 
     principal: Principal | None = None
     upload: DraftUpload | None = None
+    location: str = ""  # a creation's new upload URL: its errors hand it out too, to resume from
 
 
 class IetfDraftAPI:
@@ -160,9 +161,9 @@ class IetfDraftAPI:
             content_type = ""  # tus-js-client labels its creation body so; it names no media type
 
         async def created(upload: DraftUpload) -> None:
-            state.upload = upload
+            state.upload, state.location = upload, self._location(request, upload.id)
             if count != 0:
-                headers = {"Location": self._location(request, upload.id), INTEROP_HEADER: str(version.interop)}
+                headers = {"Location": state.location, INTEROP_HEADER: str(version.interop)}
                 if version.limits:
                     headers["Upload-Limit"] = self._limit(version, upload)
                 send_informational(request, 104, headers)
@@ -251,6 +252,8 @@ class IetfDraftAPI:
                 upload = None
             if upload is not None:
                 exc.headers = {**self._state_headers(version, upload), **exc.headers}
+                if state.location:
+                    exc.headers["Location"] = state.location
         return error_response(exc, version)
 
     def _location(self, request: Request, upload_id: str) -> str:

@@ -118,7 +118,8 @@ def _origins(s: Settings) -> tuple[str, ...]:
 
 def _tus_config(s: Settings) -> TusConfig:
     return TusConfig(max_size=min(s.tus_max_size or s.max_size, s.max_size), expiration=s.tus_expiration,
-                     cors_origins=_origins(s))
+                     cors_origins=_origins(s), min_size=s.ietf_min_size, max_append_size=s.ietf_max_append_size,
+                     min_append_size=s.ietf_min_append_size)
 
 
 def create_app_from_env() -> Starlette:
