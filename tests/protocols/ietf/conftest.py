@@ -71,7 +71,8 @@ class Draft:
         assert r.status_code == 201, r.text
         return httpx.URL(r.headers["location"]).path
 
-    def append(self, path: str, offset: int, body: bytes, complete: bool | None = False, **extra: str) -> httpx.Response:
+    def append(self, path: str, offset: int, body: bytes, complete: bool | None = False,
+               **extra: str) -> httpx.Response:
         h = self.headers(complete, upload_offset=str(offset))
         if self.version >= 6:
             h["content-type"] = PARTIAL

@@ -27,7 +27,8 @@ def problem(r: httpx.Response, draft: Draft, kind: str) -> None:
 
 
 def test_complete_upload_in_one_request(draft: Draft) -> None:
-    r = draft.create(CONTENT, complete=True, content_type="image/png", content_disposition='attachment; filename="a.png"')
+    r = draft.create(CONTENT, complete=True, content_type="image/png",
+                     content_disposition='attachment; filename="a.png"')
     assert r.status_code == 201
     assert r.headers["upload-offset"] == "100"
     assert r.headers[draft.field] == draft.flag(True)
