@@ -45,7 +45,7 @@ from chunkd.protocols.ietf_wire import (
     sf_integer,
     upload_limit,
 )
-from chunkd.protocols.tus_wire import UPLOAD_ID
+from chunkd.protocols.tus_wire import FAULTS, UPLOAD_ID
 from chunkd.services.ietf_uploads import DraftFault, DraftUpload, DraftUploads, Limits
 from chunkd.services.tus_records import TusFault
 from chunkd.services.tus_uploads import TusUploads
@@ -72,7 +72,7 @@ class _Seen:
     """What a request has learned so far: its principal and the upload it acts on (errors report its state)."""
 
     principal: Principal | None = None
-    upload: DraftUpload | None = None
+    upload_id: str = ""
     location: str = ""  # a creation's new upload URL: its errors hand it out too, to resume from
 
 
@@ -94,8 +94,8 @@ class IetfDraftAPI:
         except DraftFault as exc:
             empty = (_parse.parse_uint(request.headers.get("content-length", "").strip()) or 0) == 0
             return await self._error(map_fault(exc, version, empty), version, state)
-        except TusFault as exc:  # the tus service's refusals that reach here: the maximum size
-            return await self._error(DraftError(413, exc.message), version, state)
+        except TusFault as exc:  # the tus service's refusals (the maximum size; a tus final upload's parts)
+            return await self._error(DraftError(FAULTS[exc.code], exc.message), version, state)
         except ClientGone:
             return error_response(DraftError(400, "the client closed the connection mid-body"), version)
         except errors.ChunkdError as exc:
@@ -143,7 +143,8 @@ class IetfDraftAPI:
         headers = {INTEROP_HEADER: str(version.interop)}
         if version.limits:
             headers["Upload-Limit"] = upload_limit(version, self.limits, self.limits.max_age)
-            headers["Accept-Patch"] = PARTIAL_UPLOAD
+        if version.partial_upload:
+            headers["Accept-Patch"] = PARTIAL_UPLOAD  # required from interop 8, true from 6
         return Response(status_code=204, headers=headers)
 
     async def create(self, request: Request, version: Version, state: _Seen) -> Response:
@@ -154,14 +155,14 @@ class IetfDraftAPI:
             raise DraftError(400, "a creation request takes no Upload-Offset")
         length = sf_integer(h.get("upload-length"), "Upload-Length")
         count = _content_length(request)
-        body = self._body(request, complete_from_start=complete)
+        body = self._body(request, version, complete_from_start=complete)
         assert state.principal is not None
         content_type = media_type(h.get("content-type"))
         if content_type in (PARTIAL_UPLOAD, "application/offset+octet-stream"):
             content_type = ""  # tus-js-client labels its creation body so; it names no media type
 
         async def created(upload: DraftUpload) -> None:
-            state.upload, state.location = upload, self._location(request, upload.id)
+            state.upload_id, state.location = upload.id, self._location(request, upload.id)
             if count != 0:
                 headers = {"Location": state.location, INTEROP_HEADER: str(version.interop)}
                 if version.limits:
@@ -202,9 +203,9 @@ class IetfDraftAPI:
             complete = True  # before interop 7 only an incomplete append had to say so
         length = sf_integer(h.get("upload-length"), "Upload-Length") if version.length_field else None
         count = _content_length(request)
-        body = self._body(request, complete_from_start=complete and offset == 0)
+        body = self._body(request, version, complete_from_start=complete and offset == 0)
         assert state.principal is not None
-        state.upload = await self.service.get(upload_id, state.principal)
+        state.upload_id = upload_id
         upload = await self.service.append(upload_id, state.principal, offset=offset, complete=complete, length=length,
                                            count=count, body=body)
         return Response(status_code=version.append_status, headers=self._state_headers(version, upload))
@@ -216,10 +217,12 @@ class IetfDraftAPI:
         return Response(status_code=204, headers={INTEROP_HEADER: str(version.interop)})
 
     # -- helpers ----------------------------------------------------------------------------------
-    def _body(self, request: Request, *, complete_from_start: bool) -> Body:
+    def _body(self, request: Request, version: Version, *, complete_from_start: bool) -> Body:
         """The request body, verified against Content-Digest and -- when this one request carries the whole
-        representation -- Repr-Digest: a mismatch records nothing."""
+        representation -- Repr-Digest (from interop 6, which brought them in): a mismatch records nothing."""
         body: Body = request_body(request)
+        if not version.digests:
+            return body
         content = parse_digest(request.headers.get("content-digest"), "Content-Digest")
         if content is not None:
             body = verified(body, *content)
@@ -244,10 +247,10 @@ class IetfDraftAPI:
     async def _error(self, exc: DraftError, version: Version, state: _Seen) -> Response:
         """The error answer; for a request on an upload that is still there, with its offset and completeness
         (the draft: a response about an active upload carries its offset, failures too)."""
-        upload = state.upload
-        if upload is not None and state.principal is not None and exc.status not in (401, 403, 404):
+        if state.upload_id and state.principal is not None and exc.status not in (401, 403, 404):
+            upload: DraftUpload | None
             try:
-                upload = await self.service.get(upload.id, state.principal)
+                upload = await self.service.get(state.upload_id, state.principal)
             except errors.ChunkdError:
                 upload = None
             if upload is not None:

@@ -44,6 +44,7 @@ class Version:
     complete_required: bool  # an append must carry Upload-Complete (7+; before, absent means complete)
     append_status: int  # success of an append that does not complete the upload
     accept_patch: bool  # OPTIONS names application/partial-upload in Accept-Patch (8)
+    digests: bool  # Content-Digest / Repr-Digest (RFC 9530) are part of the draft (6+)
 
     def flag(self, complete: bool) -> str:
         """The completeness field's value: ``?1``/``?0`` (inverted for interop 3's Upload-Incomplete)."""
@@ -53,12 +54,12 @@ class Version:
 _P6 = frozenset({"mismatching-upload-offset", "completed-upload"})
 _P7 = _P6 | {"inconsistent-upload-length"}
 VERSIONS: dict[int, Version] = {v.interop: v for v in (
-    Version(3, "-01", "Upload-Incomplete", False, False, False, "", frozenset(), False, 201, False),
-    Version(4, "-02", "Upload-Complete", False, False, False, "", frozenset(), False, 201, False),
-    Version(5, "-03", "Upload-Complete", False, False, False, "", frozenset(), False, 201, False),
-    Version(6, "-04, -05", "Upload-Complete", True, True, True, "expires", _P6, False, 201, False),
-    Version(7, "-06 to -08", "Upload-Complete", True, True, True, "max-age", _P7, True, 204, False),
-    Version(8, "-09 to -11", "Upload-Complete", True, True, True, "max-age", _P7, True, 204, True),
+    Version(3, "-01", "Upload-Incomplete", False, False, False, "", frozenset(), False, 201, False, False),
+    Version(4, "-02", "Upload-Complete", False, False, False, "", frozenset(), False, 201, False, False),
+    Version(5, "-03", "Upload-Complete", False, False, False, "", frozenset(), False, 201, False, False),
+    Version(6, "-04, -05", "Upload-Complete", True, True, True, "expires", _P6, False, 201, False, True),
+    Version(7, "-06 to -08", "Upload-Complete", True, True, True, "max-age", _P7, True, 204, False, True),
+    Version(8, "-09 to -11", "Upload-Complete", True, True, True, "max-age", _P7, True, 204, True, True),
 )}
 
 

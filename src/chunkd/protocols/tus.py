@@ -59,10 +59,12 @@ METHODS = ["GET", "HEAD", "POST", "PATCH", "DELETE", "OPTIONS", "PUT"]
 ALLOW_HEADERS = ["Authorization", "Origin", "X-Requested-With", "X-Request-ID", "X-HTTP-Method-Override",
                  "Content-Type", "Upload-Length", "Upload-Offset", "Tus-Resumable", "Upload-Metadata",
                  "Upload-Defer-Length", "Upload-Concat", "Upload-Checksum", "Upload-Complete",
-                 "Upload-Draft-Interop-Version"]
+                 "Upload-Draft-Interop-Version", "Upload-Incomplete", "Content-Digest", "Repr-Digest",
+                 "Content-Disposition"]
 EXPOSE_HEADERS = ["Upload-Offset", "Location", "Upload-Length", "Tus-Version", "Tus-Resumable", "Tus-Max-Size",
                   "Tus-Extension", "Tus-Checksum-Algorithm", "Upload-Metadata", "Upload-Defer-Length",
-                  "Upload-Concat", "Upload-Expires", "Upload-Complete", "Upload-Draft-Interop-Version"]
+                  "Upload-Concat", "Upload-Expires", "Upload-Complete", "Upload-Draft-Interop-Version",
+                  "Upload-Incomplete", "Upload-Limit", "Accept-Patch"]
 
 
 @dataclass(frozen=True)

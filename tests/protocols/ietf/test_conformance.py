@@ -186,9 +186,13 @@ def _b64(raw: bytes) -> str:
 
 
 def test_digests(draft: Draft) -> None:
+    """-04 on (interop 6): Content-Digest, and Repr-Digest when one request carries everything, are verified."""
     good = f"sha-256=:{_b64(hashlib.sha256(CONTENT[25:]).digest())}:"
     bad = f"sha-256=:{_b64(hashlib.sha256(b'other').digest())}:"
     path = draft.new(CONTENT[:25])
+    if draft.version < 6:  # not part of these versions: ignored
+        assert draft.append(path, 25, CONTENT[25:], complete=True, content_digest=bad).status_code == 201
+        return
     r = draft.append(path, 25, CONTENT[25:], complete=True, content_digest=bad)
     assert r.status_code == 400
     assert draft.offset(path) == 25  # a mismatch records nothing
