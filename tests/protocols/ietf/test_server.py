@@ -4,6 +4,7 @@ the optional Upload-Limit members, and how a request that names no supported int
 from __future__ import annotations
 
 import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -125,3 +126,31 @@ def test_optional_limits_are_announced_and_enforced(limited: tuple[ServerProcess
     assert r.status_code == 204
     r = draft.append(path, 1000, b"z" * 1000, complete=True)
     assert r.status_code == 204 and r.headers["upload-complete"] == "?1"
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_interrupted_creation_resumes_from_the_104_location(server: ServerProcess, client: httpx.Client,
+                                                            token: str, version: int) -> None:
+    """The draft's first example: the whole file in one creation request, cut off; the client resumes with the
+    URL of the 104, asking for the offset and appending the rest."""
+    draft = Draft(client, version)
+    data = bytes(range(256)) * 4096  # 1 MiB
+    head = (f"POST /files/ HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\n"
+            f"Upload-Draft-Interop-Version: {version}\r\n{draft.field}: {draft.flag(True)}\r\n"
+            f"Content-Length: {len(data)}\r\n\r\n")
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as s:
+        s.sendall(head.encode())
+        early = b""
+        while b"\r\n\r\n" not in early:
+            early += s.recv(65536)
+        s.sendall(data[:300_000])
+    location = next(line.split(b": ", 1)[1] for line in early.split(b"\r\n") if line.startswith(b"location: "))
+    path = httpx.URL(location.decode()).path
+    deadline = time.monotonic() + 30
+    while (r := draft.head(path)).headers.get("upload-offset") != "300000":  # until the server saw the cut
+        assert r.status_code in (204, 423) and time.monotonic() < deadline, r.text
+        time.sleep(0.05)
+    assert r.headers[draft.field] == draft.flag(False)
+    r = draft.append(path, 300_000, data[300_000:], complete=True)
+    assert r.status_code in (200, 201, 204), r.text
+    assert client.get(path).content == data
