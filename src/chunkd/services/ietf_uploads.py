@@ -117,8 +117,8 @@ class DraftUploads:
             raise DraftFault(DraftCode.TOO_SMALL, f"uploads must declare a length of at least {self.limits.min_size}")
         if count is not None and total is not None and count > total:
             raise DraftFault(DraftCode.INCONSISTENT_LENGTH, "the content is longer than Upload-Length")
-        new = NewUpload(total if complete else None, text={"filetype": content_type, "filename": name},
-                        declared_length=None if complete else total)
+        text = {k: v for k, v in (("filetype", content_type), ("filename", name)) if v}
+        new = NewUpload(total if complete else None, text=text, declared_length=None if complete else total)
         upload = DraftUpload(await self.uploads.create(principal, new))
         if created is not None:
             await created(upload)
