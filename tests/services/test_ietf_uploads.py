@@ -59,14 +59,13 @@ async def test_an_upload_completes_only_when_the_client_says_so(engine: Engine) 
 
 @pytest.mark.anyio
 async def test_refused_appends_change_nothing(engine: Engine) -> None:
-    drafts = service(engine, min_append_size=100, max_append_size=5000)
+    drafts = service(engine, min_append_size=100)
     upload = await drafts.create(ALICE, complete=False, length=len(DATA), count=1000, body=body(DATA[:1000]))
     refusals: list[tuple[int, bool, int | None, int, type[Exception]]] = [
         (500, False, None, 1000, OffsetMismatch),
         (1000, True, None, 1000, DraftFault),  # completes with 2000 bytes, not 10 KiB
         (1000, False, 999, 1000, DraftFault),  # another Upload-Length
         (1000, False, None, 50, DraftFault),  # below min-append-size
-        (1000, False, None, 6000, DraftFault),  # above max-append-size
         (1000, False, None, len(DATA), DraftFault),  # beyond the length
     ]
     for offset, complete, length, count, error in refusals:
@@ -79,6 +78,18 @@ async def test_refused_appends_change_nothing(engine: Engine) -> None:
         await drafts.append(upload.id, ALICE, offset=1000, complete=False, length=None, count=1000, body=wrong)
     again = await drafts.get(upload.id, ALICE)
     assert (again.offset, again.complete, again.length) == (1000, False, len(DATA))
+
+
+@pytest.mark.anyio
+async def test_max_append_size(engine: Engine) -> None:
+    drafts = service(engine, max_append_size=5000)
+    upload = await drafts.create(ALICE, complete=False, length=None, count=0, body=None)
+    with pytest.raises(DraftFault) as info:
+        await drafts.append(upload.id, ALICE, offset=0, complete=False, length=None, count=6000, body=body(DATA[:6000]))
+    assert info.value.code is DraftCode.APPEND_TOO_LARGE
+    upload = await drafts.append(upload.id, ALICE, offset=0, complete=True, length=None, count=5000,
+                                 body=body(DATA[:5000]))
+    assert upload.complete
 
 
 @pytest.mark.anyio
