@@ -25,6 +25,7 @@ import anyio
 
 from chunkd.core import errors
 from chunkd.core.body import Body
+from chunkd.core.models import Session
 from chunkd.core.principal import Principal
 from chunkd.core.store import SessionChanges
 from chunkd.services.tus_records import FaultCode, NewUpload, TusFault, Upload, UploadFields
@@ -137,18 +138,21 @@ class DraftUploads:
         APPEND_TOO_LARGE against the append limits; OffsetMismatch (with the real offset); the engine's
         append errors.
         """
-        upload = await self.get(upload_id, principal)
-        if upload.complete:
-            raise DraftFault(DraftCode.COMPLETED, "the upload is already complete")
-        if offset != upload.offset:
-            # checked before anything is recorded: a refused append must not have fixed the length
-            raise errors.OffsetMismatch(f"the upload is at offset {upload.offset}, not {offset}", offset=upload.offset)
         limits = self.limits
         if count is not None and limits.max_append_size is not None and count > limits.max_append_size:
             raise DraftFault(DraftCode.APPEND_TOO_LARGE, f"appends may carry at most {limits.max_append_size} bytes")
         if not complete and count is not None and limits.min_append_size and count < limits.min_append_size:
             raise DraftFault(DraftCode.TOO_SMALL, f"appends that do not complete the upload must carry at least "
                                                   f"{limits.min_append_size} bytes")
+        if not complete and length is None and count is not None:
+            # the common case, the engine's hot path: the draft's rules are checked on the session it claims
+            return DraftUpload(await self.uploads.append(upload_id, principal, offset, body, count,
+                                                         rules=_append_rules(offset, count)))
+        upload = await self.get(upload_id, principal)
+        _append_rules(offset, 0)(upload.upload.session)
+        if offset != upload.offset:
+            # checked before anything is recorded: a refused append must not have fixed the length
+            raise errors.OffsetMismatch(f"the upload is at offset {upload.offset}, not {offset}", offset=upload.offset)
         known = upload.length
         total = _consistent(length, offset + count if complete and count is not None else None)
         if known is not None and total is not None and known != total:
@@ -205,6 +209,19 @@ class DraftUploads:
                 await anyio.sleep(0.01)
                 upload = await self.get(upload.id, principal)
         raise errors.Conflict("the upload is changing too fast to record its length")
+
+
+def _append_rules(offset: int, count: int) -> Callable[[Session], None]:
+    """The draft's refusals of an append of ``count`` bytes at ``offset``: a completed upload, and content
+    beyond the upload's (announced) length."""
+    def check(session: Session) -> None:
+        upload = DraftUpload(Upload.of(session))
+        if upload.complete:
+            raise DraftFault(DraftCode.COMPLETED, "the upload is already complete")
+        if upload.length is not None and offset + count > upload.length:
+            raise DraftFault(DraftCode.INCONSISTENT_LENGTH, f"the content goes beyond the upload's length of "
+                                                            f"{upload.length}")
+    return check
 
 
 def _consistent(length: int | None, implied: int | None) -> int | None:

@@ -106,6 +106,9 @@ def test_append_to_completed_upload(draft: Draft) -> None:
     r = draft.append(path, 100, b"more", complete=True)
     assert r.status_code == 400
     problem(r, draft, "inconsistent-upload-length" if draft.version >= 8 else "completed-upload")
+    r = draft.append(path, 100, b"more")  # an incomplete append, the other path through the service
+    assert r.status_code == 400
+    problem(r, draft, "inconsistent-upload-length" if draft.version >= 8 else "completed-upload")
     if draft.version >= 8:  # -11: an empty append to a completed upload is completed-upload
         problem(draft.append(path, 100, b"", complete=True), draft, "completed-upload")
     assert draft.client.get(path).content == CONTENT
