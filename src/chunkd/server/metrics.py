@@ -169,7 +169,10 @@ class MetricsMiddleware:
             await self.app(scope, counting_receive, status_send)
         finally:
             family = self.families(scope["path"])
-            _requests(family, self._operation(scope), str(seen[0] or 500)).inc()
+            operation = self._operation(scope)
+            if family == "blob":  # one route takes every blob operation: ?comp= tells them apart
+                operation += _blob_comp(scope["query_string"])
+            _requests(family, operation, str(seen[0] or 500)).inc()
             _request_seconds(family).observe(time.perf_counter() - started)
             if seen[1]:
                 _received(family).inc(seen[1])
@@ -185,6 +188,20 @@ class MetricsMiddleware:
             verb = method if method in METHODS else "OTHER"
             found = self._operations[key] = f"{verb} {getattr(route, 'path', '') or type(route).__name__}"
         return found
+
+
+# the ?comp= values of Azure Blob operations chunkd serves; any other value is counted as "other"
+_COMPS = frozenset({"block", "blocklist", "appendblock", "page", "properties", "metadata", "list", "lease", "tags",
+                    "copy", "batch", "acl", "stats", "snapshot", "expiry", "userdelegationkey", "blob"})
+
+
+def _blob_comp(query: bytes) -> str:
+    at = query.find(b"comp=")
+    if at < 0 or (at and query[at - 1:at] != b"&"):
+        return ""
+    end = query.find(b"&", at)
+    comp = query[at + 5:end if end >= 0 else len(query)].decode("latin-1").lower()
+    return f"?comp={comp if comp in _COMPS else 'other'}"
 
 
 class EngineMetrics(EngineStats):
