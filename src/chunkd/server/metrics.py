@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import glob
+import logging
 import os
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
@@ -46,6 +47,8 @@ from chunkd.core.store import SessionQuery
 from chunkd.protocols.admin import PREFIX as ADMIN_PREFIX
 from chunkd.server.metrics_dir import ENV
 from chunkd.settings import Settings
+
+log = logging.getLogger("chunkd.metrics")
 
 __all__ = ["EngineMetrics", "MetricsMiddleware", "install", "policy", "webhook_abandoned", "webhook_attempt"]
 
@@ -313,7 +316,12 @@ def metrics_route(engine: Engine, authenticator: Authenticator, mode: str) -> Ro
             if not principal.has_any(CHUNKD_ADMIN):
                 return JSONResponse({"error": {"code": "accessDenied",
                                                "message": f"/metrics needs the {CHUNKD_ADMIN} role"}}, status_code=403)
-        body = await anyio.to_thread.run_sync(render, await _open_sessions(engine))
+        try:
+            open_sessions = await _open_sessions(engine)
+        except Exception:  # the other series are still worth a scrape; the gauge is left out
+            log.warning("/metrics: could not count the open sessions", exc_info=True)
+            open_sessions = {}
+        body = await anyio.to_thread.run_sync(render, open_sessions)
         return Response(body, media_type=CONTENT_TYPE_LATEST)
     return Route("/metrics", endpoint, methods=["GET", "HEAD"], name="metrics")
 
