@@ -98,3 +98,27 @@ def test_metrics_auth_in_process(tmp_path: Path) -> None:
     secret = app.state.components.keys.jwt_secret
     assert _get(app, "/metrics", issue_token(secret, roles=["Tus.ReadWrite"])).status_code == 403
     assert _get(app, "/metrics", issue_token(secret, roles=["Chunkd.Admin"])).status_code == 200
+
+
+def _samples(text: bytes) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for f in text_string_to_metric_families(text.decode()) for s in f.samples}
+
+
+def test_webhook_posts_are_counted() -> None:
+    from chunkd.server.metrics import render
+    from chunkd.server.webhooks import post
+
+    before = _samples(render({}))
+
+    async def go() -> None:
+        # a receiver that accepts /ok and refuses anything else, behind httpx's in-memory transport
+        transport = httpx.MockTransport(lambda r: httpx.Response(204 if r.url.path == "/ok" else 503))
+        async with httpx.AsyncClient(transport=transport) as c:
+            assert await post(c, "http://hook/ok", {}) is None
+            assert await post(c, "http://hook/down", {}) == "HTTP 503"
+    anyio.run(go)
+    after = _samples(render({}))
+    for result in ("delivered", "failed"):
+        key = ("chunkd_webhook_deliveries_total", (("result", result),))
+        assert after[key] - before.get(key, 0.0) == 1

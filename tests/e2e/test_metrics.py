@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import glob
 import os
+import signal
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -133,3 +135,44 @@ def test_a_loopback_server_with_metrics_auth_wants_an_admin_token(tmp_path: Path
         assert r.status_code == 200 and "chunkd_requests_total" in r.text
     finally:
         proc.stop()
+
+
+def workers_of(server: ServerProcess) -> set[int]:
+    """uvicorn's worker processes (spawned children running spawn_main), not its resource tracker."""
+    assert server.proc is not None
+    pids: set[int] = set()
+    for task in Path(f"/proc/{server.proc.pid}/task").iterdir():
+        for child in (task / "children").read_text().split():
+            try:
+                cmdline = Path(f"/proc/{child}/cmdline").read_bytes()
+            except FileNotFoundError:
+                continue
+            if b"spawn_main" in cmdline:
+                pids.add(int(child))
+    return pids
+
+
+def test_a_killed_worker_keeps_its_counts_and_leaves_the_worker_gauge(server: ServerProcess) -> None:
+    before = scrape(server)
+    old = workers_of(server)
+    assert len(old) == 2
+    victim = min(old)
+    os.kill(victim, signal.SIGKILL)
+    deadline = time.monotonic() + 90  # uvicorn replaces it; the new worker imports chunkd on a busy machine
+    while time.monotonic() < deadline:
+        now_workers = workers_of(server)
+        if len(now_workers) == 2 and victim not in now_workers:
+            try:
+                if value(scrape(server), "chunkd_workers") == 2:
+                    break
+            except httpx.TransportError:
+                pass
+        time.sleep(0.5)
+    after = scrape(server)
+    assert value(after, "chunkd_workers") == 2  # the dead worker's share was dropped, the new one's added
+    # what the dead worker counted stays in the sums (after the first test both workers counted PATCHes)
+    for name, labels in before:
+        if name.endswith("_total"):
+            assert after[(name, labels)] >= before[(name, labels)], name
+    assert value(after, "chunkd_new_bytes_total", family="tus") == value(before, "chunkd_new_bytes_total",
+                                                                         family="tus")
