@@ -39,6 +39,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from chunkd.auth.authenticator import Authenticator, Unauthenticated
 from chunkd.auth.permissions import CHUNKD_ADMIN
+from chunkd.cli._hosts import is_loopback  # the rule --no-auth uses (a module without the CLI's imports)
 from chunkd.core.engine import Engine
 from chunkd.core.events import Event
 from chunkd.core.models import SessionState
@@ -64,8 +65,8 @@ _FLUSH = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
 
 REQUESTS = Counter("chunkd_requests", "HTTP requests answered", ["family", "operation", "status"],
                    registry=_registry)
-REQUEST_SECONDS = Histogram("chunkd_request_duration_seconds", "HTTP request duration, first byte in to last "
-                            "byte out", ["family"], buckets=_LATENCY, registry=_registry)
+REQUEST_SECONDS = Histogram("chunkd_request_duration_seconds", "HTTP request duration, from the app receiving "
+                            "the request to its last response byte", ["family"], buckets=_LATENCY, registry=_registry)
 RECEIVED = Counter("chunkd_received_bytes", "request body bytes received", ["family"], registry=_registry)
 NEW_BYTES = Counter("chunkd_new_bytes", "chunk bytes written that were not received before", ["family"],
                     registry=_registry)
@@ -76,9 +77,11 @@ CHUNK_SECONDS = Histogram("chunkd_chunk_duration_seconds", "engine time of one w
 FLUSH_SECONDS = Histogram("chunkd_flush_duration_seconds", "byte store time to finish one piece (write out, "
                           "fdatasync when durable)", buckets=_FLUSH, registry=_registry)
 COMMITTED = Counter("chunkd_sessions_committed", "sessions committed", ["family"], registry=_registry)
-EXPIRED = Counter("chunkd_sessions_expired", "sessions expired by the sweep", ["family"], registry=_registry)
+EXPIRED = Counter("chunkd_sessions_expired", "sessions expired (idle past their lifetime)", ["family"],
+                  registry=_registry)
 TAKEOVERS = Counter("chunkd_takeovers", "stale claims or commits taken over", ["kind"], registry=_registry)
-STORAGE_ERRORS = Counter("chunkd_storage_errors", "byte store failures", ["operation"], registry=_registry)
+STORAGE_ERRORS = Counter("chunkd_storage_errors", "storage failures while writing or committing", ["operation"],
+                         registry=_registry)
 WEBHOOK_ATTEMPTS = Counter("chunkd_webhook_deliveries", "webhook POSTs", ["result"], registry=_registry)
 WEBHOOK_ABANDONED = Counter("chunkd_webhook_abandoned", "webhook events given up after every retry",
                             registry=_registry)
@@ -91,18 +94,7 @@ def policy(settings: Settings) -> str:
     if settings.metrics != "auto":
         return settings.metrics
     behind_proxy = settings.public_url is not None or settings.trust_proxy
-    return "public" if _is_loopback(settings.host) and not behind_proxy else "auth"
-
-
-def _is_loopback(host: str) -> bool:
-    import ipaddress
-
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+    return "public" if is_loopback(settings.host) and not behind_proxy else "auth"
 
 
 def _children(metric: Any) -> Callable[..., Any]:
