@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator
@@ -72,6 +73,10 @@ class Settings(BaseSettings):
     keep_alive_timeout: int = Field(75, ge=1, description="seconds an idle keep-alive connection stays open")
     max_connections: int = Field(2048, ge=1, description="open connections per server process; beyond it new "
                                  "connections are answered 503 and closed")
+    # Prometheus /metrics (chunkd.server.metrics, docs/metrics.md)
+    metrics: Literal["auto", "public", "auth", "off"] = Field(
+        "auto", description="/metrics: public (no credential), auth (a bearer token with the Chunkd.Admin role) "
+        "or off; auto is public on a loopback address without --public-url/--trust-proxy, else auth")
 
     @property
     def webhook_targets(self) -> list[str]:

@@ -84,6 +84,9 @@ def serve(
     max_connections: Annotated[int | None, typer.Option(
         help="open connections per server process; more get 503 [env var: CHUNKD_MAX_CONNECTIONS] "
              "[default: 2048]")] = None,
+    metrics: Annotated[str | None, typer.Option(
+        help="/metrics: public | auth (Chunkd.Admin token) | off; auto = public on a loopback address without "
+             "--public-url/--trust-proxy, else auth [env var: CHUNKD_METRICS] [default: auto]")] = None,
 ) -> None:
     """Start the server: every API family on one port."""
     from chunkd.server.app import build_components, describe
@@ -99,7 +102,7 @@ def serve(
                         ("MAX_HEADER_BYTES", max_header_bytes), ("MAX_HEADERS", max_headers),
                         ("HEADER_TIMEOUT", header_timeout), ("KEEP_ALIVE_TIMEOUT", keep_alive_timeout),
                         ("MAX_CONNECTIONS", max_connections), ("PUBLIC_URL", public_url),
-                        ("TRUST_PROXY", None if trust_proxy is None else int(trust_proxy))):
+                        ("TRUST_PROXY", None if trust_proxy is None else int(trust_proxy)), ("METRICS", metrics)):
         if value is not None:
             env[f"CHUNKD_{name}"] = str(value.resolve() if isinstance(value, Path) else value)
     os.environ.update(env)  # workers are separate processes: they read their settings from here

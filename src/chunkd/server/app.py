@@ -29,6 +29,7 @@ from chunkd.protocols.industry_data import IndustryDataAPI, IndustryDataConfig
 from chunkd.protocols.servicefabric import ServiceFabricAPI
 from chunkd.protocols.tus import TusAPI, TusConfig
 from chunkd.server.dashboard import dashboard_routes
+from chunkd.server.metrics import install as install_metrics
 from chunkd.server.outbox import OutboxDeliverer
 from chunkd.server.webhooks import from_settings as webhooks_from_settings
 from chunkd.settings import Settings
@@ -107,6 +108,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
     routes += BlobAPI(c.engine, blob_key, c.settings.blob_account, _origins(c.settings)).routes
     # 404/405 for paths and methods no route takes, in the format of the family the path belongs to
     app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={HTTPException: unrouted})
+    # -- Prometheus /metrics and the request/engine counters behind it (chunkd.server.metrics) --
+    install_metrics(app, c.engine, c.authenticator, s)
     app.state.components = c
     app.state.public_urls = PublicUrls(c.settings.public_url, c.settings.trust_proxy)
     return app

@@ -8,9 +8,13 @@ process (bench section 6), and ``--workers N`` children import only this module 
 
 from __future__ import annotations
 
+import atexit
+
 import uvicorn
 
 from chunkd.server.limits import raise_fd_limit
+from chunkd.server.metrics_dir import cleanup as cleanup_metrics_dir
+from chunkd.server.metrics_dir import prepare as prepare_metrics_dir
 from chunkd.server.tls import uvicorn_tls_options
 from chunkd.settings import Settings
 
@@ -19,6 +23,7 @@ def main() -> None:
     settings = Settings()
     ssl, http = uvicorn_tls_options(settings)  # http: the protocol class with chunkd's head and connection limits
     raise_fd_limit(settings.max_connections)
+    atexit.register(cleanup_metrics_dir, prepare_metrics_dir(settings))  # before a worker imports prometheus_client
     uvicorn.run("chunkd.server.app:create_app_from_env", factory=True, host=settings.host, port=settings.port,
                 workers=settings.workers, loop="uvloop", http=http, log_level=settings.log_level,
                 timeout_keep_alive=settings.keep_alive_timeout, access_log=False,
