@@ -14,7 +14,7 @@ import pytest
 
 import chunkd.core
 from chunkd.core.errors import ChunkdError, StorageFull, StorageUnavailable
-from chunkd.protocols import _blob_wire, _graph, admin, graph_print, industry_data, servicefabric, tus_wire
+from chunkd.protocols import _blob_wire, _graph, admin, graph_print, ietf_wire, industry_data, servicefabric, tus_wire
 from chunkd.protocols._errors import RETRY_AFTER_FULL, lookup
 from chunkd.services import image_store, tus_records
 from chunkd.services.blob_model import BlobFault, FaultCode
@@ -26,6 +26,7 @@ TABLES: dict[str, Mapping[type[ChunkdError], Any]] = {
     "graph": _graph.ERRORS,
     "blob": _blob_wire.CORE_ERRORS,
     "tus": tus_wire.CORE_ERRORS,
+    "ietf": {error: (status,) for error, status in ietf_wire.CORE_ERRORS.items()},
     "admin": admin.ERRORS,
 }
 
@@ -94,6 +95,8 @@ def test_a_full_disk_asks_every_family_to_come_back_later_not_in_a_second() -> N
     assert (blob.status_code, blob.headers["retry-after"]) == (503, RETRY_AFTER_FULL)
     tus = tus_wire.map_core_error(full)
     assert (tus.status, tus.headers["Retry-After"]) == (507, RETRY_AFTER_FULL)
+    ietf = ietf_wire.map_core_error(full)
+    assert (ietf.status, ietf.headers["Retry-After"]) == (507, RETRY_AFTER_FULL)
     graph = _graph.from_core(full)
     assert graph.status == 507 and graph.headers == {"Retry-After": RETRY_AFTER_FULL}
     busy = _blob_wire.error_response(_blob_wire.as_blob_error(StorageUnavailable("down")), "rid")

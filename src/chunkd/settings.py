@@ -5,6 +5,7 @@ the TOML file named by ``--config`` / ``CHUNKD_CONFIG``; that order is also thei
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator
@@ -58,6 +59,12 @@ class Settings(BaseSettings):
                               "and SAS signatures: 3-24 lower-case letters and digits, not another API's path")
     tus_max_size: int | None = Field(None, description="tus: largest upload (Tus-Max-Size), bytes; default max_size")
     tus_expiration: float = Field(86400.0, description="tus: idle lifetime of an upload (Upload-Expires), seconds")
+    ietf_min_size: int | None = Field(None, ge=0, description="IETF resumable-upload draft on /files/: Upload-Limit "
+                                      "min-size (smallest upload created), bytes; default none")
+    ietf_max_append_size: int | None = Field(None, ge=1, description="IETF draft: Upload-Limit max-append-size "
+                                             "(largest append body), bytes; default none")
+    ietf_min_append_size: int | None = Field(None, ge=0, description="IETF draft: Upload-Limit min-append-size "
+                                             "(smallest append that does not complete the upload), bytes")
     cors_origins: str = Field("", description="comma-separated origins allowed by CORS on /files/ and the blob "
                               "endpoint ('*' = any)")
     trust_proxy: bool = Field(False, description="without public_url, build the URLs handed out from Forwarded / "
@@ -80,6 +87,10 @@ class Settings(BaseSettings):
     keep_alive_timeout: int = Field(75, ge=1, description="seconds an idle keep-alive connection stays open")
     max_connections: int = Field(2048, ge=1, description="open connections per server process; beyond it new "
                                  "connections are answered 503 and closed")
+    # Prometheus /metrics (chunkd.server.metrics, docs/metrics.md)
+    metrics: Literal["auto", "public", "auth", "off"] = Field(
+        "auto", description="/metrics: public (no credential), auth (a bearer token with the Chunkd.Admin role) "
+        "or off; auto is public on a loopback address without --public-url/--trust-proxy, else auth")
 
     @classmethod
     def settings_customise_sources(cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,

@@ -234,9 +234,11 @@ async def test_expired_claim_is_taken_over(store: SessionStore) -> None:
     assert (await claim(store, s.id, "old", 0, 40, now=0.0, lease=10.0)).to_write == [(0, 40)]
     assert (await claim(store, s.id, "new", 0, 40, now=5.0, lease=10.0)).busy == [(0, 40)]
     assert await store.renew(s.id, "old", now=9.0, lease=10.0)  # renewed until 19
-    assert (await claim(store, s.id, "new", 0, 40, now=15.0, lease=10.0)).to_write == []
+    waiting = await claim(store, s.id, "new", 0, 40, now=15.0, lease=10.0)
+    assert waiting.to_write == [] and waiting.taken_over == 0
     taken = await claim(store, s.id, "new", 0, 40, now=20.0, lease=10.0)
     assert taken.to_write == [(0, 40)] and taken.busy == []
+    assert taken.taken_over == 1  # the stale claim it dropped (the engine reports take-overs from this)
     assert not await store.renew(s.id, "old", now=21.0, lease=10.0)
     with pytest.raises(WriteInterrupted):
         await record(store, s.id, "old", [(0, 40)], now=21.0, expires_at=100.0)

@@ -68,6 +68,8 @@ def _value_type(info: FieldInfo) -> type:
     annotation = info.annotation
     if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
         annotation = next(a for a in typing.get_args(annotation) if a is not type(None))
+    if typing.get_origin(annotation) is typing.Literal:  # one of some words: the model checks which
+        return str
     assert isinstance(annotation, type)
     return annotation
 

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -25,7 +26,10 @@ from chunkd.core.models import Session, SessionState
 from chunkd.core.outbox import EventOutbox, NewEvent
 from chunkd.core.principal import Principal
 from chunkd.core.resources import ResourceStore
+from chunkd.core.stats import EngineStats
 from chunkd.core.store import MetadataStore, SessionChanges
+
+log = logging.getLogger("chunkd.engine")
 
 
 class Metadata(MetadataStore, ResourceStore, EventOutbox, Protocol):
@@ -64,6 +68,7 @@ class EngineBase:
         self.events = events or EventBus()
         self.clock = clock
         self.capabilities: Capabilities = detect_capabilities(storage)
+        self.stats = EngineStats()  # reports for metrics; the server replaces it (chunkd.server.metrics)
 
     # -- shared by the mixins (finish_commit is implemented in .commits) -------------------------------------------
     async def finish_commit(self, session: Session) -> Session:
@@ -90,6 +95,8 @@ class EngineBase:
         return session
 
     async def _repair_commit(self, session: Session) -> Session:
+        self.stats.takeover("commit")
+        log.info("take-over: finishing the commit of session %s, left unfinished by its request", session.id)
         try:
             return await self.finish_commit(session)
         except (Conflict, SessionNotFound):

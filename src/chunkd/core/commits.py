@@ -27,6 +27,7 @@ from chunkd.core.errors import (
 )
 from chunkd.core.models import ObjectInfo, Piece, Session, SessionState
 from chunkd.core.principal import Principal
+from chunkd.core.stats import STORAGE_ERRORS
 from chunkd.core.store import SessionChanges
 
 log = logging.getLogger("chunkd.engine")
@@ -63,7 +64,9 @@ class CommitOps(EngineBase):
             _check_covers(pieces, session.length)
             await self.storage.assemble(pieces, session.namespace, session.key)
             faults.reached("after-assemble")
-        except Exception:
+        except Exception as exc:
+            if isinstance(exc, STORAGE_ERRORS):
+                self.stats.storage_error("commit")
             now = await self.store.get(session.id)
             if now is not None and now.state is SessionState.COMMITTED:
                 return now  # another request finished this commit first (and discarded the pieces)

@@ -78,6 +78,7 @@ class Claim:
 
     to_write: list[Range]
     busy: list[Range]
+    taken_over: int = 0  # claims of other writers whose lease had ended, dropped by this claim (take-overs)
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
@@ -33,6 +34,7 @@ from chunkd.core.errors import (
 from chunkd.core.models import Piece, Session, SessionState
 from chunkd.core.principal import Principal
 from chunkd.core.ranges import Range
+from chunkd.core.stats import STORAGE_ERRORS
 from chunkd.core.store import Claimed, ClaimMode, Guard, WriteIntent
 
 Check = Callable[[Session], None]
@@ -67,6 +69,7 @@ class WriteOps(EngineBase):
         ``guard`` is a resource condition checked when claiming and when recording (GuardFailed).
         Waits up to ``busy_wait`` while live writers hold part of the range, then raises RangeBusy.
         """
+        started = time.perf_counter()
         if start < 0 or end < start:
             raise InvalidRange("start must not exceed end")
         if end > self.config.max_size:
@@ -74,7 +77,8 @@ class WriteOps(EngineBase):
         token = secrets.token_hex(16)
         intent = WriteIntent(session_id, token, start, end, ClaimMode.RANGE, create, guard)
         for attempt in range(2):
-            claimed = await claim_free(self.store, intent, self.clock, self.config.lease, self.config.busy_wait)
+            claimed = self._taking_over(await claim_free(self.store, intent, self.clock, self.config.lease,
+                                                         self.config.busy_wait))
             try:
                 self._admit(claimed, principal, create, check, guard)
             except SessionGone:
@@ -99,9 +103,9 @@ class WriteOps(EngineBase):
         if claimed.created:
             await self._emit("created", session)
         if claim is None:
-            return await self._write_done(session, start, end, body)
+            return await self._write_done(session, start, end, body, started)
         return await self._write_claimed(session, token, claim.to_write, start, end, body, keep_partial,
-                                         missing_limit, guard)
+                                         missing_limit, guard, started=started)
 
     async def write_allocated(self, session_id: str, principal: Principal, length: int, body: Body, *, tag: str,
                               create: Session | None = None, guard: Guard | None = None,
@@ -111,13 +115,14 @@ class WriteOps(EngineBase):
         A zero-length body still records an (empty) piece. The session must be open; ``create``,
         ``guard`` and ``check`` are as in :meth:`write_range`. Raises RangeBusy while the session is
         being published (retry), GuardFailed when the guard does not hold."""
+        started = time.perf_counter()
         if length < 0 or length > self.config.max_size:
             raise TooLarge(f"a piece is at most {self.config.max_size} bytes")
         token = secrets.token_hex(16)
         # a zero-length piece still takes one byte of offset space, so that every piece has its own start
         intent = WriteIntent(session_id, token, 0, max(1, length), ClaimMode.ALLOCATE, create, guard)
         for attempt in range(2):
-            claimed = await self.store.claim(intent, self.clock(), self.config.lease)
+            claimed = self._taking_over(await self.store.claim(intent, self.clock(), self.config.lease))
             try:
                 self._admit(claimed, principal, None, check, guard)
                 if claimed.claim is None or not claimed.claim.to_write:
@@ -139,14 +144,16 @@ class WriteOps(EngineBase):
         if length == 0:
             return await self._write_empty(claimed.session, token, at, body, tag, guard)
         return await self._write_claimed(claimed.session, token, [(at, at + length)], at, at + length, body,
-                                         False, None, guard, tag)
+                                         False, None, guard, tag, started=started)
 
     async def _write_empty(self, session: Session, token: str, at: int, body: Body, tag: str,
                            guard: Guard | None) -> WriteResult:
         try:
             await _drain_exact(body, 0)
             writer = await self.storage.open_piece(session.storage_ref, at, durable=self.config.durable)
+            flushing = time.perf_counter()
             piece = replace(await writer.finish(self.config.durable), tag=tag)
+            self.stats.flush(time.perf_counter() - flushing)
             now = self.clock()
             recorded = await self.store.record(session.id, token, [piece], now, now + self._ttl(session), guard=guard)
         except BaseException:
@@ -168,6 +175,7 @@ class WriteOps(EngineBase):
         :meth:`write_range`. With ``count`` given this is the small-chunk hot path: two metadata
         transactions (claim, record) and one data flush.
         """
+        started = time.perf_counter()
         if count is None and (session is None or session.id != session_id):
             session = await self.get_session(session_id, principal=principal)
         if count is not None:
@@ -179,8 +187,9 @@ class WriteOps(EngineBase):
             end = session.length if session.length is not None else self.config.max_size
         token = secrets.token_hex(16)
         wait = self.config.lease + self.config.renew_interval
-        claimed = await claim_free(self.store, WriteIntent(session_id, token, offset, end, ClaimMode.APPEND),
-                                   self.clock, self.config.lease, wait)
+        claimed = self._taking_over(await claim_free(
+            self.store, WriteIntent(session_id, token, offset, end, ClaimMode.APPEND), self.clock, self.config.lease,
+            wait))
         session, claim = claimed.session, claimed.claim
         try:
             self._admit(claimed, principal, None, check, None)
@@ -195,9 +204,9 @@ class WriteOps(EngineBase):
             await self._release(claimed, token)
             raise
         if claim is None:  # not open (committed, ...): a retry of bytes already received succeeds
-            return (await self._write_done(session, offset, end, _counted(body, count))).session
+            return (await self._write_done(session, offset, end, _counted(body, count), started)).session
         result = await self._write_claimed(session, token, claim.to_write, offset, end, _counted(body, count),
-                                           True, None, None)
+                                           True, None, None, started=started)
         return result.session
 
     def _admit(self, claimed: Claimed, principal: Principal | None, create: Session | None, check: Check | None,
@@ -215,21 +224,29 @@ class WriteOps(EngineBase):
         if check is not None:
             check(session)
 
+    def _taking_over(self, claimed: Claimed) -> Claimed:
+        if claimed.claim is not None and claimed.claim.taken_over:
+            self.stats.takeover("write", claimed.claim.taken_over)
+            log.info("take-over: session %s: this request took over %d claim(s) whose writer's lease had ended",
+                     claimed.session.id, claimed.claim.taken_over)
+        return claimed
+
     async def _release(self, claimed: Claimed, token: str) -> None:
         if claimed.claim is not None and claimed.claim.to_write:
             with anyio.CancelScope(shield=True):
                 await self.store.release(claimed.session.id, token)
 
-    async def _write_done(self, session: Session, start: int, end: int, body: Body) -> WriteResult:
+    async def _write_done(self, session: Session, start: int, end: int, body: Body, started: float) -> WriteResult:
         """A write to a session that is no longer open: fine when every byte was received already."""
         if session.state is not SessionState.OPEN and (await self.store.ranges(session.id)).contains(start, end):
             await _drain_exact(body, end - start)
+            self.stats.write(session.family, 0, end - start, time.perf_counter() - started)
             return WriteResult(session, 0)
         raise InvalidRange("the session is already committed")
 
     async def _write_claimed(self, session: Session, token: str, todo: list[Range], start: int, end: int,
                              body: Body, keep_partial: bool, missing_limit: int | None,
-                             guard: Guard | None, tag: str = "") -> WriteResult:
+                             guard: Guard | None, tag: str = "", *, started: float) -> WriteResult:
         """Stream ``body`` (``[start, end)``) into one piece per claimed range of ``todo``, then record."""
         lease = Lease(self.store, session.id, token, self.clock, self.config.lease, self.config.renew_interval)
         feed = _PieceFeed(self, session.storage_ref, list(todo), lease, tag)
@@ -263,6 +280,8 @@ class WriteOps(EngineBase):
             if isinstance(exc, WriteInterrupted):  # the other side of a take-over: this writer's lease ran out
                 log.info("take-over: a newer request took bytes %d-%d of session %s from this one after its "
                          "%g s lease ended; this request stops", start, end, session.id, self.config.lease)
+            if isinstance(exc, STORAGE_ERRORS):
+                self.stats.storage_error("write")
             with anyio.CancelScope(shield=True):
                 await feed.abort()
                 await self.store.release(session.id, token)
@@ -270,6 +289,7 @@ class WriteOps(EngineBase):
         faults.reached("after-record")
         session = recorded.session
         new_bytes = sum(p.size for p in feed.pieces)
+        self.stats.write(session.family, new_bytes, pos - start - new_bytes, time.perf_counter() - started)
         await self._emit("progress", session, new_bytes=new_bytes, body_bytes=pos - start)
         if new_bytes and session.complete:
             await self._emit("completed", session, stored=True)  # the record transaction wrote it
@@ -314,7 +334,9 @@ class _PieceFeed:
 
     async def _finish_piece(self) -> None:
         assert self._writer is not None
+        flushing = time.perf_counter()
         piece = await self._writer.finish(self._engine.config.durable)
+        self._engine.stats.flush(time.perf_counter() - flushing)
         self.pieces.append(replace(piece, tag=self._tag) if self._tag else piece)
         self._writer = None
 

@@ -39,14 +39,17 @@ class SqlWrites(SqlOutbox):
                         (intent.mode is ClaimMode.APPEND and intent.start != prefix):
                     return Claimed(session, prefix, None, created, guard_state)
                 start, end = intent.start, intent.end
+                early = 0
                 if intent.mode is ClaimMode.ALLOCATE:
-                    t.run(h.drop_expired, sid=intent.session_id, before=now)
+                    early = t.run(h.drop_expired, sid=intent.session_id, before=now)
                     # after every received byte, every claim and every piece (an empty one has no bytes)
                     tops = [t.one(stmt, sid=intent.session_id) for stmt in (h.last_range, h.last_claim, h.last_piece)]
                     start = max([0, *(int(x[0]) for x in tops if x and x[0] is not None)])
                     end = start + (intent.end - intent.start)
                 claim = self._claim(t, intent.session_id, intent.token, start, end, now, now + lease,
                                     all_or_nothing=intent.mode is ClaimMode.APPEND)
+                if early:
+                    claim = Claim(claim.to_write, claim.busy, claim.taken_over + early)
                 return Claimed(session, prefix, claim, created, guard_state)
 
         try:
@@ -83,10 +86,10 @@ class SqlWrites(SqlOutbox):
         nothing when any is held), after dropping the session's claims whose lease ended before
         ``drop_before``. Ranges the token already holds are returned again, not inserted twice."""
         h = self._hot
-        t.run(h.drop_expired, sid=session_id, before=drop_before)
+        dropped = t.run(h.drop_expired, sid=session_id, before=drop_before)
         gaps = RangeSet(self._overlapping(t, session_id, start, end, touching=False)).gaps(start, end)
         if not gaps:
-            return Claim([], [])
+            return Claim([], [], dropped)
         held, mine = RangeSet(), RangeSet()
         for s, e, tok in t.all(h.claims_within, sid=session_id, start=start, end=end):
             (mine if tok == token else held).add(s, e)
@@ -99,11 +102,11 @@ class SqlWrites(SqlOutbox):
                 to_write.append((fs, fe))
                 fresh.extend(mine.gaps(fs, fe))
         if busy and all_or_nothing:
-            return Claim([], busy)
+            return Claim([], busy, dropped)
         if fresh:
             t.many(h.add_claim, [{"session_id": session_id, "start": s, "stop": e, "token": token,
                                   "lease_until": lease_until} for s, e in fresh])
-        return Claim(to_write, busy)
+        return Claim(to_write, busy, dropped)
 
     async def renew(self, session_id: str, token: str, now: float, lease: float) -> bool:
         def run() -> bool:

@@ -21,6 +21,17 @@ from chunkd.core.models import ObjectInfo
 from chunkd.protocols._parse import INT64_MAX, loads_json, parse_uint
 
 MAX_JSON_BODY = 1 << 20  # the JSON bodies of these APIs are a few hundred bytes; never buffer more
+INFORMATIONAL = "chunkd.informational"  # scope extension of chunkd's server: see chunkd.server.informational
+
+
+def send_informational(request: Request, status: int, headers: Mapping[str, str]) -> bool:
+    """Send an interim (1xx) response before the final one, where the server offers it (chunkd's own
+    HTTP/1.1 protocol); False when it does not, or when the final response has begun."""
+    extension = request.scope.get("extensions", {}).get(INFORMATIONAL)
+    if not extension:
+        return False
+    raw = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
+    return bool(extension["send"](status, raw))
 
 
 async def request_body(request: Request) -> AsyncIterator[bytes]:

@@ -64,8 +64,8 @@ METHODS = ["GET", "HEAD", "PUT", "DELETE", "POST", "PATCH", "OPTIONS"]
 # First path segments other families own: an account named so would shadow them (or be shadowed). The admin
 # API's /chunkd/v1 shares its first segment with the default account, which is safe: "v1" is no valid
 # container name (Azure's are 3-63 characters) and the admin routes are matched first (server/app.py).
-RESERVED = frozenset({"ImageStore", "$", "v1.0", "beta", "print-upload", "files", "blob", "dashboard", "healthz",
-                      "readyz"})
+RESERVED = frozenset({"ImageStore", "$", "v1.0", "beta", "print-upload", "files", "blob", "dashboard", "metrics",
+                      "healthz", "readyz"})
 _ACCOUNT = re.compile(r"[a-z0-9]{3,24}")
 
 

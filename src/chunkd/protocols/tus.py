@@ -28,6 +28,7 @@ from chunkd.core.engine import Engine
 from chunkd.core.models import SessionState
 from chunkd.core.principal import Principal
 from chunkd.protocols._http import RangeNotSatisfiable, http_date, object_response, public_base, request_body
+from chunkd.protocols.ietf_resumable import IetfDraftAPI, requested_version
 from chunkd.protocols.tus_wire import (
     CHECKSUM_ALGORITHMS,
     EXTENSIONS,
@@ -47,6 +48,7 @@ from chunkd.protocols.tus_wire import (
     parse_uint,
     safe_media_type,
 )
+from chunkd.services.ietf_uploads import Limits
 from chunkd.services.tus_records import Concat, NewUpload, TusFault, Upload
 from chunkd.services.tus_uploads import TusUploads
 
@@ -57,10 +59,12 @@ METHODS = ["GET", "HEAD", "POST", "PATCH", "DELETE", "OPTIONS", "PUT"]
 ALLOW_HEADERS = ["Authorization", "Origin", "X-Requested-With", "X-Request-ID", "X-HTTP-Method-Override",
                  "Content-Type", "Upload-Length", "Upload-Offset", "Tus-Resumable", "Upload-Metadata",
                  "Upload-Defer-Length", "Upload-Concat", "Upload-Checksum", "Upload-Complete",
-                 "Upload-Draft-Interop-Version"]
+                 "Upload-Draft-Interop-Version", "Upload-Incomplete", "Content-Digest", "Repr-Digest",
+                 "Content-Disposition"]
 EXPOSE_HEADERS = ["Upload-Offset", "Location", "Upload-Length", "Tus-Version", "Tus-Resumable", "Tus-Max-Size",
                   "Tus-Extension", "Tus-Checksum-Algorithm", "Upload-Metadata", "Upload-Defer-Length",
-                  "Upload-Concat", "Upload-Expires", "Upload-Complete", "Upload-Draft-Interop-Version"]
+                  "Upload-Concat", "Upload-Expires", "Upload-Complete", "Upload-Draft-Interop-Version",
+                  "Upload-Incomplete", "Upload-Limit", "Accept-Patch"]
 
 
 @dataclass(frozen=True)
@@ -70,6 +74,10 @@ class TusConfig:
     max_size: int = 1 << 40  # Tus-Max-Size
     expiration: float = 86400.0  # idle lifetime of an upload, seconds
     cors_origins: tuple[str, ...] = ()  # () = no CORS headers; ("*",) = any origin
+    # the IETF draft's optional Upload-Limit members (None: no such limit); max-size and max-age are the above
+    min_size: int | None = None
+    max_append_size: int | None = None
+    min_append_size: int | None = None
 
 
 Handler = Callable[[Request, Principal, str], Awaitable[Response]]
@@ -83,6 +91,9 @@ class TusAPI:
         self.auth = authenticator
         self.config = config or TusConfig()
         self.uploads = TusUploads(engine, max_size=self.config.max_size, expiration=self.config.expiration)
+        c = self.config
+        self.ietf = IetfDraftAPI(self.uploads, authenticator, Limits(c.max_size, c.expiration, c.min_size,
+                                                                      c.max_append_size, c.min_append_size))
         self._collection: dict[str, Handler] = {"POST": self.create}
         self._upload: dict[str, Handler] = {"HEAD": self.head, "GET": self.get, "PATCH": self.patch,
                                             "DELETE": self.terminate}
@@ -99,6 +110,9 @@ class TusAPI:
     # -- dispatch ---------------------------------------------------------------------------------
     async def dispatch(self, request: Request) -> Response:
         method = request.headers.get("x-http-method-override", request.method).strip().upper()
+        version = requested_version(request)
+        if version is not None and method != "GET":  # the IETF draft; a download is the same in both
+            return await self.ietf.dispatch(request, method, version)
         try:
             if method == "OPTIONS":
                 return self.options()

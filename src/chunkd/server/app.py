@@ -31,6 +31,7 @@ from chunkd.protocols.tus import TusAPI, TusConfig
 from chunkd.server.access_log import AccessLog
 from chunkd.server.dashboard import dashboard_routes
 from chunkd.server.health import health_routes
+from chunkd.server.metrics import install as install_metrics
 from chunkd.server.outbox import OutboxDeliverer
 from chunkd.server.webhooks import from_settings as webhooks_from_settings
 from chunkd.settings import Settings
@@ -112,6 +113,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
     app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={HTTPException: unrouted})
     if s.access_log:  # --access-log: one line per request (server/access_log.py); absent, it costs nothing
         app.add_middleware(AccessLog)
+    # -- Prometheus /metrics and the request/engine counters behind it (chunkd.server.metrics) --
+    install_metrics(app, c.engine, c.authenticator, s)
     app.state.components = c
     app.state.public_urls = PublicUrls(c.settings.public_url, c.settings.trust_proxy)
     return app
@@ -123,7 +126,8 @@ def _origins(s: Settings) -> tuple[str, ...]:
 
 def _tus_config(s: Settings) -> TusConfig:
     return TusConfig(max_size=min(s.tus_max_size or s.max_size, s.max_size), expiration=s.tus_expiration,
-                     cors_origins=_origins(s))
+                     cors_origins=_origins(s), min_size=s.ietf_min_size, max_append_size=s.ietf_max_append_size,
+                     min_append_size=s.ietf_min_append_size)
 
 
 def create_app_from_env() -> Starlette:

@@ -20,6 +20,9 @@ established connections too, and counts connections that never complete a head. 
 - **connection cap** (``max_connections``, per server process): a connection beyond it is answered ``503`` with
   ``Retry-After`` and closed at once, without reading; established connections are not affected.
 
+It also offers the application informational (1xx) responses (:mod:`chunkd.server.informational`), which
+uvicorn has no way to send.
+
 The idle keep-alive timeout is uvicorn's own ``timeout_keep_alive`` (set by ``chunkd.server.run``). These
 answers are plain text, as uvicorn's own ``400 Invalid HTTP request``: they are given before a request is routed
 to an API family. The class relies on uvicorn's ``HttpToolsProtocol`` hooks (``data_received``, the parser
@@ -40,6 +43,7 @@ from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from chunkd.server import informational
 from chunkd.settings import Settings
 
 logger = logging.getLogger("chunkd.limits")
@@ -160,6 +164,10 @@ class LimitedHttpProtocol(HttpToolsProtocol):
         self._in_head = False
         self._cancel_head_timer()
         super().on_headers_complete()
+        cycle = self.cycle
+        if cycle is not None and cycle.scope is self.scope:
+            # the request's ASGI task is created but has not run yet: the scope can still take the extension
+            informational.install(self.scope, cycle)  # type: ignore[arg-type]  # uvicorn's TypedDict scope
 
     def on_message_complete(self) -> None:
         self._in_head = True

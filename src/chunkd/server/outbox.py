@@ -27,6 +27,7 @@ from chunkd.core import faults
 from chunkd.core.engine import Engine
 from chunkd.core.events import Event
 from chunkd.core.outbox import OutboxEvent
+from chunkd.server.metrics import webhook_abandoned
 from chunkd.server.webhooks import event_document, http_client, post
 
 if TYPE_CHECKING:
@@ -111,6 +112,7 @@ class OutboxDeliverer:
             await store.event_delivered(event.id, self.node, now)
             return
         if event.attempts > self.retries:
+            webhook_abandoned()
             log.warning("webhook %s for %s %s abandoned after %d attempts: %s", event.id, event.kind,
                         event.session.id, event.attempts, "; ".join(problems))
             await store.event_failed(event.id, self.node, now, None)

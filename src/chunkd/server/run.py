@@ -12,6 +12,7 @@ handed to the one server or to uvicorn's worker supervisor (TLS is applied per c
 
 from __future__ import annotations
 
+import atexit
 import sys
 
 import uvicorn
@@ -19,6 +20,8 @@ from uvicorn.supervisors import Multiprocess
 
 from chunkd.server.limits import raise_fd_limit
 from chunkd.server.logs import log_config
+from chunkd.server.metrics_dir import cleanup as cleanup_metrics_dir
+from chunkd.server.metrics_dir import prepare as prepare_metrics_dir
 from chunkd.server.tls import uvicorn_tls_options
 from chunkd.settings import Settings
 
@@ -29,6 +32,7 @@ def main(argv: list[str]) -> None:
     settings = Settings()
     ssl, http = uvicorn_tls_options(settings)  # http: the protocol class with chunkd's head and connection limits
     raise_fd_limit(settings.max_connections)
+    atexit.register(cleanup_metrics_dir, prepare_metrics_dir(settings))  # before a worker imports prometheus_client
     config = uvicorn.Config(
         "chunkd.server.app:create_app_from_env", factory=True, host=settings.host, port=settings.port,
         workers=settings.workers, loop="uvloop", http=http, log_level=settings.log_level,

@@ -33,6 +33,7 @@ import uuid
 from typing import TYPE_CHECKING, Any
 
 from chunkd.core.events import Event
+from chunkd.server.metrics import webhook_abandoned, webhook_attempt
 
 if TYPE_CHECKING:
     import httpx
@@ -84,6 +85,7 @@ class WebhookNotifier:
             if problem is None:
                 return
             if attempt == self.retries:
+                webhook_abandoned()
                 log.warning("webhook %s for %s %s failed after %d attempts: %s", url, document["event"],
                             document["upload"]["id"], attempt + 1, problem)
                 return
@@ -116,7 +118,9 @@ async def post(client: httpx.AsyncClient, url: str, document: dict[str, Any]) ->
     try:
         response = await client.post(url, json=document)
     except httpx.HTTPError as exc:
+        webhook_attempt(False)
         return f"{type(exc).__name__}: {exc}"
+    webhook_attempt(response.is_success)
     return None if response.is_success else f"HTTP {response.status_code}"
 
 

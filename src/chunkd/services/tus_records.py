@@ -55,6 +55,9 @@ class UploadFields:
     concat: Concat = Concat.NONE
     parts: tuple[str, ...] = ()
     metadata: tuple[tuple[str, str], ...] = ()
+    # the IETF draft's Upload-Length, announced before the client marks the upload complete: the session's own
+    # length stays unset until then, because reaching it must not complete the upload (only Upload-Complete does)
+    declared_length: int | None = None
 
     def to_extra(self) -> dict[str, Any]:
         extra: dict[str, Any] = {"meta": [list(p) for p in self.metadata]}
@@ -62,12 +65,16 @@ class UploadFields:
             extra["concat"] = self.concat.value
         if self.parts:
             extra["parts"] = list(self.parts)
+        if self.declared_length is not None:
+            extra["declared_length"] = self.declared_length
         return extra
 
     @classmethod
     def from_extra(cls, extra: Mapping[str, Any]) -> UploadFields:
+        declared = extra.get("declared_length")
         return cls(concat=Concat(extra.get("concat", "")), parts=tuple(str(p) for p in extra.get("parts", ())),
-                   metadata=tuple((str(k), str(v)) for k, v in extra.get("meta", ())))
+                   metadata=tuple((str(k), str(v)) for k, v in extra.get("meta", ())),
+                   declared_length=None if declared is None else int(declared))
 
 
 @dataclass(frozen=True)
@@ -107,6 +114,7 @@ class NewUpload:
     parts: tuple[str, ...] = ()
     metadata: tuple[tuple[str, str], ...] = ()
     text: Mapping[str, str] = field(default_factory=dict)
+    declared_length: int | None = None  # see UploadFields.declared_length
 
 
 @dataclass(frozen=True)

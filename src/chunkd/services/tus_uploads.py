@@ -74,7 +74,7 @@ class TusUploads:
         if body is not None and count is not None and length is not None and count > length:
             raise TusFault(FaultCode.UPLOAD_SIZE_EXCEEDED, "the body is longer than Upload-Length")
         upload_id = secrets.token_hex(16)
-        fields = UploadFields(new.concat, new.parts, new.metadata)
+        fields = UploadFields(new.concat, new.parts, new.metadata, new.declared_length)
         text = dict(new.text)
         session = await self.engine.create_session(
             principal, FAMILY, NAMESPACE, upload_id, length, session_id=upload_id,
@@ -108,7 +108,7 @@ class TusUploads:
 
     # -- appending --------------------------------------------------------------------------------
     async def append(self, upload_id: str, principal: Principal, offset: int, body: Body, count: int | None,
-                     *, length: int | None = None) -> Upload:
+                     *, length: int | None = None, rules: Callable[[Session], None] | None = None) -> Upload:
         """Append ``body`` at ``offset`` (``count`` bytes when declared, else until it ends), declaring the
         deferred ``length`` first when given. The append that completes an upload finishes it.
 
@@ -116,9 +116,10 @@ class TusUploads:
         length, or a deferred upload growing beyond the maximum), LengthMismatch for a length that differs
         from the one set, and the engine's append errors. An empty append at the end of a complete upload
         finishes it (a retry after a lost response). With ``count`` and no ``length`` this is the engine's
-        hot path: two metadata transactions and one data flush.
+        hot path: two metadata transactions and one data flush. ``rules`` are the caller's own refusals,
+        checked with tus's on the session the append claims (the IETF draft's service uses them).
         """
-        check = self._rules(offset, count)
+        check = self._rules(offset, count, rules)
         if length is None and count is not None:
             # the common case: the engine reads, checks and claims in one store transaction
             return Upload.of(await self._append(upload_id, principal, offset, body, count, check=check))
@@ -141,9 +142,12 @@ class TusUploads:
             raise TusFault(FaultCode.MAX_SIZE_EXCEEDED, f"the upload is larger than the maximum of {self.max_size} "
                                                         "bytes")
 
-    def _rules(self, offset: int, count: int | None) -> Callable[[Session], None]:
-        """tus's own refusals of an append, checked on the session the append claims."""
+    def _rules(self, offset: int, count: int | None,
+               more: Callable[[Session], None] | None = None) -> Callable[[Session], None]:
+        """tus's own refusals of an append (and ``more``), checked on the session the append claims."""
         def check(session: Session) -> None:
+            if more is not None:
+                more(session)
             if UploadFields.from_extra(session.extra).concat is Concat.FINAL:
                 raise TusFault(FaultCode.MODIFY_FINAL, "a final upload cannot be modified")
             if session.length is None and count is not None and offset + count > self.max_size:
