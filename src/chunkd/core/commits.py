@@ -67,6 +67,8 @@ class CommitOps(EngineBase):
         except Exception as exc:
             if isinstance(exc, STORAGE_ERRORS):
                 self.stats.storage_error("commit")
+                log.warning("byte store error publishing session %s (%s/%s): %s: %s", session.id,
+                            session.namespace, session.key, type(exc).__name__, exc)
             now = await self.store.get(session.id)
             if now is not None and now.state is SessionState.COMMITTED:
                 return now  # another request finished this commit first (and discarded the pieces)

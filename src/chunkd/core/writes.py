@@ -282,6 +282,8 @@ class WriteOps(EngineBase):
                          "%g s lease ended; this request stops", start, end, session.id, self.config.lease)
             if isinstance(exc, STORAGE_ERRORS):
                 self.stats.storage_error("write")
+                log.warning("byte store error writing bytes %d-%d of session %s: %s: %s", start, end, session.id,
+                            type(exc).__name__, exc)
             with anyio.CancelScope(shield=True):
                 await feed.abort()
                 await self.store.release(session.id, token)
