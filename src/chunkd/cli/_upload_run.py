@@ -125,7 +125,7 @@ def _run(console: Console, proto: str, jobs: list[Any], urls: list[str], options
                     return EXIT_INTERRUPTED
                 except UploadError as exc:
                     results.append((job, None, str(exc)))
-                    console.print(f"[red]{job.name}: {exc}[/red]")
+                    console.print(Text(f"{job.name}: {exc}", style="red"))  # a Text: "[Errno 111]" is no markup
                     code = max(code, _exit_code(exc))
                 finished_bytes += job.path.stat().st_size
                 bars.remove_task(current.pop("task"))  # finished files leave the display; one line each stays
