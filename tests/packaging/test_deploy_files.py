@@ -6,6 +6,7 @@ tests/e2e/test_nginx_proxy.py."""
 from __future__ import annotations
 
 import fnmatch
+import json
 import shutil
 import subprocess
 from pathlib import Path
@@ -44,6 +45,9 @@ def test_dockerfile() -> None:
     assert ("VOLUME", '["/data"]') in final
     health = [args for word, args in final if word == "HEALTHCHECK"]
     assert len(health) == 1 and "/healthz" in health[0]
+    probe = json.loads(health[0].split(" CMD ", 1)[1])  # exec form: a JSON array
+    assert probe[:2] == ["python", "-c"]
+    compile(probe[2], "HEALTHCHECK", "exec")  # the probe is valid Python (the image has no curl)
     assert [args for word, args in final if word == "ENTRYPOINT"] == ['["chunkd"]']
     ignored = [p.strip() for p in (ROOT / ".dockerignore").read_text().splitlines() if p.strip()
                and not p.startswith("#")]
