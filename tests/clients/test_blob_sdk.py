@@ -154,3 +154,34 @@ def test_sdk_metadata_properties_and_batch_delete(server: ServerProcess, graph: 
         orgs.set_blob_metadata({"late": "1"})
     assert (sealed.value.status_code, sealed.value.error_code) == (403, "AuthorizationFailure")
     assert [b.name for b in container.list_blobs()] == ["orgs.csv"]
+
+
+@pytest.mark.slow
+def test_sdk_validate_content_md5_and_crc64_per_request(server: ServerProcess, graph: dict[str, str]) -> None:
+    """``validate_content`` makes the SDK send a checksum with every request: Content-MD5 (True / "md5") or
+    x-ms-content-crc64 ("crc64"), on Put Blob and on each Put Block. chunkd checks each and answers with its
+    own, which the SDK compares in turn; a body corrupted after its checksum was computed is refused and
+    leaves no blob behind. A structured-message body ("crc64-sm"), whose framing chunkd does not decode, is
+    refused before any byte is stored."""
+    connector = create_connector(server.url, graph)["id"]
+    session = upload_session(server.url, connector, headers=graph)
+    blocks = ContainerClient.from_container_url(session["sessionUrl"], max_single_put_size=4 << 20,
+                                                max_block_size=4 << 20)
+    data = os.urandom((9 << 20) + 5)  # three Put Blocks and a Put Block List
+    for mode in (True, "md5", "crc64"):
+        name = f"checked-{mode}.bin"
+        blocks.upload_blob(name, data, overwrite=True, validate_content=mode, max_concurrency=2)
+        assert blocks.download_blob(name).readall() == data
+        small = f"small-{mode}.csv"  # one Put Blob
+        blocks.upload_blob(small, CSVS["orgs.csv"], overwrite=True, validate_content=mode)
+        assert blocks.download_blob(small).readall() == CSVS["orgs.csv"]
+    for name, payload in (("corrupt-crc.bin", data), ("corrupt-crc.csv", CSVS["users.csv"])):
+        with pytest.raises(HttpResponseError) as bad:
+            blocks.upload_blob(name, payload, overwrite=True, validate_content="crc64", max_concurrency=2,
+                               raw_request_hook=_corrupt_body)
+        assert (bad.value.status_code, bad.value.error_code) == (400, "Crc64Mismatch")
+    with pytest.raises(HttpResponseError) as framed:
+        blocks.upload_blob("framed.csv", CSVS["roles.csv"], overwrite=True, validate_content="crc64-sm")
+    assert (framed.value.status_code, framed.value.error_code) == (400, "UnsupportedHeader")
+    names = [b.name for b in blocks.list_blobs()]
+    assert not [n for n in names if n.startswith("corrupt") or n == "framed.csv"]

@@ -234,6 +234,18 @@ def test_uploads_survive_dropped_connections_and_delays(server: ServerProcess, t
     row = results(out)[0]
     assert row["verified"] is True and row["sha256"] == sha256_file(files["mid"])
     assert proxy.drops > 0
+    assert "mid.pdf: retrying in " in out.stderr  # each wait is shown: "retrying in 0.4 s (1/8): connection reset"
+
+
+def test_a_stopped_server_fails_fast_with_a_clear_message(files: dict[str, Path], tmp_path: Path) -> None:
+    """Nothing listens on the port: a few short retries, each shown, then one line naming the refused
+    connection (not the whole 8-round budget of an upload the server has already answered)."""
+    target = f"http://127.0.0.1:{free_port()}/files/"
+    out = cli("upload", str(files["one"]), target, "--token", "t", "--state-dir", str(tmp_path), timeout=30)
+    assert out.returncode == 1, out.stderr
+    text = " ".join(out.stderr.split())  # rich wraps long lines when stderr is no terminal
+    assert "retrying in" in text and "(1/3): connection refused" in text
+    assert "connection refused (gave up after 4 attempts" in text and "is the server running" in text
 
 
 def test_sessions_list_show_delete_and_owner_scope(server: ServerProcess, token: str, tmp_path: Path) -> None:
@@ -247,6 +259,14 @@ def test_sessions_list_show_delete_and_owner_scope(server: ServerProcess, token:
     assert sid in [s["id"] for s in json.loads(listed.stdout)]
     shown = cli("sessions", "show", sid, *common)
     assert "missing 0-9, 20-39" in " ".join(shown.stdout.split())
+    assert "name abandoned.bin" in " ".join(shown.stdout.split())
+    # the table names the file; --family takes upload --protocol's names as well as the server's
+    wide = {"COLUMNS": "200"}
+    for family in ("sf", "servicefabric"):
+        table = cli("sessions", "list", *common, "--family", family, env=wide)
+        assert table.returncode == 0, table.stderr
+        assert any(sid in line and "abandoned.bin" in line for line in table.stdout.splitlines()), table.stdout
+    assert sid not in cli("sessions", "list", *common, "--family", "tus", env=wide).stdout
     # owner scope: another application sees nothing of it, and may not list everyone's sessions
     other = {"Authorization": f"Bearer {make_token(server, app='someone-else', roles=['ImageStore.Admin'])}"}
     api = f"{server.url}/chunkd/v1/sessions"

@@ -37,6 +37,7 @@ from chunkd.client import (
     AuthError,
     ConfigError,
     Progress,
+    RetryNotice,
     RetryPolicy,
     Uploader,
     UploadError,
@@ -53,6 +54,12 @@ def _bars(console: Console) -> Bars:
     return Bars(TextColumn("{task.description}", justify="left"), BarColumn(), DownloadColumn(binary_units=True),
                 TransferSpeedColumn(), TimeRemainingColumn(), console=console, transient=False,
                 disable=not console.is_terminal)
+
+
+def retry_line(notice: RetryNotice) -> str:
+    """``big.iso: retrying in 2 s (3/8): connection refused``."""
+    delay = f"{notice.delay:.1f}" if notice.delay < 9.95 else f"{notice.delay:.0f}"
+    return f"{notice.name}: retrying in {delay} s ({notice.attempt}/{notice.limit}): {notice.reason}"
 
 
 def _mbps(result: UploadResult) -> float:
@@ -98,7 +105,11 @@ def _run(console: Console, proto: str, jobs: list[Any], urls: list[str], options
                 bars.update(task, completed=p.done, total=p.total)
             bars.update(overall, completed=finished_bytes + p.done)
 
-        with Uploader(protocol=proto, token=token, options=options, progress=on_progress) as uploader:
+        def on_retry(notice: RetryNotice) -> None:  # above the bars on a terminal, a plain stderr line otherwise
+            console.print(retry_line(notice), style="yellow", markup=False, highlight=False)
+
+        with Uploader(protocol=proto, token=token, options=options, progress=on_progress,
+                      on_retry=on_retry) as uploader:
             for job, url in zip(jobs, urls, strict=True):
                 current["task"] = bars.add_task(job.name, total=job.path.stat().st_size)
                 try:
@@ -114,7 +125,7 @@ def _run(console: Console, proto: str, jobs: list[Any], urls: list[str], options
                     return EXIT_INTERRUPTED
                 except UploadError as exc:
                     results.append((job, None, str(exc)))
-                    console.print(f"[red]{job.name}: {exc}[/red]")
+                    console.print(Text(f"{job.name}: {exc}", style="red"))  # a Text: "[Errno 111]" is no markup
                     code = max(code, _exit_code(exc))
                 finished_bytes += job.path.stat().st_size
                 bars.remove_task(current.pop("task"))  # finished files leave the display; one line each stays
@@ -204,6 +215,12 @@ def _get(server: str, token: str | None, method: str, path: str, **kw: Any) -> h
     return r
 
 
+def file_name(session: dict[str, Any]) -> str:
+    """What the user calls the upload: its name (tus ``filename``, Graph ``documentName``) or, for families whose
+    sessions are keyed by the file's path (Service Fabric, Blob), that key."""
+    return str(session.get("name") or ("" if session.get("family") in ("tus", "graph-print") else session["key"]))
+
+
 def sessions_list(server: str, token: str | None, data_dir: Path | None, family: str | None, everyone: bool,
                   as_json: bool) -> None:
     params: dict[str, str] = {"limit": "1000"}
@@ -220,7 +237,7 @@ def sessions_list(server: str, token: str | None, data_dir: Path | None, family:
         table.add_column(col)
     for s in sessions["sessions"]:
         length = s["length"]
-        table.add_row(s["id"], s.get("name") or "", s["family"], s["state"], str(s["received"]),
+        table.add_row(s["id"], file_name(s), s["family"], s["state"], str(s["received"]),
                       "?" if length is None else str(length),
                       s["key"], s["expiresAt"])
     Console().print(table)
@@ -232,9 +249,10 @@ def sessions_show(session_id: str, server: str, token: str | None, data_dir: Pat
         typer.echo(json.dumps(s))
         return
     console = Console()
-    for name in ("id", "family", "state", "owner", "namespace", "key", "length", "received", "createdAt",
+    for name in ("id", "name", "family", "state", "owner", "namespace", "key", "length", "received", "createdAt",
                  "modifiedAt", "expiresAt"):
-        console.print(f"[bold]{name:>10}[/bold]  {s.get(name)}")
+        value = file_name(s) if name == "name" else s.get(name)  # a Text: a file name is never read as markup
+        console.print(Text.assemble((f"{name:>10}", "bold"), f"  {value}"))
     length = s.get("length") or 0
     received = [(a, b) for a, b in s.get("receivedRanges", [])]
     width = max(20, min(100, console.width - 14))

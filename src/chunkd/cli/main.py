@@ -160,6 +160,10 @@ from chunkd.cli.upload import register as register_upload  # noqa: E402
 
 register_upload(app)
 
+from chunkd.cli._version import register as register_version  # noqa: E402
+
+register_version(app)
+
 
 def main() -> None:
     app(prog_name="chunkd")

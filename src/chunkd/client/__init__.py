@@ -10,13 +10,23 @@
 
 One sans-I/O flow (``_flow.py``) is driven by a sync driver (``httpx.Client``, threads) and an async
 driver (``httpx.AsyncClient``); per-protocol adapters live in :mod:`chunkd.client.adapters`. The library
-never prints; pass ``progress=`` for :class:`Progress` callbacks. Errors: :mod:`chunkd.client.errors`.
+never prints; pass ``progress=`` for :class:`Progress` callbacks and ``on_retry=`` for a
+:class:`RetryNotice` before every retry. Errors: :mod:`chunkd.client.errors`.
 """
 
 from chunkd.client._api import AsyncUploader, FileJob, Uploader, detect_protocol, expand, file_url, upload
-from chunkd.client._flow import Progress, ProgressCallback, RetryPolicy, UploadOptions, UploadResult
+from chunkd.client._flow import (
+    Progress,
+    ProgressCallback,
+    RetryCallback,
+    RetryNotice,
+    RetryPolicy,
+    UploadOptions,
+    UploadResult,
+)
 from chunkd.client.errors import (
     AuthError,
+    CannotConnect,
     ConfigError,
     ConnectionFailed,
     NotFoundError,
@@ -31,6 +41,7 @@ from chunkd.client.errors import (
 __all__ = [
     "AsyncUploader",
     "AuthError",
+    "CannotConnect",
     "ConfigError",
     "ConnectionFailed",
     "FileJob",
@@ -38,6 +49,8 @@ __all__ = [
     "Progress",
     "ProgressCallback",
     "RetriesExhausted",
+    "RetryCallback",
+    "RetryNotice",
     "RetryPolicy",
     "ServerError",
     "SessionLost",

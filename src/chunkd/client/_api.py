@@ -11,7 +11,7 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 
 from chunkd.client._async import arun_flow
-from chunkd.client._flow import Flow, ProgressCallback, UploadOptions, UploadResult, upload_flow
+from chunkd.client._flow import Flow, ProgressCallback, RetryCallback, UploadOptions, UploadResult, upload_flow
 from chunkd.client._source import FileSource
 from chunkd.client._state import StateStore
 from chunkd.client._sync import run_flow
@@ -74,13 +74,14 @@ def file_url(protocol: str, target: str, name: str, many: bool) -> str:
 class _Base:
     def __init__(self, *, protocol: str | None = None, token: str | None = None,
                  options: UploadOptions | None = None, progress: ProgressCallback | None = None,
-                 headers: dict[str, str] | None = None) -> None:
+                 headers: dict[str, str] | None = None, on_retry: RetryCallback | None = None) -> None:
         if protocol is not None and protocol not in ADAPTERS:
             raise ConfigError(f"unknown protocol {protocol!r}; one of {', '.join(sorted(ADAPTERS))}")
         self.protocol = protocol
         self.token = token
         self.options = options or UploadOptions()
         self.progress = progress
+        self.on_retry = on_retry  # hears of every wait before a retry (the library itself never prints)
         self.headers = headers or {}
         self.store = StateStore(self.options.state_dir) if self.options.resume else None
 
@@ -90,7 +91,8 @@ class _Base:
         try:
             adapter: Adapter = ADAPTERS[protocol](Target(target, name or Path(path).name, source.size, self.token,
                                                          self.headers))
-            return source, upload_flow(adapter, source, self.options, self.store, self.progress)
+            return source, upload_flow(adapter, source, self.options, self.store, self.progress,
+                                              self.on_retry)
         except BaseException:
             source.close()
             raise

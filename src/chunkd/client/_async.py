@@ -8,8 +8,7 @@ from typing import Any, TypeVar
 import httpx
 
 from chunkd.client._flow import ChunkJob, Digest, Flow, Parallel, Sleep
-from chunkd.client._sync import _describe
-from chunkd.client.errors import ConnectionFailed
+from chunkd.client._sync import transport_failure
 
 T = TypeVar("T")
 
@@ -27,7 +26,7 @@ async def arun_flow(flow: Flow[T], client: httpx.AsyncClient) -> T:
         try:
             outcome = await _perform(step, client)
         except httpx.TransportError as exc:
-            error = ConnectionFailed(f"{_describe(step)}: {exc.__class__.__name__}: {exc}")
+            error = transport_failure(step, exc)
 
 
 async def _perform(step: object, client: httpx.AsyncClient) -> Any:

@@ -14,24 +14,35 @@ only perform these steps; every decision lives here and in the protocol adapters
 
 from __future__ import annotations
 
-import email.utils
 import functools
 import hashlib
-import random
 import time
 from collections import deque
-from collections.abc import Callable, Generator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
+from chunkd.client._retry import (
+    Flow,
+    Retrier,
+    RetryCallback,
+    RetryNotice,
+    RetryPolicy,
+    Sleep,
+    Step,
+    error_for,
+    expect,
+    parse_retry_after,
+    retrying,
+    send,
+)
 from chunkd.client._source import FileSource
 from chunkd.client._state import StateStore
 from chunkd.client.errors import (
-    AuthError,
-    NotFoundError,
+    CannotConnect,
     RetriesExhausted,
     ServerError,
     SessionLost,
@@ -42,13 +53,12 @@ from chunkd.client.errors import (
 if TYPE_CHECKING:
     from chunkd.client.adapters.base import Adapter
 
-T = TypeVar("T")
+__all__ = [  # the retry pieces the adapters and tests import from here
+    "Flow", "RetryCallback", "RetryNotice", "RetryPolicy", "Sleep", "Step", "error_for", "expect",
+    "parse_retry_after", "retrying", "send",
+]
+
 Range = tuple[int, int]  # half-open [start, end)
-
-
-@dataclass(frozen=True)
-class Sleep:
-    seconds: float
 
 
 @dataclass(frozen=True)
@@ -57,87 +67,6 @@ class Digest:
 
     request: httpx.Request
     hasher: Any
-
-
-Step = Any  # httpx.Request | Sleep | Digest | Parallel
-Flow = Generator[Step, Any, T]
-
-
-# -- retries --------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class RetryPolicy:
-    """Exponential back-off with jitter; ``Retry-After`` raises the delay (up to ``max_retry_after``).
-
-    ``max_retries`` counts consecutive failed rounds *without progress*: a round in which the server
-    received new bytes resets the count, so a long upload over a flaky link never gives up while it moves.
-    """
-
-    max_retries: int = 8
-    base: float = 0.5
-    cap: float = 30.0
-    max_retry_after: float = 120.0
-
-    def delay(self, attempt: int, retry_after: float | None = None) -> float:
-        ceiling = min(self.cap, self.base * (2 ** attempt))
-        wait = ceiling / 2 + random.uniform(0, ceiling / 2)
-        if retry_after is not None:
-            wait = max(wait, min(retry_after, self.max_retry_after))
-        return float(wait)
-
-
-def parse_retry_after(value: str | None) -> float | None:
-    """``Retry-After`` as seconds (delta-seconds or an HTTP-date)."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isascii() and value.isdigit():
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
-
-
-def error_for(response: httpx.Response, what: str, *, retryable: bool | None = None) -> ServerError:
-    """The typed error for an unexpected response."""
-    try:
-        text = response.text[:300].strip()
-    except Exception:
-        text = ""
-    message = f"{what}: {text}" if text else what
-    retry_after = parse_retry_after(response.headers.get("retry-after"))
-    status = response.status_code
-    if status in (401, 403):
-        return AuthError(status, message, retry_after=retry_after, retryable=False)
-    if status in (404, 410):
-        return NotFoundError(status, message, retry_after=retry_after, retryable=retryable)
-    return ServerError(status, message, retry_after=retry_after, retryable=retryable)
-
-
-def expect(response: httpx.Response, ok: tuple[int, ...], what: str, *, resync: tuple[int, ...] = ()) -> None:
-    """Raise the typed error unless the status is in ``ok``; ``resync`` statuses are retryable (the flow
-    re-asks the server what it has, which fixes them: a duplicate chunk, an offset mismatch)."""
-    if response.status_code not in ok:
-        raise error_for(response, what, retryable=True if response.status_code in resync else None)
-
-
-def send(request: httpx.Request) -> Flow[httpx.Response]:
-    response: httpx.Response = yield request
-    return response
-
-
-def retrying(make: Callable[[], Flow[T]], policy: RetryPolicy) -> Flow[T]:
-    """Run a sequential sub-flow again after retryable failures."""
-    attempt = 0
-    while True:
-        try:
-            return (yield from make())
-        except TransferError as exc:
-            if not exc.retryable or isinstance(exc, SessionLost) or attempt >= policy.max_retries:
-                raise
-            yield Sleep(policy.delay(attempt, exc.retry_after))
-            attempt += 1
 
 
 # -- progress -------------------------------------------------------------------------------------
@@ -280,10 +209,13 @@ class _Tracker:
 
 
 def upload_flow(adapter: Adapter, source: FileSource, options: UploadOptions, store: StateStore | None,
-                report: ProgressCallback | None = None) -> Flow[UploadResult]:
-    """Create or resume, send missing chunks in parallel, re-ask after failures, commit, verify."""
+                report: ProgressCallback | None = None,
+                on_retry: RetryCallback | None = None) -> Flow[UploadResult]:
+    """Create or resume, send missing chunks in parallel, re-ask after failures, commit, verify.
+    ``on_retry`` hears of every wait before a retry."""
     began = time.monotonic()
     policy = options.retry
+    retries = Retrier(policy, adapter.name, on_retry)
     key = StateStore.key(source.path.resolve(), source.size, source.mtime_ns, source.identity,
                          adapter.protocol, adapter.identity())
     saved = store.load(key) if (store is not None and options.resume) else None
@@ -293,8 +225,8 @@ def upload_flow(adapter: Adapter, source: FileSource, options: UploadOptions, st
     track = _Tracker(adapter.name, source.size, report)
     track.emit("open")
     saved_adapter = saved.get("adapter") if saved else None
-    missing = yield from retrying(lambda: adapter.open(saved_adapter if isinstance(saved_adapter, dict) else None),
-                                  policy)
+    missing = yield from retries.run(
+        lambda: adapter.open(saved_adapter if isinstance(saved_adapter, dict) else None))
 
     def remember() -> None:
         if store is not None:
@@ -308,7 +240,7 @@ def upload_flow(adapter: Adapter, source: FileSource, options: UploadOptions, st
     limit = max(1, min(options.parallel, adapter.max_parallel))
     stalls = restarts = 0
     while missing:
-        round_start = track.done
+        round_start, sent_before = track.done, track.sent
         scheduler = Parallel(plan(missing, adapter.chunk_size, adapter), limit, adapter, source, track.chunk_done)
         yield scheduler
         if scheduler.fatal is not None:
@@ -316,14 +248,16 @@ def upload_flow(adapter: Adapter, source: FileSource, options: UploadOptions, st
         if not scheduler.failures:
             break
         last = scheduler.failures[-1]
-        yield Sleep(policy.delay(stalls, getattr(last, "retry_after", None)))
+        if track.sent > sent_before or not all(isinstance(f, CannotConnect) for f in scheduler.failures):
+            retries.answered = True  # a chunk got through, or the server answered with an error
+        yield retries.unreachable(last) or retries.wait(stalls, policy.max_retries, last)
         try:
-            missing = yield from retrying(adapter.status, policy)
+            missing = yield from retries.run(adapter.status)
         except SessionLost:
             restarts += 1
             if restarts > 2:
                 raise
-            missing = yield from retrying(lambda: adapter.open(None), policy)
+            missing = yield from retries.run(lambda: adapter.open(None))
             remember()
         track.done = source.size - covered(missing)
         stalls = 0 if track.done > round_start else stalls + 1  # progress anywhere in the round counts
@@ -332,12 +266,12 @@ def upload_flow(adapter: Adapter, source: FileSource, options: UploadOptions, st
         track.emit("upload")
     track.done = source.size
     track.emit("commit")
-    location = yield from retrying(adapter.finish, policy)
+    location = yield from retries.run(adapter.finish)
     digest = source.sha256()
     verified: bool | None = None
     if options.verify:
         track.emit("verify")
-        verified = yield from _verify(adapter, source.size, digest, policy)
+        verified = yield from _verify(adapter, source.size, digest, retries)
     if store is not None:
         store.delete(key)
     track.emit("done")
@@ -345,7 +279,7 @@ def upload_flow(adapter: Adapter, source: FileSource, options: UploadOptions, st
                         resumed_from, verified, time.monotonic() - began)
 
 
-def _verify(adapter: Adapter, size: int, digest: str, policy: RetryPolicy) -> Flow[bool]:
+def _verify(adapter: Adapter, size: int, digest: str, retries: Retrier) -> Flow[bool]:
     """Read the stored file back in ``chunk_size`` windows (``Range`` requests, each retried on its own, so a
     flaky link cannot defeat a long read) and compare size and sha256. Bodies are streamed into the digest,
     never buffered; a server that ignores ``Range`` answers the first window with the whole file, which is
@@ -356,7 +290,7 @@ def _verify(adapter: Adapter, size: int, digest: str, policy: RetryPolicy) -> Fl
     pos = 0
     while True:
         end = min(size, pos + adapter.chunk_size)
-        status, n, hasher = yield from retrying(functools.partial(_window, adapter, pos, end, hasher), policy)
+        status, n, hasher = yield from retries.run(functools.partial(_window, adapter, pos, end, hasher))
         pos += n
         if status == 200 or pos >= size or n == 0:
             break

@@ -8,8 +8,9 @@ from typing import Any, TypeVar
 
 import httpx
 
+from chunkd.client._errtext import transport_reason
 from chunkd.client._flow import ChunkJob, Digest, Flow, Parallel, Sleep
-from chunkd.client.errors import ConnectionFailed
+from chunkd.client.errors import CannotConnect, ConnectionFailed
 
 T = TypeVar("T")
 
@@ -27,7 +28,15 @@ def run_flow(flow: Flow[T], client: httpx.Client) -> T:
         try:
             outcome = _perform(step, client)
         except httpx.TransportError as exc:
-            error = ConnectionFailed(f"{_describe(step)}: {exc.__class__.__name__}: {exc}")
+            error = transport_failure(step, exc)
+
+
+def transport_failure(step: object, exc: httpx.TransportError) -> ConnectionFailed:
+    """The client's error for an httpx transport failure: :class:`CannotConnect` when no connection could be
+    opened (nothing reached the server), else :class:`ConnectionFailed`."""
+    reason = transport_reason(exc)
+    kind = CannotConnect if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout) else ConnectionFailed
+    return kind(f"{_describe(step)}: {reason}", reason=reason)
 
 
 def _describe(step: object) -> str:

@@ -6,6 +6,7 @@
     ├── ConfigError               bad arguments: unknown protocol, chunk size outside the protocol's limits...
     ├── TransferError             the transfer could not be completed
     │   ├── ConnectionFailed      network error (connect, reset, timeout); retryable
+    │   │   └── CannotConnect     no connection could be opened (refused, name unknown, connect timeout)
     │   ├── ServerError           an unexpected HTTP status; ``retryable`` for 408/429/5xx
     │   │   ├── AuthError         401 / 403: the credentials were refused
     │   │   └── NotFoundError     404 / 410 where the resource must exist
@@ -35,9 +36,19 @@ class TransferError(UploadError):
 
 
 class ConnectionFailed(TransferError):
-    """A network error: could not connect, connection reset, timed out."""
+    """A network error: could not connect, connection reset, timed out. ``reason`` says which in a few words."""
 
     retryable = True
+
+    def __init__(self, message: str, *, reason: str = "") -> None:
+        super().__init__(message)
+        self.reason = reason or message
+
+
+class CannotConnect(ConnectionFailed):
+    """No connection could be opened, so nothing of the request reached the server. Before the server has
+    answered once in an upload, only ``RetryPolicy.connect_retries`` of these are retried (a server that is
+    down fails fast); later they count like any other network error (a server restarting mid-upload)."""
 
 
 class ServerError(TransferError):

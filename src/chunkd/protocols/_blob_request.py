@@ -16,7 +16,12 @@ META_PREFIX = "x-ms-meta-"
 
 
 def content_length(request: Request, limit: int) -> int:
-    """The request's Content-Length: 411 when missing, 400 when malformed, 413 above ``limit``."""
+    """The request's Content-Length: 411 when missing, 400 when malformed, 413 above ``limit``. A body framed as
+    a structured message (``x-ms-structured-body``, the SDK's ``validate_content="crc64-sm"``) is refused before
+    it is read: chunkd does not decode that framing and would otherwise store the frames as the blob's bytes."""
+    if "x-ms-structured-body" in request.headers:
+        raise BlobError(400, "UnsupportedHeader", "One of the HTTP headers specified in the request is not "
+                        "supported.", HeaderName="x-ms-structured-body")
     raw = request.headers.get("content-length")
     if raw is None:
         raise BlobError(411, "MissingContentLengthHeader", "Content-Length HTTP header is missing.")

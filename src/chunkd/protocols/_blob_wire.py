@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import struct
 import time
 import uuid
@@ -18,7 +17,7 @@ from xml.sax.saxutils import escape
 from starlette.responses import Response
 
 from chunkd.auth import sas
-from chunkd.checksums import crc64
+from chunkd.checksums import OffLoopMd5, crc64
 from chunkd.core import errors
 from chunkd.core.body import Body, ClientGone
 from chunkd.protocols._errors import lookup, retry_after
@@ -136,7 +135,8 @@ class CheckedBody:
         # MD5 costs ~1/4 of the server's CPU per byte: computed for Put Blob (stored as the blob's Content-MD5)
         # and whenever the client sent one, not for unchecked blocks
         self.hashing = always_md5 or self.want_md5 is not None
-        self.md5 = hashlib.md5(usedforsecurity=False)
+        self.md5 = OffLoopMd5()  # on a worker thread; the CRC stays inline (chunkd.checksums says why)
+        self.md5_digest = b""
         self.crc = 0
         self._gen = self._run()
 
@@ -153,24 +153,26 @@ class CheckedBody:
             if seen > self.length:
                 raise BlobError(400, "InvalidInput", "The request body is longer than Content-Length.")
             if self.hashing:
-                self.md5.update(piece)
+                await self.md5.update(piece)
             if self.want_crc is not None:
                 self.crc = crc64(piece, self.crc)
             yield piece
         if seen != self.length:
             raise BlobError(400, "InvalidInput", "The request body is shorter than Content-Length.")
-        if self.want_md5 is not None and self.md5.digest() != self.want_md5:
+        if self.hashing:
+            self.md5_digest = await self.md5.digest()
+        if self.want_md5 is not None and self.md5_digest != self.want_md5:
             raise BlobError(400, "Md5Mismatch", "The MD5 value specified in the request did not match with the "
                             "MD5 value calculated by the server.",
                             UserSpecifiedMd5=base64.b64encode(self.want_md5).decode(),
-                            ServerCalculatedMd5=base64.b64encode(self.md5.digest()).decode())
+                            ServerCalculatedMd5=base64.b64encode(self.md5_digest).decode())
         if self.want_crc is not None and struct.pack("<Q", self.crc) != self.want_crc:
             raise BlobError(400, "Crc64Mismatch", "The CRC64 value specified in the request did not match with "
                             "the CRC64 value calculated by the server.")
 
     @property
     def md5_b64(self) -> str:
-        return base64.b64encode(self.md5.digest()).decode() if self.hashing else ""
+        return base64.b64encode(self.md5_digest).decode() if self.hashing else ""
 
 
 def write_headers(blob: Blob) -> dict[str, str]:
