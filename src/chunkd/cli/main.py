@@ -86,6 +86,8 @@ def _serve(given: dict[str, Any]) -> None:
 
 def _origin(field: str, given: dict[str, Any], from_env: set[str]) -> str:
     """Where a setting's bad value came from, named as the user wrote it."""
+    if not field:
+        return "the settings"  # a check across several settings
     if field in given:
         return f"'{serve_options.flag(field)}'"
     name = serve_options.env_name(field)
