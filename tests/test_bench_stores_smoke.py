@@ -27,7 +27,8 @@ def _databases() -> set[str]:
     psycopg = pytest.importorskip("psycopg")
     try:
         with psycopg.connect("host=127.0.0.1 port=5432 user=postgres dbname=postgres connect_timeout=3") as c:
-            return {row[0] for row in c.execute("SELECT datname FROM pg_database")}
+            # only the bench's own databases: other test files on other xdist workers create and drop theirs meanwhile
+            return {row[0] for row in c.execute("SELECT datname FROM pg_database WHERE datname LIKE 'chunkd_bench%'")}
     except Exception as exc:
         pytest.skip(f"PostgreSQL at 127.0.0.1:5432 is not reachable: {exc}")
 

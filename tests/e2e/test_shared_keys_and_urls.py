@@ -123,4 +123,4 @@ def test_forwarded_headers_count_only_with_trust_proxy(serve) -> None:  # type: 
 def test_a_bad_public_url_is_refused_at_start(tmp_path: Path) -> None:
     out = subprocess.run([sys.executable, "-m", "chunkd.cli.main", "serve", "--data-dir", str(tmp_path),
                           "--public-url", "ftp://x/?q=1"], capture_output=True, text=True, timeout=60)
-    assert out.returncode == 2 and "PUBLIC_URL" in out.stderr
+    assert out.returncode == 2 and "--public-url" in out.stderr and "without a query" in out.stderr
