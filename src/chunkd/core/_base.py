@@ -11,6 +11,7 @@ from typing import Protocol
 
 from chunkd.core.bytestore import ByteStore, Capabilities, detect_capabilities
 from chunkd.core.clock import Clock
+from chunkd.core.digests import ExpectedDigests
 from chunkd.core.errors import (
     Conflict,
     InvalidRange,
@@ -69,6 +70,13 @@ class EngineBase:
         self.clock = clock
         self.capabilities: Capabilities = detect_capabilities(storage)
         self.stats = EngineStats()  # reports for metrics; the server replaces it (chunkd.server.metrics)
+        self.digest_checks: dict[str, ExpectedDigests] = {}  # family -> where its sessions keep expected digests
+
+    def expect_digests(self, family: str, expected: ExpectedDigests) -> None:
+        """Check every commit of a ``family`` session against the digests ``expected(session)`` names (none:
+        no check): a mismatch refuses the commit (:mod:`chunkd.core.digests`). Register it in every process
+        that may finish such commits (the server builds its front ends in each worker)."""
+        self.digest_checks[family] = expected
 
     # -- shared by the mixins (finish_commit is implemented in .commits) -------------------------------------------
     async def finish_commit(self, session: Session) -> Session:

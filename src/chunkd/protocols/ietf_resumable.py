@@ -42,6 +42,7 @@ from chunkd.protocols.ietf_wire import (
     map_fault,
     media_type,
     parse_digest,
+    parse_digests,
     sf_integer,
     upload_limit,
 )
@@ -171,7 +172,8 @@ class IetfDraftAPI:
 
         upload = await self.service.create(state.principal, complete=complete, length=length, count=count, body=body,
                                            content_type=content_type,
-                                           name=disposition_filename(h.get("content-disposition")), created=created)
+                                           name=disposition_filename(h.get("content-disposition")), created=created,
+                                           digests=self._repr_digests(request, version))
         headers = self._state_headers(version, upload)
         headers["Location"] = self._location(request, upload.id)
         return Response(status_code=201, headers=headers)
@@ -207,7 +209,7 @@ class IetfDraftAPI:
         assert state.principal is not None
         state.upload_id = upload_id
         upload = await self.service.append(upload_id, state.principal, offset=offset, complete=complete, length=length,
-                                           count=count, body=body)
+                                           count=count, body=body, digests=self._repr_digests(request, version))
         return Response(status_code=version.append_status, headers=self._state_headers(version, upload))
 
     async def cancel(self, request: Request, version: Version, upload_id: str, principal: Principal) -> Response:
@@ -231,6 +233,12 @@ class IetfDraftAPI:
             if representation is not None:
                 body = verified(body, *representation)
         return body
+
+    @staticmethod
+    def _repr_digests(request: Request, version: Version) -> dict[str, bytes]:
+        """The request's Repr-Digest (from interop 6): the upload keeps it and is checked against it when it
+        completes, whichever request that is."""
+        return parse_digests(request.headers.get("repr-digest"), "Repr-Digest") if version.digests else {}
 
     def _state_headers(self, version: Version, upload: DraftUpload) -> dict[str, str]:
         headers = {INTEROP_HEADER: str(version.interop), "Upload-Offset": str(upload.offset),
