@@ -11,7 +11,7 @@ from typing import Protocol
 
 from chunkd.core.bytestore import ByteStore, Capabilities, detect_capabilities
 from chunkd.core.clock import Clock
-from chunkd.core.digests import ExpectedDigests
+from chunkd.core.digests import DigestMismatch, ExpectedDigests
 from chunkd.core.errors import (
     Conflict,
     InvalidRange,
@@ -107,6 +107,8 @@ class EngineBase:
         log.info("take-over: finishing the commit of session %s, left unfinished by its request", session.id)
         try:
             return await self.finish_commit(session)
+        except DigestMismatch as exc:  # the commit was refused and the session cancelled: a read sees it gone
+            raise SessionGone(str(exc)) from exc
         except (Conflict, SessionNotFound):
             again = await self.store.get(session.id)
             if again is None:
