@@ -36,6 +36,7 @@ from chunkd.protocols.ietf_wire import (
     DraftError,
     Version,
     completeness,
+    digest_field,
     disposition_filename,
     error_response,
     map_core_error,
@@ -45,6 +46,7 @@ from chunkd.protocols.ietf_wire import (
     parse_digests,
     sf_integer,
     upload_limit,
+    wanted_digest,
 )
 from chunkd.protocols.tus_wire import FAULTS, UPLOAD_ID
 from chunkd.services.ietf_uploads import DraftFault, DraftUpload, DraftUploads, Limits
@@ -174,7 +176,7 @@ class IetfDraftAPI:
                                            content_type=content_type,
                                            name=disposition_filename(h.get("content-disposition")), created=created,
                                            digests=self._repr_digests(request, version))
-        headers = self._state_headers(version, upload)
+        headers = {**self._state_headers(version, upload), **await self._want(request, version, upload)}
         headers["Location"] = self._location(request, upload.id)
         return Response(status_code=201, headers=headers)
 
@@ -210,7 +212,8 @@ class IetfDraftAPI:
         state.upload_id = upload_id
         upload = await self.service.append(upload_id, state.principal, offset=offset, complete=complete, length=length,
                                            count=count, body=body, digests=self._repr_digests(request, version))
-        return Response(status_code=version.append_status, headers=self._state_headers(version, upload))
+        headers = {**self._state_headers(version, upload), **await self._want(request, version, upload)}
+        return Response(status_code=version.append_status, headers=headers)
 
     async def cancel(self, request: Request, version: Version, upload_id: str, principal: Principal) -> Response:
         if "upload-offset" in request.headers or version.complete_field.lower() in request.headers:
@@ -239,6 +242,14 @@ class IetfDraftAPI:
         """The request's Repr-Digest (from interop 6): the upload keeps it and is checked against it when it
         completes, whichever request that is."""
         return parse_digests(request.headers.get("repr-digest"), "Repr-Digest") if version.digests else {}
+
+    async def _want(self, request: Request, version: Version, upload: DraftUpload) -> dict[str, str]:
+        """``Repr-Digest`` for a ``Want-Repr-Digest`` (from interop 6: -05 describes it), once the upload is
+        complete and published: computed from the stored object, one extra read of it."""
+        algorithm = wanted_digest(request.headers.get("want-repr-digest")) if version.digests else None
+        if algorithm is None or not upload.complete or not upload.upload.finished:
+            return {}
+        return {"Repr-Digest": digest_field(algorithm, await self.service.digest(upload, algorithm))}
 
     def _state_headers(self, version: Version, upload: DraftUpload) -> dict[str, str]:
         headers = {INTEROP_HEADER: str(version.interop), "Upload-Offset": str(upload.offset),

@@ -240,6 +240,29 @@ def parse_digests(value: str | None, name: str) -> dict[str, bytes]:
     return supported
 
 
+_WANT_MEMBER = re.compile(r"\s*([a-z][a-z0-9_.*-]*)\s*=\s*([0-9]{1,2})\s*(;.*)?")
+
+
+def wanted_digest(value: str | None) -> str | None:
+    """The chunkd algorithm a ``Want-Repr-Digest`` prefers (RFC 9530: weights 1 to 10, 0 = not acceptable) among
+    sha-256 and sha-512; None when absent, malformed (a preference, so it is ignored) or naming neither."""
+    best: tuple[int, str] | None = None
+    for member in (value or "").split(","):
+        m = _WANT_MEMBER.fullmatch(member)
+        if not m:
+            return None
+        weight, name = int(m.group(2)), m.group(1)
+        if name in ("sha-256", "sha-512") and 0 < weight <= 10 and (best is None or weight > best[0]):
+            best = (weight, name)
+    return DIGEST_ALGORITHMS[best[1]] if best else None
+
+
+def digest_field(algorithm: str, digest: bytes) -> str:
+    """A one-member ``Repr-Digest`` value for a chunkd algorithm."""
+    name = next(k for k, v in DIGEST_ALGORITHMS.items() if v == algorithm)
+    return f"{name}=:{base64.b64encode(digest).decode()}:"
+
+
 def media_type(value: str | None) -> str:
     return (value or "").split(";", 1)[0].strip().lower()
 

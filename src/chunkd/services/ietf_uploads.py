@@ -30,6 +30,7 @@ import anyio
 
 from chunkd.core import errors
 from chunkd.core.body import Body
+from chunkd.core.digests import digests_of
 from chunkd.core.models import Session
 from chunkd.core.principal import Principal
 from chunkd.core.store import SessionChanges
@@ -177,6 +178,12 @@ class DraftUploads:
 
     async def get(self, upload_id: str, principal: Principal) -> DraftUpload:
         return DraftUpload(await self.uploads.get(upload_id, principal))
+
+    async def digest(self, upload: DraftUpload, algorithm: str) -> bytes:
+        """The digest of a complete upload's content (``Want-Repr-Digest``), read back from its object."""
+        session = upload.upload.session
+        content = self.uploads.engine.read_object(session.namespace, session.key, 0, upload.offset)
+        return (await digests_of(content, [algorithm]))[algorithm]
 
     async def cancel(self, upload_id: str, principal: Principal) -> None:
         await self.uploads.terminate(upload_id, principal)

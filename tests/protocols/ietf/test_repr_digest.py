@@ -86,3 +86,16 @@ def test_versions_before_6_ignore_repr_digest(client: httpx.Client) -> None:
     path = draft.new(THIRDS[0], repr_digest=WRONG)
     _ok(draft.append(path, 100_000, THIRDS[1] + THIRDS[2], complete=True, repr_digest=GOOD))
     assert draft.client.get(path).content == CONTENT
+
+
+def test_want_repr_digest_is_answered_once_the_upload_is_complete(draft: Draft) -> None:
+    want = {"want_repr_digest": "sha-256=3, sha-512=8, md5=10"}  # md5 is not offered: sha-512 is preferred
+    path = draft.new(THIRDS[0], **want)
+    r = draft.append(path, 100_000, THIRDS[1], **want)
+    _ok(r)
+    assert "repr-digest" not in r.headers  # not complete yet: nothing to say
+    r = draft.append(path, 200_000, THIRDS[2], complete=True, **want)
+    _ok(r)
+    assert r.headers["repr-digest"] == _sf("sha-512", hashlib.sha512(CONTENT).digest())
+    r = draft.create(CONTENT, complete=True, want_repr_digest="sha-256=1")
+    assert r.status_code == 201 and r.headers["repr-digest"] == _sf("sha-256", hashlib.sha256(CONTENT).digest())

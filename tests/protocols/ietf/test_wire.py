@@ -88,3 +88,11 @@ def test_filename_from_content_disposition() -> None:
     assert ietf_wire.disposition_filename('attachment; filename="a \\"b\\".txt"') == 'a "b".txt'
     assert ietf_wire.disposition_filename("inline; filename=plain.bin") == "plain.bin"
     assert ietf_wire.disposition_filename(None) == ""
+
+
+def test_want_repr_digest_picks_the_preferred_supported_algorithm() -> None:
+    assert ietf_wire.wanted_digest("sha-256=2, sha-512=9") == "sha512"
+    assert ietf_wire.wanted_digest("sha-512=0, sha-256=1") == "sha256"  # 0: not acceptable
+    assert ietf_wire.wanted_digest("md5=10") is None
+    assert ietf_wire.wanted_digest("sha-256=:AAAA:") is None  # malformed: a preference, ignored
+    assert ietf_wire.wanted_digest(None) is None
