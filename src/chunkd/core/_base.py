@@ -11,6 +11,7 @@ from typing import Protocol
 
 from chunkd.core.bytestore import ByteStore, Capabilities, detect_capabilities
 from chunkd.core.clock import Clock
+from chunkd.core.digests import DigestMismatch, ExpectedDigests
 from chunkd.core.errors import (
     Conflict,
     InvalidRange,
@@ -69,6 +70,13 @@ class EngineBase:
         self.clock = clock
         self.capabilities: Capabilities = detect_capabilities(storage)
         self.stats = EngineStats()  # reports for metrics; the server replaces it (chunkd.server.metrics)
+        self.digest_checks: dict[str, ExpectedDigests] = {}  # family -> where its sessions keep expected digests
+
+    def expect_digests(self, family: str, expected: ExpectedDigests) -> None:
+        """Check every commit of a ``family`` session against the digests ``expected(session)`` names (none:
+        no check): a mismatch refuses the commit (:mod:`chunkd.core.digests`). Register it in every process
+        that may finish such commits (the server builds its front ends in each worker)."""
+        self.digest_checks[family] = expected
 
     # -- shared by the mixins (finish_commit is implemented in .commits) -------------------------------------------
     async def finish_commit(self, session: Session) -> Session:
@@ -99,6 +107,8 @@ class EngineBase:
         log.info("take-over: finishing the commit of session %s, left unfinished by its request", session.id)
         try:
             return await self.finish_commit(session)
+        except DigestMismatch as exc:  # the commit was refused and the session cancelled: a read sees it gone
+            raise SessionGone(str(exc)) from exc
         except (Conflict, SessionNotFound):
             again = await self.store.get(session.id)
             if again is None:

@@ -6,6 +6,13 @@ only then discards its staging area. A crash at any point leaves the session COM
 piece still staged, and the next read of the session or the sweep finishes the commit; if the pieces
 are gone (PiecesMissing) the session is opened again and the commit fails -- it is never marked
 committed without its object.
+
+A session whose family expects digests (:mod:`chunkd.core.digests`) is checked between assembly and the
+COMMITTED mark: the object is read back and hashed, and a mismatch deletes the object and cancels the session
+(DELETED, a ``deleted`` event with ``reason="digest_mismatch"``) before DigestMismatch is raised. Between
+assembly and that verdict the object exists in the byte store but no session names it committed, so no front
+end serves it; a family that uses digests must therefore publish to keys nothing else shares (tus's upload
+ids) -- assembly replaces an existing object, and the refusal cannot bring it back.
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ import anyio
 
 from chunkd.core import faults
 from chunkd.core._base import EngineBase
+from chunkd.core.digests import DigestMismatch, digests_of, mismatched
 from chunkd.core.errors import (
     Conflict,
     InvalidRange,
@@ -59,11 +67,17 @@ class CommitOps(EngineBase):
         """Assemble a COMMITTING session's pieces and mark it COMMITTED. Safe to run twice at once and to
         run again after a crash. Raises Conflict when the session changed meanwhile."""
         assert session.length is not None
+        check = self.digest_checks.get(session.family)
+        expected = dict(check(session)) if check is not None else {}
+        wrong: list[str] = []
         try:
             pieces = await self.store.pieces(session.id)
             _check_covers(pieces, session.length)
             await self.storage.assemble(pieces, session.namespace, session.key)
             faults.reached("after-assemble")
+            if expected:
+                content = self.storage.read(session.namespace, session.key, 0, session.length)
+                wrong = mismatched(expected, await digests_of(content, expected))
         except Exception as exc:
             if isinstance(exc, STORAGE_ERRORS):
                 self.stats.storage_error("commit")
@@ -77,6 +91,10 @@ class CommitOps(EngineBase):
         except BaseException:
             await self._reopen(session)
             raise
+        if wrong:
+            await self._refuse(session, wrong)
+            raise DigestMismatch(f"the upload's content does not match its {' and '.join(wrong)} digest; it was "
+                                 "cancelled")
         session = await self.change(session, SessionChanges(state=SessionState.COMMITTED, modified_at=self.clock(),
                                                             expires_at=self._expiry(session)),
                                     self.event("committed", session))
@@ -86,6 +104,21 @@ class CommitOps(EngineBase):
         await self.storage.discard(session.storage_ref)  # the object keeps its bytes
         await self._emit("committed", session, stored=True)
         return session
+
+    async def _refuse(self, session: Session, wrong: list[str]) -> None:
+        """End a session whose assembled content failed its digests: no object, no staged bytes, DELETED."""
+        log.warning("refused the commit of %s session %s: its content does not match the expected %s digest",
+                    session.family, session.id, ", ".join(wrong))
+        with anyio.CancelScope(shield=True):
+            await self.storage.delete(session.namespace, session.key)
+            try:
+                session = await self.change(session, SessionChanges(state=SessionState.DELETED,
+                                                                    modified_at=self.clock()),
+                                            self.event("deleted", session, reason="digest_mismatch"))
+            except (Conflict, SessionNotFound):
+                return  # a racing commit of the same session refused it first
+            await self.storage.discard(session.storage_ref)
+        await self._emit("deleted", session, stored=True, reason="digest_mismatch")
 
     async def _reopen(self, session: Session) -> None:
         """A commit that failed (PathConflict: a folder has the target's name; PiecesMissing) left the

@@ -8,6 +8,7 @@ import logging
 
 from chunkd.core._base import EngineBase
 from chunkd.core.bytestore import GarbageCollecting
+from chunkd.core.digests import DigestMismatch
 from chunkd.core.errors import Conflict, PiecesMissing, SessionNotFound
 from chunkd.core.models import Session, SessionState
 from chunkd.core.store import SessionChanges, SessionQuery
@@ -33,6 +34,8 @@ class ExpiryOps(EngineBase):
             if not session.composed_into and session.modified_at < now - self.config.commit_grace:
                 try:
                     await self.finish_commit(session)
+                except DigestMismatch:
+                    pass  # refused and cancelled (finish_commit logged it)
                 except Exception:
                     log.warning("could not finish the interrupted commit of %s", session.id, exc_info=True)
         for dead in await self.store.purge_dead(now - self.config.tombstone_ttl):
@@ -62,7 +65,7 @@ class ExpiryOps(EngineBase):
                     session = await self.change(session, SessionChanges(state=SessionState.COMMITTING))
                 await self.finish_commit(session)
                 return False
-            except (Conflict, SessionNotFound):
+            except (Conflict, SessionNotFound, DigestMismatch):  # DigestMismatch: refused and cancelled
                 return False
             except PiecesMissing:  # it can never be published: open again, so expire it below
                 log.warning("expiring session %s: its recorded bytes are not in the byte store", session.id)

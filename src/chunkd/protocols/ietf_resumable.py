@@ -36,14 +36,17 @@ from chunkd.protocols.ietf_wire import (
     DraftError,
     Version,
     completeness,
+    digest_field,
     disposition_filename,
     error_response,
     map_core_error,
     map_fault,
     media_type,
     parse_digest,
+    parse_digests,
     sf_integer,
     upload_limit,
+    wanted_digest,
 )
 from chunkd.protocols.tus_wire import FAULTS, UPLOAD_ID
 from chunkd.services.ietf_uploads import DraftFault, DraftUpload, DraftUploads, Limits
@@ -171,8 +174,9 @@ class IetfDraftAPI:
 
         upload = await self.service.create(state.principal, complete=complete, length=length, count=count, body=body,
                                            content_type=content_type,
-                                           name=disposition_filename(h.get("content-disposition")), created=created)
-        headers = self._state_headers(version, upload)
+                                           name=disposition_filename(h.get("content-disposition")), created=created,
+                                           digests=self._repr_digests(request, version))
+        headers = {**self._state_headers(version, upload), **await self._want(request, version, upload)}
         headers["Location"] = self._location(request, upload.id)
         return Response(status_code=201, headers=headers)
 
@@ -207,8 +211,9 @@ class IetfDraftAPI:
         assert state.principal is not None
         state.upload_id = upload_id
         upload = await self.service.append(upload_id, state.principal, offset=offset, complete=complete, length=length,
-                                           count=count, body=body)
-        return Response(status_code=version.append_status, headers=self._state_headers(version, upload))
+                                           count=count, body=body, digests=self._repr_digests(request, version))
+        headers = {**self._state_headers(version, upload), **await self._want(request, version, upload)}
+        return Response(status_code=version.append_status, headers=headers)
 
     async def cancel(self, request: Request, version: Version, upload_id: str, principal: Principal) -> Response:
         if "upload-offset" in request.headers or version.complete_field.lower() in request.headers:
@@ -231,6 +236,20 @@ class IetfDraftAPI:
             if representation is not None:
                 body = verified(body, *representation)
         return body
+
+    @staticmethod
+    def _repr_digests(request: Request, version: Version) -> dict[str, bytes]:
+        """The request's Repr-Digest (from interop 6): the upload keeps it and is checked against it when it
+        completes, whichever request that is."""
+        return parse_digests(request.headers.get("repr-digest"), "Repr-Digest") if version.digests else {}
+
+    async def _want(self, request: Request, version: Version, upload: DraftUpload) -> dict[str, str]:
+        """``Repr-Digest`` for a ``Want-Repr-Digest`` (from interop 6: -05 describes it), once the upload is
+        complete and published: computed from the stored object, one extra read of it."""
+        algorithm = wanted_digest(request.headers.get("want-repr-digest")) if version.digests else None
+        if algorithm is None or not upload.complete or not upload.upload.finished:
+            return {}
+        return {"Repr-Digest": digest_field(algorithm, await self.service.digest(upload, algorithm))}
 
     def _state_headers(self, version: Version, upload: DraftUpload) -> dict[str, str]:
         headers = {INTEROP_HEADER: str(version.interop), "Upload-Offset": str(upload.offset),

@@ -21,12 +21,17 @@ from starlette.responses import Response
 from chunkd.core import errors
 from chunkd.core.body import ClientGone
 from chunkd.core.checksum import ChecksumIncomplete, UnsupportedAlgorithm
+from chunkd.core.digests import DigestMismatch
 from chunkd.protocols._errors import lookup, retry_after
 from chunkd.services.ietf_uploads import DraftCode, DraftFault, Limits
 
 INTEROP_HEADER = "Upload-Draft-Interop-Version"
 PARTIAL_UPLOAD = "application/partial-upload"
 PROBLEM_BASE = "https://iana.org/assignments/http-problem-types#"
+# problem types of chunkd's own, for refusals the draft names no type for (docs/ietf-resumable.md): a tag URI
+# (RFC 4151), an identifier that resolves nowhere, as RFC 9457 allows
+CHUNKD_PROBLEM_BASE = "tag:chunkd,2026:problem:"
+CHUNKD_PROBLEMS = frozenset({"repr-digest-mismatch", "conflicting-repr-digest"})
 
 
 @dataclass(frozen=True)
@@ -79,8 +84,13 @@ def error_response(exc: DraftError, version: Version | None) -> Response:
     headers = dict(exc.headers)
     if version is not None:
         headers[INTEROP_HEADER] = str(version.interop)
+    base = ""
     if version is not None and exc.problem in version.problems:
-        body = {"type": PROBLEM_BASE + exc.problem, "title": exc.title, **exc.members}
+        base = PROBLEM_BASE
+    elif version is not None and exc.problem in CHUNKD_PROBLEMS and version.problems:
+        base = CHUNKD_PROBLEM_BASE  # only in versions that answer with problem details at all
+    if base:
+        body = {"type": base + exc.problem, "title": exc.title, **exc.members}
         return Response(json.dumps(body), status_code=exc.status, headers=headers,
                         media_type="application/problem+json")
     return Response(exc.title + "\n", status_code=exc.status, headers=headers, media_type="text/plain")
@@ -88,6 +98,7 @@ def error_response(exc: DraftError, version: Version | None) -> Response:
 
 # core error -> status, looked up along the exception's MRO, most specific first
 CORE_ERRORS: dict[type[errors.ChunkdError], int] = {
+    DigestMismatch: 400,
     errors.ChecksumMismatch: 400,
     UnsupportedAlgorithm: 400,
     ChecksumIncomplete: 400,
@@ -124,6 +135,8 @@ def map_core_error(exc: errors.ChunkdError, provided: int | None = None) -> Draf
                           {"Upload-Offset": str(exc.offset), **headers}, members)
     if isinstance(exc, errors.LengthMismatch):
         return DraftError(400, exc.message, "inconsistent-upload-length", headers)
+    if isinstance(exc, DigestMismatch):
+        return DraftError(400, exc.message, "repr-digest-mismatch", headers)
     return DraftError(status, exc.message, "", headers)
 
 
@@ -138,6 +151,8 @@ def map_fault(exc: DraftFault, version: Version, empty: bool) -> DraftError:
         return DraftError(400, exc.message, "inconsistent-upload-length")
     if exc.code is DraftCode.APPEND_TOO_LARGE:
         return DraftError(413, exc.message)
+    if exc.code is DraftCode.CONFLICTING_DIGEST:
+        return DraftError(400, exc.message, "conflicting-repr-digest")
     return DraftError(400, exc.message)
 
 
@@ -197,8 +212,19 @@ _DIGEST_MEMBER = re.compile(r"\s*([a-z][a-z0-9_.*-]*)\s*=\s*:([A-Za-z0-9+/=]*):\
 def parse_digest(value: str | None, name: str) -> tuple[str, bytes] | None:
     """The strongest supported member of a ``Content-Digest`` / ``Repr-Digest`` dictionary (RFC 9530) as
     ``(chunkd algorithm, digest)``; None when absent. 400 when malformed or no algorithm is supported."""
+    found = parse_digests(value, name)
+    for algorithm in ("sha512", "sha256", "md5", "sha1"):
+        if algorithm in found:
+            return algorithm, found[algorithm]
+    return None
+
+
+def parse_digests(value: str | None, name: str) -> dict[str, bytes]:
+    """Every supported member of a ``Content-Digest`` / ``Repr-Digest`` dictionary (RFC 9530), by chunkd
+    algorithm; empty when absent. 400 when malformed or when no algorithm is supported (unsupported members
+    beside a supported one are ignored, as RFC 9530 allows; a repeated key keeps its last value, as RFC 9651)."""
     if value is None:
-        return None
+        return {}
     found: dict[str, bytes] = {}
     for member in value.split(","):
         m = _DIGEST_MEMBER.fullmatch(member)
@@ -208,11 +234,33 @@ def parse_digest(value: str | None, name: str) -> tuple[str, bytes] | None:
             found[m.group(1)] = base64.b64decode(m.group(2), validate=True)
         except (binascii.Error, ValueError) as exc:
             raise DraftError(400, f"{name} holds a malformed byte sequence") from exc
-    for algorithm in ("sha-512", "sha-256", "md5", "sha"):
-        if algorithm in found:
-            return DIGEST_ALGORITHMS[algorithm], found[algorithm]
-    supported = ", ".join(DIGEST_ALGORITHMS)
-    raise DraftError(400, f"{name} names no supported algorithm; supported: {supported}")
+    supported = {DIGEST_ALGORITHMS[k]: v for k, v in found.items() if k in DIGEST_ALGORITHMS}
+    if not supported:
+        raise DraftError(400, f"{name} names no supported algorithm; supported: {', '.join(DIGEST_ALGORITHMS)}")
+    return supported
+
+
+_WANT_MEMBER = re.compile(r"\s*([a-z][a-z0-9_.*-]*)\s*=\s*([0-9]{1,2})\s*(;.*)?")
+
+
+def wanted_digest(value: str | None) -> str | None:
+    """The chunkd algorithm a ``Want-Repr-Digest`` prefers (RFC 9530: weights 1 to 10, 0 = not acceptable) among
+    sha-256 and sha-512; None when absent, malformed (a preference, so it is ignored) or naming neither."""
+    best: tuple[int, str] | None = None
+    for member in (value or "").split(","):
+        m = _WANT_MEMBER.fullmatch(member)
+        if not m:
+            return None
+        weight, name = int(m.group(2)), m.group(1)
+        if name in ("sha-256", "sha-512") and 0 < weight <= 10 and (best is None or weight > best[0]):
+            best = (weight, name)
+    return DIGEST_ALGORITHMS[best[1]] if best else None
+
+
+def digest_field(algorithm: str, digest: bytes) -> str:
+    """A one-member ``Repr-Digest`` value for a chunkd algorithm."""
+    name = next(k for k, v in DIGEST_ALGORITHMS.items() if v == algorithm)
+    return f"{name}=:{base64.b64encode(digest).decode()}:"
 
 
 def media_type(value: str | None) -> str:

@@ -60,11 +60,11 @@ ALLOW_HEADERS = ["Authorization", "Origin", "X-Requested-With", "X-Request-ID", 
                  "Content-Type", "Upload-Length", "Upload-Offset", "Tus-Resumable", "Upload-Metadata",
                  "Upload-Defer-Length", "Upload-Concat", "Upload-Checksum", "Upload-Complete",
                  "Upload-Draft-Interop-Version", "Upload-Incomplete", "Content-Digest", "Repr-Digest",
-                 "Content-Disposition"]
+                 "Want-Repr-Digest", "Content-Disposition"]
 EXPOSE_HEADERS = ["Upload-Offset", "Location", "Upload-Length", "Tus-Version", "Tus-Resumable", "Tus-Max-Size",
                   "Tus-Extension", "Tus-Checksum-Algorithm", "Upload-Metadata", "Upload-Defer-Length",
                   "Upload-Concat", "Upload-Expires", "Upload-Complete", "Upload-Draft-Interop-Version",
-                  "Upload-Incomplete", "Upload-Limit", "Accept-Patch"]
+                  "Upload-Incomplete", "Upload-Limit", "Accept-Patch", "Repr-Digest"]
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,11 @@ differs is completion: a tus upload completes when its offset reaches its length
 request that says ``Upload-Complete: ?1`` has been received in full. So the session's length is set only then
 (or at creation when that request is the complete one); a length announced earlier (``Upload-Length``) is kept
 as :attr:`UploadFields.declared_length` and enforced from there: no append may go beyond it and the final
-length must equal it.
+length must equal it. A ``Repr-Digest`` sent on any request is kept the same way
+(:attr:`UploadFields.repr_digest`; another value for the same algorithm later is CONFLICTING_DIGEST and changes
+nothing), and the engine checks the assembled upload against it when the upload completes: a mismatch cancels
+the upload and raises :class:`chunkd.core.digests.DigestMismatch` (the draft: the server should consider the
+upload failed and not process it further).
 
 Errors: :class:`DraftFault` for the draft's own refusals (a :class:`DraftCode`, no HTTP status), the tus
 service's ``TusFault`` (the maximum size) and core errors otherwise: OffsetMismatch with the real offset,
@@ -17,18 +21,20 @@ bytes that arrived before a disconnect.
 
 from __future__ import annotations
 
+import base64
 import enum
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass, replace
 
 import anyio
 
 from chunkd.core import errors
 from chunkd.core.body import Body
+from chunkd.core.digests import digests_of
 from chunkd.core.models import Session
 from chunkd.core.principal import Principal
 from chunkd.core.store import SessionChanges
-from chunkd.services.tus_records import FaultCode, NewUpload, TusFault, Upload, UploadFields
+from chunkd.services.tus_records import FaultCode, NewUpload, TusFault, Upload
 from chunkd.services.tus_uploads import TusUploads
 
 __all__ = ["DraftCode", "DraftFault", "DraftUpload", "DraftUploads", "Limits"]
@@ -41,6 +47,7 @@ class DraftCode(enum.StrEnum):
     INCONSISTENT_LENGTH = "inconsistent-upload-length"
     TOO_SMALL = "below-min-size"  # min-size / min-append-size
     APPEND_TOO_LARGE = "above-max-append-size"
+    CONFLICTING_DIGEST = "conflicting-repr-digest"  # a Repr-Digest differing from one an earlier request sent
 
 
 class DraftFault(Exception):
@@ -102,9 +109,10 @@ class DraftUploads:
 
     async def create(self, principal: Principal, *, complete: bool, length: int | None, count: int | None,
                      body: Body | None, content_type: str = "", name: str = "",
-                     created: Created | None = None) -> DraftUpload:
+                     created: Created | None = None, digests: Mapping[str, bytes] | None = None) -> DraftUpload:
         """Create an upload from a creation request: ``complete`` is its Upload-Complete, ``length`` its
-        Upload-Length, ``count`` its Content-Length (None: chunked). ``created`` is awaited once the upload
+        Upload-Length, ``count`` its Content-Length (None: chunked), ``digests`` its Repr-Digest (chunkd
+        algorithm -> digest), checked when the upload completes. ``created`` is awaited once the upload
         exists and before the body is read (the front end's 104 with the upload's URL); when the body then
         fails the upload stays, with what was stored of it, for the client to resume.
 
@@ -119,7 +127,8 @@ class DraftUploads:
         if count is not None and total is not None and count > total:
             raise DraftFault(DraftCode.INCONSISTENT_LENGTH, "the content is longer than Upload-Length")
         text = {k: v for k, v in (("filetype", content_type), ("filename", name)) if v}
-        new = NewUpload(total if complete else None, text=text, declared_length=None if complete else total)
+        new = NewUpload(total if complete else None, text=text, declared_length=None if complete else total,
+                        repr_digest=_encoded(digests or {}))
         upload = DraftUpload(await self.uploads.create(principal, new))
         if created is not None:
             await created(upload)
@@ -130,15 +139,20 @@ class DraftUploads:
         return await self._write(upload, principal, 0, body, count, complete)
 
     async def append(self, upload_id: str, principal: Principal, *, offset: int, complete: bool,
-                     length: int | None, count: int | None, body: Body) -> DraftUpload:
-        """Append ``body`` at ``offset``; ``complete`` marks the upload complete once the body is in.
+                     length: int | None, count: int | None, body: Body,
+                     digests: Mapping[str, bytes] | None = None) -> DraftUpload:
+        """Append ``body`` at ``offset``; ``complete`` marks the upload complete once the body is in. ``digests``
+        (the request's Repr-Digest) are recorded first, for the check at completion.
 
         Raises DraftFault COMPLETED for an upload already complete, INCONSISTENT_LENGTH when Upload-Length,
         the completing length or the bytes sent disagree with the recorded length, TOO_SMALL /
-        APPEND_TOO_LARGE against the append limits; OffsetMismatch (with the real offset); the engine's
-        append errors.
+        APPEND_TOO_LARGE against the append limits, CONFLICTING_DIGEST for a Repr-Digest that differs from
+        the recorded one; OffsetMismatch (with the real offset); the engine's append errors (DigestMismatch
+        when the completed upload fails its Repr-Digest: it is cancelled then).
         """
         limits = self.limits
+        if digests:
+            await self._remember(upload_id, principal, digests)
         if count is not None and limits.max_append_size is not None and count > limits.max_append_size:
             raise DraftFault(DraftCode.APPEND_TOO_LARGE, f"appends may carry at most {limits.max_append_size} bytes")
         if not complete and count is not None and limits.min_append_size and count < limits.min_append_size:
@@ -164,6 +178,12 @@ class DraftUploads:
 
     async def get(self, upload_id: str, principal: Principal) -> DraftUpload:
         return DraftUpload(await self.uploads.get(upload_id, principal))
+
+    async def digest(self, upload: DraftUpload, algorithm: str) -> bytes:
+        """The digest of a complete upload's content (``Want-Repr-Digest``), read back from its object."""
+        session = upload.upload.session
+        content = self.uploads.engine.read_object(session.namespace, session.key, 0, upload.offset)
+        return (await digests_of(content, [algorithm]))[algorithm]
 
     async def cancel(self, upload_id: str, principal: Principal) -> None:
         await self.uploads.terminate(upload_id, principal)
@@ -201,14 +221,43 @@ class DraftUploads:
         engine = self.uploads.engine
         for _ in range(20):
             session = upload.upload.session
-            fields = upload.upload.fields
-            extra = {**session.extra, **UploadFields(fields.concat, fields.parts, fields.metadata, total).to_extra()}
+            fields = replace(upload.upload.fields, declared_length=total)
+            extra = {**session.extra, **fields.to_extra()}
             try:
                 return DraftUpload(Upload.of(await engine.change(session, SessionChanges(extra=extra))))
             except errors.Conflict:
                 await anyio.sleep(0.01)
                 upload = await self.get(upload.id, principal)
         raise errors.Conflict("the upload is changing too fast to record its length")
+
+
+    async def _remember(self, upload_id: str, principal: Principal, digests: Mapping[str, bytes]) -> None:
+        """Record the Repr-Digest of an append (an upload already complete is left to the append's refusal)."""
+        engine = self.uploads.engine
+        for _ in range(20):
+            upload = await self.get(upload_id, principal)
+            fields = upload.upload.fields
+            known = dict(fields.repr_digest)
+            wanted = dict(_encoded(digests))
+            if upload.complete:
+                return
+            if any(known.get(name, value) != value for name, value in wanted.items()):
+                raise DraftFault(DraftCode.CONFLICTING_DIGEST, "the Repr-Digest differs from the one sent earlier "
+                                                               "for this upload")
+            if known.keys() >= wanted.keys():
+                return
+            recorded = replace(fields, repr_digest=tuple(sorted({**known, **wanted}.items())))
+            session = upload.upload.session
+            try:
+                await engine.change(session, SessionChanges(extra={**session.extra, **recorded.to_extra()}))
+                return
+            except errors.Conflict:
+                await anyio.sleep(0.01)
+        raise errors.Conflict("the upload is changing too fast to record its Repr-Digest")
+
+
+def _encoded(digests: Mapping[str, bytes]) -> tuple[tuple[str, str], ...]:
+    return tuple(sorted((name, base64.b64encode(value).decode()) for name, value in digests.items()))
 
 
 def _append_rules(offset: int, count: int) -> Callable[[Session], None]:

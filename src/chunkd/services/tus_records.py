@@ -7,6 +7,7 @@ unfinished part (:class:`PendingFinal`, a resource converted only by that class)
 
 from __future__ import annotations
 
+import base64
 import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -58,6 +59,13 @@ class UploadFields:
     # the IETF draft's Upload-Length, announced before the client marks the upload complete: the session's own
     # length stays unset until then, because reaching it must not complete the upload (only Upload-Complete does)
     declared_length: int | None = None
+    # the IETF draft's Repr-Digest: (chunkd checksum algorithm, base64 digest) pairs the client announced for the
+    # whole upload, checked by the engine when the upload is committed (chunkd.core.digests)
+    repr_digest: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def expected_digests(self) -> dict[str, bytes]:
+        return {name: base64.b64decode(value) for name, value in self.repr_digest}
 
     def to_extra(self) -> dict[str, Any]:
         extra: dict[str, Any] = {"meta": [list(p) for p in self.metadata]}
@@ -67,6 +75,8 @@ class UploadFields:
             extra["parts"] = list(self.parts)
         if self.declared_length is not None:
             extra["declared_length"] = self.declared_length
+        if self.repr_digest:
+            extra["repr_digest"] = dict(self.repr_digest)
         return extra
 
     @classmethod
@@ -74,7 +84,8 @@ class UploadFields:
         declared = extra.get("declared_length")
         return cls(concat=Concat(extra.get("concat", "")), parts=tuple(str(p) for p in extra.get("parts", ())),
                    metadata=tuple((str(k), str(v)) for k, v in extra.get("meta", ())),
-                   declared_length=None if declared is None else int(declared))
+                   declared_length=None if declared is None else int(declared),
+                   repr_digest=tuple(sorted((str(k), str(v)) for k, v in extra.get("repr_digest", {}).items())))
 
 
 @dataclass(frozen=True)
@@ -115,6 +126,7 @@ class NewUpload:
     metadata: tuple[tuple[str, str], ...] = ()
     text: Mapping[str, str] = field(default_factory=dict)
     declared_length: int | None = None  # see UploadFields.declared_length
+    repr_digest: tuple[tuple[str, str], ...] = ()  # see UploadFields.repr_digest
 
 
 @dataclass(frozen=True)

@@ -56,6 +56,8 @@ class TusUploads:
         self.engine = engine
         self.max_size = max_size
         self.expiration = expiration
+        # an upload that announced its whole content's digest (the IETF draft's Repr-Digest) is checked at commit
+        engine.expect_digests(FAMILY, lambda session: UploadFields.from_extra(session.extra).expected_digests)
 
     # -- creation ---------------------------------------------------------------------------------
     async def create(self, principal: Principal, new: NewUpload, body: Body | None = None,
@@ -74,7 +76,7 @@ class TusUploads:
         if body is not None and count is not None and length is not None and count > length:
             raise TusFault(FaultCode.UPLOAD_SIZE_EXCEEDED, "the body is longer than Upload-Length")
         upload_id = secrets.token_hex(16)
-        fields = UploadFields(new.concat, new.parts, new.metadata, new.declared_length)
+        fields = UploadFields(new.concat, new.parts, new.metadata, new.declared_length, new.repr_digest)
         text = dict(new.text)
         session = await self.engine.create_session(
             principal, FAMILY, NAMESPACE, upload_id, length, session_id=upload_id,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 
 import pytest
 
@@ -66,10 +67,32 @@ def test_every_draft_refusal_is_a_client_error_of_a_type_the_version_knows(code:
         assert 400 <= err.status < 500
         response = ietf_wire.error_response(err, version)
         problem = response.headers["content-type"] == "application/problem+json"
-        assert problem == (err.problem in version.problems)
+        # the draft's own types where the version defines them; chunkd's (CHUNKD_PROBLEMS) in every version that
+        # answers with problem details at all
+        own = err.problem in ietf_wire.CHUNKD_PROBLEMS and bool(version.problems)
+        assert problem == (err.problem in version.problems or own)
+        if own:
+            assert json.loads(response.body)["type"] == ietf_wire.CHUNKD_PROBLEM_BASE + err.problem
+
+
+def test_repr_digest_keeps_every_supported_member() -> None:
+    d256, d512 = hashlib.sha256(b"x").digest(), hashlib.sha512(b"x").digest()
+    value = f"sha-256=:{base64.b64encode(d256).decode()}:, unknown=:AAAA:, sha-512=:{base64.b64encode(d512).decode()}:"
+    assert ietf_wire.parse_digests(value, "Repr-Digest") == {"sha256": d256, "sha512": d512}
+    assert ietf_wire.parse_digests(None, "Repr-Digest") == {}
+    with pytest.raises(DraftError):
+        ietf_wire.parse_digests("unknown=:AAAA:", "Repr-Digest")
 
 
 def test_filename_from_content_disposition() -> None:
     assert ietf_wire.disposition_filename('attachment; filename="a \\"b\\".txt"') == 'a "b".txt'
     assert ietf_wire.disposition_filename("inline; filename=plain.bin") == "plain.bin"
     assert ietf_wire.disposition_filename(None) == ""
+
+
+def test_want_repr_digest_picks_the_preferred_supported_algorithm() -> None:
+    assert ietf_wire.wanted_digest("sha-256=2, sha-512=9") == "sha512"
+    assert ietf_wire.wanted_digest("sha-512=0, sha-256=1") == "sha256"  # 0: not acceptable
+    assert ietf_wire.wanted_digest("md5=10") is None
+    assert ietf_wire.wanted_digest("sha-256=:AAAA:") is None  # malformed: a preference, ignored
+    assert ietf_wire.wanted_digest(None) is None
