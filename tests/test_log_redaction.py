@@ -29,7 +29,11 @@ def test_a_failed_webhook_is_logged_without_its_credentials(serve, fmt: str) -> 
     # nothing listens on the port: each delivery fails at once, and retries 0 gives up on the first attempt
     port = free_port()
     hook = f"http://hookuser:SECRETPASS@127.0.0.1:{port}/hook?token=SECRETTOKEN&tenant=t1"
-    server = serve("--webhook-urls", hook, "--webhook-retries", "0", "--webhook-events", "*", "--log-format", fmt)
+    # trace: uvicorn then logs every ASGI scope, query string included
+    server = serve("--webhook-urls", hook, "--webhook-retries", "0", "--webhook-events", "*", "--log-format", fmt,
+                   "--log-level", "trace")
+    httpx.put(f"{server.url}/print-upload/abc?tempauthtoken=SECRETTEMP&sig=SECRETSIG", content=b"x",
+              headers={"Content-Range": "bytes 0-0/1", "Authorization": "Basic SECRETBASIC"})
     made = httpx.post(f"{server.url}/files/", content=b"hello",
                       headers={"Authorization": f"Bearer {server.token()}", "Tus-Resumable": "1.0.0",
                                "Upload-Length": "5", "Content-Type": "application/offset+octet-stream"})
@@ -38,6 +42,7 @@ def test_a_failed_webhook_is_logged_without_its_credentials(serve, fmt: str) -> 
     # "created" goes through the outbox (abandoned), "progress" is posted in-process (failed)
     log = _wait_for(server, (f"for created {sid} abandoned after 1 attempts", f"for progress {sid} failed after"))
     assert "SECRET" not in log and "hookuser" not in log, log
+    assert "tempauthtoken=REDACTED" in log  # the trace line of that request
     shown = f"http://REDACTED@127.0.0.1:{port}"
     if fmt == "json":
         lines = [json.loads(line) for line in log.splitlines() if line.startswith("{")]
@@ -87,5 +92,8 @@ def test_redact_url_and_text() -> None:
     assert redact_text("Authorization: Basic dXNlcjpwdw== sent") == "Authorization: REDACTED sent"
     assert redact_text("got eyJhbGciOiJIUzI1NiJ9.e30.c2ln back") == "got REDACTED back"
     assert redact_text("Bearer abc.def") == "Bearer REDACTED"
-    plain = "expired tus session 1f: tus/1f, 3 of 5 bytes received; a basic check; ?blockid=QUJD&a=b"
+    assert redact_text("query_string': b'tempauthtoken=t&sig=s'") == \
+        "query_string': b'tempauthtoken=REDACTED&sig=REDACTED'"
+    assert redact_text("retry with token=abc (key=k1 b=2)") == "retry with token=REDACTED (key=REDACTED b=2)"
+    plain = "expired tus session 1f: tus/1f, 3 of 5 bytes received; a basic check; ?blockid=QUJD&a=b in=0 out=5"
     assert redact_text(plain) == plain

@@ -23,9 +23,10 @@ SECRET_PARTS = ("token", "secret", "signature", "credential", "password", "beare
 # a JWT, or a value that says what it is
 BEARER_LIKE = re.compile(r"^(eyJ[\w-]{8,}\.|(bearer|basic)(\s|%20|\+))", re.IGNORECASE)
 
-# in free text: "scheme://userinfo@", "?name=value" / "&name=value", "Authorization: ...", "Bearer x", a bare JWT
+# in free text: "scheme://userinfo@", "name=value" pairs, "Authorization: ...", "Bearer x", a bare JWT
 _USERINFO = re.compile(r"\b([a-z][a-z0-9+.-]*://)[^\s/?#@\"'<>]+@", re.IGNORECASE)
-_PARAM = re.compile(r"([?&;])([^=&\s?#\"'<>]+)=([^&\s#\"'<>]+)")
+# a pair starts a query, follows another, or starts a quoted string (uvicorn's trace log: query_string': b'a=1)
+_PARAM = re.compile(r"(^|[?&;'\"\s(,])([^=&\s?#\"'<>(,]+)=([^&\s#\"'<>]+)")
 _BEARER = re.compile(r"\b(bearer)(\s+|%20|\+)[\w.~+/=-]+", re.IGNORECASE)
 _AUTHORIZATION = re.compile(r"\b((?:proxy-)?authorization['\"]?\s*[:=,]\s*['\"]?)[^\s'\",}]+(\s+[^\s'\",}]+)?",
                             re.IGNORECASE)
