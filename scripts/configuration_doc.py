@@ -31,6 +31,9 @@ Every setting of `chunkd serve` can be given three ways; the first one found win
 and otherwise the default below. `chunkd serve --help` lists the same settings with their variables and
 defaults. `--workers N` processes all read the same values.
 
+A file for one node behind a proxy, with PostgreSQL metadata (tests/test_configuration.py loads this block
+and serves it, with `--host 127.0.0.1 --metadata sqlite` on the command line):
+
 ```toml
 # /etc/chunkd/chunkd.toml -- chunkd serve --config /etc/chunkd/chunkd.toml
 host = "0.0.0.0"
@@ -48,10 +51,13 @@ a key in the file that is not a setting (with the closest name, if one is close)
 or is not TOML; an unknown `--storage` or `--metadata` scheme. A `CHUNKD_*` variable that names no setting is
 not an error, since other programs may share the prefix, but it prints one warning line with the closest
 setting's name (`CHUNKD_TOKEN`, `CHUNKD_URL` and `CHUNKD_STATE_DIR` belong to the client commands and are not
-reported). Relative paths are taken from the working directory of `chunkd serve`.
+reported). Relative paths are taken from the working directory of `chunkd serve`. A metadata database or
+byte store that cannot be reached or opened at start-up is one line too, `Error: cannot open the stores: ...`
+(the cause, credentials redacted), and exit code 1.
 
 Switches take `true`/`false` in the file and `1`/`0`, `true`/`false`, `on`/`off` or `yes`/`no` in a
-variable. Durations are seconds, sizes bytes.
+variable. Durations are seconds, sizes bytes. The fields of `--log-format json` lines and how to probe
+`/healthz` / `/readyz` behind client certificates: [deployment.md](deployment.md#logs).
 
 | Setting | Flag | Environment variable | Default | Meaning |
 |---|---|---|---|---|

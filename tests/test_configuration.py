@@ -3,6 +3,7 @@ current, the TOML file's precedence, one-line errors, unknown-name warnings, and
 
 from __future__ import annotations
 
+import json
 import os
 import runpy
 import socket
@@ -112,3 +113,56 @@ def test_flag_beats_env_beats_file_and_the_startup_line_comes_once_the_port_is_b
         proc.wait(20)
         if proc.stderr is not None:
             proc.stderr.close()
+
+
+def _doc_example() -> str:
+    """The TOML example of docs/configuration.md, as an operator would copy it."""
+    doc = (ROOT / "docs" / "configuration.md").read_text()
+    return doc.split("```toml\n", 1)[1].split("```", 1)[0]
+
+
+def test_the_documented_example_file_loads_and_serves_json_logs(tmp_path) -> None:
+    from chunkd.config_file import read_config_file
+
+    conf = tmp_path / "chunkd.toml"
+    conf.write_text(_doc_example())
+    values = Settings(**read_config_file(conf, Settings.model_fields))
+    assert values.host == "0.0.0.0" and values.metadata.startswith("postgresql://") and values.access_log
+    assert values.log_format == "json" and values.cors_origins == "https://app.example.com"
+    # served for real, with what this machine lacks overridden by flags (a flag beats the file)
+    port = free_port()
+    log_path = tmp_path / "server.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen([*CLI, "serve", "--config", str(conf), "--host", "127.0.0.1", "--port", str(port),
+                                 "--data-dir", str(tmp_path / "data"), "--metadata", "sqlite"], stderr=log,
+                                stdout=subprocess.DEVNULL, env=_clean_env(), start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while "chunkd listening on" not in log_path.read_text() and time.monotonic() < deadline:
+            assert proc.poll() is None, log_path.read_text()
+            time.sleep(0.1)
+        made = httpx.post(f"http://127.0.0.1:{port}/files/", headers={"Tus-Resumable": "1.0.0",
+                          "Upload-Length": "5", "Origin": "https://app.example.com"}, timeout=30)
+        assert made.status_code == 401  # auth stays on: the token is missing
+        assert made.headers.get("Access-Control-Allow-Origin") == "https://app.example.com"
+        while '"chunkd.access"' not in log_path.read_text() and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        os.killpg(proc.pid, 15)
+        proc.wait(20)
+    lines = log_path.read_text().splitlines()
+    # docs/deployment.md#logs: every line one JSON object, but the start-up line, with these fields
+    assert [line for line in lines if not line.startswith("{")] == [next(x for x in lines if "listening" in x)]
+    records = [json.loads(line) for line in lines if line.startswith("{")]
+    assert all({"time", "level", "logger", "pid", "message"} <= set(r) for r in records), records
+    access = next(r for r in records if r["logger"] == "chunkd.access")
+    assert set(access) == {"time", "level", "logger", "pid", "message", "client", "method", "path", "status",
+                           "bytes_in", "bytes_out", "duration_ms", "principal", "request_id"}
+    assert (access["method"], access["path"], access["status"], access["level"]) == ("POST", "/files/", 401, "info")
+
+
+def test_an_unreachable_metadata_database_is_one_line_without_its_password(tmp_path) -> None:
+    dsn = f"postgresql://chunkd:SECRETPW@127.0.0.1:{free_port()}/chunkd"  # nothing listens there
+    out = _serve_fails(tmp_path, "--metadata", dsn)
+    assert out.returncode == 1 and len(out.stderr.strip().splitlines()) == 1, out.stderr
+    assert out.stderr.startswith("Error: cannot open the stores: OperationalError: ") and "SECRETPW" not in out.stderr

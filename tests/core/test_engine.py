@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -189,7 +190,8 @@ async def test_two_processes_overlapping_writes_never_overwrite_acknowledged_byt
 @pytest.mark.anyio
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 async def test_claim_takeover_after_lease_expiry(engines: Callable[..., Engine], clock: FakeClock,
-                                                 backend: str) -> None:
+                                                 backend: str, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="chunkd.engine")
     # renew_interval=0: the stalled writer checks its claim before every disk write, including the final flush
     one = await engines(lease=30.0, renew_interval=0.0)  # type: ignore[misc]
     two = await engines(lease=30.0, renew_interval=0.0)  # type: ignore[misc]
@@ -222,6 +224,11 @@ async def test_claim_takeover_after_lease_expiry(engines: Callable[..., Engine],
     assert len(outcome) == 1 and isinstance(outcome[0], WriteInterrupted)
     assert await staged(one, s.id, 100) == b"B" * 100
     assert (await one.get_session(s.id)).received == 100
+    # issue 15: both sides of the take-over are logged
+    lines = [r.getMessage() for r in caplog.records if r.name == "chunkd.engine"]
+    assert f"take-over: session {s.id}: this request took over 1 claim(s) whose writer's lease had ended" in lines
+    assert (f"take-over: a newer request took bytes 0-100 of session {s.id} from this one after its 30 s lease "
+            "ended; this request stops") in lines
 
 
 # -- commit ---------------------------------------------------------------------------------------

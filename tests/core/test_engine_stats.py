@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -87,13 +88,17 @@ async def test_appends_are_reported(engine: Engine) -> None:
 
 
 @pytest.mark.anyio
-async def test_a_claim_whose_lease_ended_is_a_takeover(engine: Engine) -> None:
+async def test_a_claim_whose_lease_ended_is_a_takeover(engine: Engine, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="chunkd.engine")
     s = await engine.create_session(ALICE, "tus", "ns", "h", 100)
     # a writer that died holding [0, 100): its lease ended long ago
     await engine.store.claim(WriteIntent(s.id, "dead-writer", 0, 100), engine.clock() - 100, 2.0)
     await engine.write_range(s.id, ALICE, 0, 100, body(os.urandom(100)))
     assert recorder(engine).takeovers == [("write", 1)]
     assert recorder(engine).writes == [("tus", 100, 0)]
+    # issue 15: a take-over is logged, at INFO, naming the session
+    lines = [r.getMessage() for r in caplog.records if r.name == "chunkd.engine" and r.levelno == logging.INFO]
+    assert f"take-over: session {s.id}: this request took over 1 claim(s) whose writer's lease had ended" in lines
 
 
 @pytest.mark.anyio

@@ -75,6 +75,12 @@ def _serve(given: dict[str, Any]) -> None:
     except ValueError as exc:  # an unknown --storage / --metadata scheme and the like
         typer.echo(f"Error: {exc}", err=True)
         raise typer.Exit(2) from exc
+    except Exception as exc:
+        if not _unreachable(exc):
+            raise  # a bug: its traceback
+        # a metadata database or byte store that cannot be reached or opened: one line, not a traceback
+        typer.echo(f"Error: cannot open the stores: {_one_line(exc)}", err=True)
+        raise typer.Exit(1) from exc
     anyio.run(components.engine.store.close)
     sys.stdout.flush()
     sys.stderr.flush()
@@ -92,6 +98,22 @@ def _origin(field: str, given: dict[str, Any], from_env: set[str]) -> str:
         return f"'{serve_options.flag(field)}'"
     name = serve_options.env_name(field)
     return name if name in from_env else f"'{field}' in the config file"
+
+
+def _unreachable(exc: BaseException) -> bool:
+    """A store that cannot be reached or opened at start-up (the database, the bucket, the data directory)."""
+    from sqlalchemy.exc import DBAPIError, OperationalError
+
+    from chunkd.core.errors import StorageFull, StorageUnavailable
+
+    return isinstance(exc, OSError | OperationalError | DBAPIError | StorageUnavailable | StorageFull)
+
+
+def _one_line(exc: BaseException) -> str:
+    from chunkd.server.redact import redact_text
+
+    cause = getattr(exc, "orig", None) or exc  # SQLAlchemy's wrapper adds a "Background on this error" link
+    return redact_text(f"{type(cause).__name__}: {' '.join(str(cause).split())}")
 
 
 def _check(settings: Any) -> None:

@@ -23,31 +23,14 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from chunkd.auth.authenticator import PRINCIPAL_STATE_KEY as PRINCIPAL_KEY
 from chunkd.server.logs import ACCESS_LOGGER, FIELDS
+from chunkd.server.redact import REDACTED, redact_query
 
 log = logging.getLogger(ACCESS_LOGGER)
 
-REDACTED = "REDACTED"
-SECRET_NAMES = frozenset({"sig", "tempauthtoken", "code", "password", "passwd", "pwd", "apikey", "api_key",
-                          "api-key", "key", "client_secret", "authorization", "auth", "jwt", "sas"})
-SECRET_PARTS = ("token", "secret", "signature", "credential", "password", "bearer")
-# a JWT, or a value that says what it is
-BEARER_LIKE = re.compile(r"^(eyJ[\w-]{8,}\.|(bearer|basic)(\s|%20|\+))", re.IGNORECASE)
+__all__ = ["REDACTED", "AccessLog", "redact_query"]
+
 REQUEST_ID_HEADERS = (b"request-id", b"x-ms-request-id", b"x-request-id")
 _SAFE_ID = re.compile(r"^[\w.:@/+=-]{1,128}$")
-
-
-def redact_query(query: str) -> str:
-    """``query`` with the value of every credential-like parameter replaced by ``REDACTED``."""
-    if not query:
-        return query
-    parts = query.split("&")
-    for i, part in enumerate(parts):
-        name, eq, value = part.partition("=")
-        lowered = name.lower()
-        if eq and value and (lowered in SECRET_NAMES or any(p in lowered for p in SECRET_PARTS)
-                             or BEARER_LIKE.match(value)):
-            parts[i] = f"{name}={REDACTED}"
-    return "&".join(parts)
 
 
 def _printable(text: str) -> str:

@@ -13,6 +13,8 @@ import logging
 import time
 from typing import Any
 
+from chunkd.server.redact import redact_text
+
 # uvicorn's TRACE level (5); named here so that chunkd's loggers accept ``--log-level trace`` too
 LEVELS = {"critical": logging.CRITICAL, "error": logging.ERROR, "warning": logging.WARNING, "info": logging.INFO,
           "debug": logging.DEBUG, "trace": 5}
@@ -31,13 +33,19 @@ def _iso(created: float) -> str:
     return f"{_second[1]}.{int(created % 1 * 1000):03d}Z"
 
 
+def _clean(record: logging.LogRecord, text: str) -> str:
+    """``text`` with credentials redacted, whichever logger wrote it; the access log redacts its own
+    (a request target only), and its lines are too many to scan twice."""
+    return text if record.name == ACCESS_LOGGER else redact_text(text)
+
+
 class TextFormatter(logging.Formatter):
     """``2026-12-03T12:00:00.123Z INFO chunkd.engine: message``."""
 
     def format(self, record: logging.LogRecord) -> str:
-        line = f"{_iso(record.created)} {record.levelname} {record.name}: {record.getMessage()}"
+        line = f"{_iso(record.created)} {record.levelname} {record.name}: {_clean(record, record.getMessage())}"
         if record.exc_info:
-            line += "\n" + self.formatException(record.exc_info)
+            line += "\n" + _clean(record, self.formatException(record.exc_info))
         return line
 
 
@@ -46,12 +54,13 @@ class JsonFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         doc: dict[str, Any] = {"time": _iso(record.created), "level": record.levelname.lower(),
-                               "logger": record.name, "pid": record.process, "message": record.getMessage()}
+                               "logger": record.name, "pid": record.process,
+                               "message": _clean(record, record.getMessage())}
         fields = getattr(record, FIELDS, None)
         if isinstance(fields, dict):
             doc.update(fields)
         if record.exc_info:
-            doc["exception"] = self.formatException(record.exc_info)
+            doc["exception"] = _clean(record, self.formatException(record.exc_info))
         return json.dumps(doc, separators=(",", ":"), default=str, ensure_ascii=False)
 
 
@@ -72,4 +81,7 @@ def log_config(level: str, fmt: str, access_log: bool) -> dict[str, Any]:
             "chunkd": {"handlers": ["stderr"], "level": number, "propagate": False},
             ACCESS_LOGGER: {"level": logging.INFO if access_log else logging.CRITICAL + 10},
         },
+        # other libraries' warnings (the S3 and Azure SDKs, httpx): the same stderr, format and redaction,
+        # instead of Python's last-resort handler printing a bare message
+        "root": {"handlers": ["stderr"], "level": logging.WARNING},
     }

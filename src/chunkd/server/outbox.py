@@ -28,6 +28,7 @@ from chunkd.core.engine import Engine
 from chunkd.core.events import Event
 from chunkd.core.outbox import OutboxEvent
 from chunkd.server.metrics import webhook_abandoned
+from chunkd.server.redact import redact_url
 from chunkd.server.webhooks import event_document, http_client, post
 
 if TYPE_CHECKING:
@@ -102,7 +103,7 @@ class OutboxDeliverer:
         async def one(url: str) -> None:
             problem = await post(client, url, document)
             if problem is not None:
-                problems.append(f"{url}: {problem}")
+                problems.append(f"{redact_url(url)}: {problem}")  # logged: the URL's credentials stay out
 
         async with anyio.create_task_group() as tg:
             for url in self.urls:

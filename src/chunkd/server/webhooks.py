@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 from chunkd.core.events import Event
 from chunkd.server.metrics import webhook_abandoned, webhook_attempt
+from chunkd.server.redact import redact_url
 
 if TYPE_CHECKING:
     import httpx
@@ -86,7 +87,8 @@ class WebhookNotifier:
                 return
             if attempt == self.retries:
                 webhook_abandoned()
-                log.warning("webhook %s for %s %s failed after %d attempts: %s", url, document["event"],
+                # a webhook URL often carries its receiver's credential (user info, a token in the query)
+                log.warning("webhook %s for %s %s failed after %d attempts: %s", redact_url(url), document["event"],
                             document["upload"]["id"], attempt + 1, problem)
                 return
             await asyncio.sleep(delay)
