@@ -31,7 +31,8 @@ from chunkd.core.errors import (
 from chunkd.core.models import Piece, Session, SessionState
 from chunkd.core.principal import Principal
 from chunkd.core.ranges import Range
-from chunkd.core.store import Claimed, ClaimMode, Guard, WriteIntent
+from chunkd.core.small_writes import SmallOutcome, SmallWrites, prefetch
+from chunkd.core.store import Claimed, ClaimMode, Guard, Recorded, WriteIntent
 
 Check = Callable[[Session], None]
 
@@ -44,7 +45,7 @@ class WriteResult:
     pieces: tuple[Piece, ...] = ()  # the pieces this write recorded
 
 
-class WriteOps(EngineBase):
+class WriteOps(SmallWrites, EngineBase):
     async def write_range(self, session_id: str, principal: Principal | None, start: int, end: int, body: Body, *,
                           keep_partial: bool = False, create: Session | None = None, check: Check | None = None,
                           missing_limit: int | None = None, guard: Guard | None = None) -> WriteResult:
@@ -70,6 +71,24 @@ class WriteOps(EngineBase):
             raise TooLarge(f"the upload is larger than the maximum of {self.config.max_size} bytes")
         token = secrets.token_hex(16)
         intent = WriteIntent(session_id, token, start, end, ClaimMode.RANGE, create, guard)
+        small = self._small_path(end - start)
+        if small is not None:  # a small chunk: claim, flush and record in one worker-thread hop
+            pre = await prefetch(body, end - start)
+            if pre.exact:
+                def admit(claimed: Claimed) -> None:
+                    self._admit(claimed, principal, create, check, guard)
+                    length = claimed.session.length
+                    if length is not None and end > length:
+                        raise InvalidRange("the range ends beyond the session's length")
+
+                done = await self._write_small(small, intent, pre.chunks, admit, missing_limit=missing_limit,
+                                               guard=guard)
+                if done.recorded is not None:
+                    if done.claimed.created:
+                        await self._emit("created", done.claimed.session)
+                    return await self._finish_write(done.recorded, done.pieces, end - start)
+                await self._small_declined(done, retry=create is not None)
+            body = pre.replay()  # the streaming path decides every other case, on the same bytes
         for attempt in range(2):
             claimed = await claim_free(self.store, intent, self.clock, self.config.lease, self.config.busy_wait)
             try:
@@ -175,9 +194,25 @@ class WriteOps(EngineBase):
             assert session is not None
             end = session.length if session.length is not None else self.config.max_size
         token = secrets.token_hex(16)
+        intent = WriteIntent(session_id, token, offset, end, ClaimMode.APPEND)
+        small = self._small_path(count or 0)
+        if small is not None:  # a small chunk: claim, flush and record in one worker-thread hop
+            pre = await prefetch(body, end - offset)
+            if pre.exact:
+                def admit(claimed: Claimed) -> None:
+                    self._admit(claimed, principal, None, check, None)
+                    length = claimed.session.length
+                    limit = length if length is not None else self.config.max_size
+                    if end > limit:
+                        raise TooLarge(f"{end} bytes exceed the upload's length of {limit}")
+
+                done = await self._write_small(small, intent, pre.chunks, admit)
+                if done.recorded is not None:
+                    return (await self._finish_write(done.recorded, done.pieces, end - offset)).session
+                await self._small_declined(done, retry=False)
+            body = pre.replay()  # the streaming path decides every other case, on the same bytes
         wait = self.config.lease + self.config.renew_interval
-        claimed = await claim_free(self.store, WriteIntent(session_id, token, offset, end, ClaimMode.APPEND),
-                                   self.clock, self.config.lease, wait)
+        claimed = await claim_free(self.store, intent, self.clock, self.config.lease, wait)
         session, claim = claimed.session, claimed.claim
         try:
             self._admit(claimed, principal, None, check, None)
@@ -261,17 +296,30 @@ class WriteOps(EngineBase):
                 await feed.abort()
                 await self.store.release(session.id, token)
             raise
+        result = await self._finish_write(recorded, tuple(feed.pieces), pos - start)
+        if ended is not None and not isinstance(ended, _BodyEnded):
+            raise ended
+        return result
+
+    async def _finish_write(self, recorded: Recorded, pieces: tuple[Piece, ...], body_bytes: int) -> WriteResult:
+        """After the record committed: events, and the commit of a session that completed."""
         faults.reached("after-record")
         session = recorded.session
-        new_bytes = sum(p.size for p in feed.pieces)
-        await self._emit("progress", session, new_bytes=new_bytes, body_bytes=pos - start)
+        new_bytes = sum(p.size for p in pieces)
+        await self._emit("progress", session, new_bytes=new_bytes, body_bytes=body_bytes)
         if new_bytes and session.complete:
             await self._emit("completed", session, stored=True)  # the record transaction wrote it
         if session.state is SessionState.COMMITTING and session.commit_on_complete and new_bytes:
             session = await self.finish_commit(session)
-        if ended is not None and not isinstance(ended, _BodyEnded):
-            raise ended
-        return WriteResult(session, new_bytes, recorded.missing, tuple(feed.pieces))
+        return WriteResult(session, new_bytes, recorded.missing, pieces)
+
+    async def _small_declined(self, done: SmallOutcome, *, retry: bool) -> None:
+        """The one-hop path wrote nothing: raise its refusal, or return for the streaming path (which
+        retries an expired session's id when ``retry``, as it does for its own claims)."""
+        if done.claimed.created:
+            await self._emit("created", done.claimed.session)
+        if done.error is not None and not (retry and isinstance(done.error, SessionGone)):
+            raise done.error
 
 
 class _PieceFeed:

@@ -84,8 +84,13 @@ class SqlBase:
 
     # -- plumbing ---------------------------------------------------------------------------------
     async def _run(self, fn: Callable[[], T]) -> T:
+        return await anyio.to_thread.run_sync(self._blocking, fn)
+
+    @staticmethod
+    def _blocking(fn: Callable[[], T]) -> T:
+        """Run ``fn`` in the calling thread, a full disk raised as StorageFull."""
         try:
-            return await anyio.to_thread.run_sync(fn)
+            return fn()
         except Exception as exc:
             if _is_full(exc):
                 raise StorageFull("the metadata store's disk is full") from exc
