@@ -193,7 +193,9 @@ def main() -> None:
     ap.add_argument("--auth", action="store_true", help="authenticate with a bearer token")
     ap.add_argument("--profile", choices=["", "cprofile"], default="")
     ap.add_argument("--work", default=None, help="scratch directory (default: the system's temp dir)")
-    anyio.run(run, ap.parse_args())
+    ap.add_argument("--asyncio", action="store_true", help="plain asyncio loop (default: uvloop, as chunkd serve)")
+    args = ap.parse_args()
+    anyio.run(run, args, backend_options={"use_uvloop": not args.asyncio})
 
 
 if __name__ == "__main__":
