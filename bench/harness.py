@@ -101,6 +101,7 @@ class Bench:
         self.blob_sas = ""
         self.baseline: Baseline | None = None  # --baseline REV: twins of the chunkd entries (bench/baseline.py)
         self.cpu: dict[tuple[str, int], list[float]] = {}  # (label, conns) -> server CPU-ms per request
+        self.driver_cpu: dict[tuple[str, int], list[float]] = {}  # (label, conns) -> the driver's CPU-ms per request
         # PostgreSQL counters per 64 KiB PATCH, one figure per run: writes (the target), xact_commit, wal_syncs
         self.pg_commits: dict[str, list[float]] = {}
 
@@ -284,10 +285,12 @@ class Bench:
         pg = peer if own and isinstance(peer, small_extra.PgChunkd) else None
         cpu0, commits0 = small_extra.cpu_seconds(pid) if pid else 0.0, pg.commits() if pg else {}
         barrier.wait()
-        t0 = time.perf_counter()
+        t0, driver0 = time.perf_counter(), time.process_time()
         for t in threads:
             t.join()
         elapsed, done = time.perf_counter() - t0, sum(counts)
+        if label and done:  # this process's own CPU: is the driver what saturates a core?
+            self.driver_cpu.setdefault((label, conns), []).append(1e3 * (time.process_time() - driver0) / done)
         if pid and done:
             self.cpu.setdefault((label, conns), []).append(1e3 * (small_extra.cpu_seconds(pid) - cpu0) / done)
         if pg and done:
@@ -326,6 +329,11 @@ class Bench:
             for (label, c), vals in self.cpu.items():
                 if c == conns:
                     cpu.values[label] = vals
+            drv = self.r.new("3. 64 KiB chunks", f"driver CPU per request, {conns} connection{plural}", "CPU-ms",
+                             higher_better=False, note="the load driver's own process (all its threads)")
+            for (label, c), vals in self.driver_cpu.items():
+                if c == conns:
+                    drv.values[label] = vals
         if self.pg_commits:
             self.r.scaling["pg_commits_per_chunk"] = self.pg_commits["writes"]  # the target's figure
             self.r.scaling["pg_xact_commit_per_chunk"] = self.pg_commits["xact_commit"]
