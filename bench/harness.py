@@ -338,7 +338,7 @@ class Bench:
             self.r.scaling["pg_commits_per_chunk"] = self.pg_commits["writes"]  # the target's figure
             self.r.scaling["pg_xact_commit_per_chunk"] = self.pg_commits["xact_commit"]
             self.r.scaling["pg_wal_syncs_per_chunk"] = self.pg_commits["wal_syncs"]
-            self.r.notes.append("PostgreSQL per 64 KiB PATCH (medians): write transactions "
+            self.r.notes.append("PostgreSQL counters per 64 KiB PATCH (medians): "
                                 + ", ".join(f"{k} {statistics.median(v):.2f}" for k, v in self.pg_commits.items())
                                 + " (writes: transaction ids taken, cluster-wide; xact_commit: every commit of "
                                 "the database, read-only ones included; wal_syncs: WAL flushes, cluster-wide)")
