@@ -1,7 +1,8 @@
 """Small writes in one worker-thread hop: claim, data flush and record of a chunk that fits in memory.
 
-A chunk of at most ``SMALL_BODY`` bytes is read into memory first (the piece writer would buffer that
-much anyway before its first ``pwritev``), then one worker thread runs what the streaming path
+A chunk of at most ``SMALL_BODY`` bytes whose body arrived whole (its first piece holds every byte: ≈ 96 %
+of 64 KiB requests over HTTP here) is taken into memory (the piece writer would buffer that much anyway
+before its first ``pwritev``), then one worker thread runs what the streaming path
 (:meth:`WriteOps._write_claimed`) spreads over three: the claim transaction, the pieces' ``pwritev`` +
 ``fdatasync``, and the record transaction (group commit included). Each thread hop costs ≈ 0.1 ms of CPU
 (event-loop wake-up, futex, self-pipe), a large part of a 64 KiB request; the transactions, their order and
