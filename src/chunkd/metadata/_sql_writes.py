@@ -91,11 +91,16 @@ class SqlWrites(SqlOutbox):
         ``drop_before``. Ranges the token already holds are returned again, not inserted twice."""
         h = self._hot
         t.run(h.drop_expired, sid=session_id, before=drop_before)
-        gaps = RangeSet(self._overlapping(t, session_id, start, end, touching=False)).gaps(start, end)
+        gaps = _gaps_within(self._overlapping(t, session_id, start, end, touching=False), start, end)
         if not gaps:
             return Claim([], [])
+        claimed = t.all(h.claims_within, sid=session_id, start=start, end=end)
+        if not claimed:  # the common case (nobody else writes here): every gap is claimed as it is
+            t.many(h.add_claim, [{"session_id": session_id, "start": s, "stop": e, "token": token,
+                                  "lease_until": lease_until} for s, e in gaps])
+            return Claim(gaps, [])
         held, mine = RangeSet(), RangeSet()
-        for s, e, tok in t.all(h.claims_within, sid=session_id, start=start, end=end):
+        for s, e, tok in claimed:
             (mine if tok == token else held).add(s, e)
         to_write: list[Range] = []
         fresh: list[Range] = []
@@ -213,6 +218,22 @@ class SqlWrites(SqlOutbox):
         for stmt in (self._hot.drop_all_ranges, self._hot.drop_all_pieces, self._hot.drop_all_claims,
                      self._hot.drop_session):
             t.run(stmt, sid=session_id)
+
+
+def _gaps_within(ranges: list[Range], start: int, end: int) -> list[Range]:
+    """The parts of [start, end) that sorted, disjoint ``ranges`` do not cover (``RangeSet.gaps`` without
+    building a RangeSet: this runs on every chunk)."""
+    out: list[Range] = []
+    pos = start
+    for s, e in ranges:
+        if s > pos:
+            out.append((pos, min(s, end)))
+        pos = max(pos, e)
+        if pos >= end:
+            return out
+    if pos < end:
+        out.append((pos, end))
+    return out
 
 
 _STATE = SESSION_COLUMNS.index("state")
