@@ -1,7 +1,7 @@
 """Small writes in one worker-thread hop: claim, data flush and record of a chunk that fits in memory.
 
-A chunk of at most ``SMALL_BODY`` bytes whose body arrived whole (its first piece holds every byte: ≈ 96 %
-of 64 KiB requests over HTTP here) is taken into memory (the piece writer would buffer that much anyway
+A chunk of at most ``SMALL_BODY`` bytes whose body arrived whole (its first piece holds every byte: 96 %
+of 64 KiB requests from Python's http.client here) is taken into memory (the piece writer would buffer that much anyway
 before its first ``pwritev``), then one worker thread runs what the streaming path
 (:meth:`WriteOps._write_claimed`) spreads over three: the claim transaction, the pieces' ``pwritev`` +
 ``fdatasync``, and the record transaction (group commit included). Each thread hop costs ≈ 0.1 ms of CPU
