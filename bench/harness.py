@@ -16,6 +16,7 @@ import json
 import os
 import platform
 import shutil
+import statistics
 import sys
 import threading
 import time
@@ -100,7 +101,9 @@ class Bench:
         self.blob_sas = ""
         self.baseline: Baseline | None = None  # --baseline REV: twins of the chunkd entries (bench/baseline.py)
         self.cpu: dict[tuple[str, int], list[float]] = {}  # (label, conns) -> server CPU-ms per request
-        self.pg_commits: list[float] = []  # PostgreSQL commits per 64 KiB PATCH, one figure per run
+        self.driver_cpu: dict[tuple[str, int], list[float]] = {}  # (label, conns) -> the driver's CPU-ms per request
+        # PostgreSQL counters per 64 KiB PATCH, one figure per run: writes (the target), xact_commit, wal_syncs
+        self.pg_commits: dict[str, list[float]] = {}
 
     # -- plumbing ----------------------------------------------------------------------------------
     def source(self) -> Source:
@@ -280,17 +283,20 @@ class Bench:
         own = bool(label) and peer.proc is not None and not label.endswith("[baseline]")
         pid = peer.proc.pid if own and peer.proc is not None else 0
         pg = peer if own and isinstance(peer, small_extra.PgChunkd) else None
-        cpu0, commits0 = small_extra.cpu_seconds(pid) if pid else 0.0, pg.commits() if pg else 0
+        cpu0, commits0 = small_extra.cpu_seconds(pid) if pid else 0.0, pg.commits() if pg else {}
         barrier.wait()
-        t0 = time.perf_counter()
+        t0, driver0 = time.perf_counter(), time.process_time()
         for t in threads:
             t.join()
         elapsed, done = time.perf_counter() - t0, sum(counts)
+        if label and done:  # this process's own CPU: is the driver what saturates a core?
+            self.driver_cpu.setdefault((label, conns), []).append(1e3 * (time.process_time() - driver0) / done)
         if pid and done:
             self.cpu.setdefault((label, conns), []).append(1e3 * (small_extra.cpu_seconds(pid) - cpu0) / done)
         if pg and done:
             time.sleep(1.2)  # PostgreSQL flushes a backend's counters at most once a second
-            self.pg_commits.append((pg.commits() - commits0) / done)
+            for k, v in pg.commits().items():
+                self.pg_commits.setdefault(k, []).append((v - commits0[k]) / done)
         return done / elapsed
 
     def small(self) -> None:
@@ -323,8 +329,19 @@ class Bench:
             for (label, c), vals in self.cpu.items():
                 if c == conns:
                     cpu.values[label] = vals
+            drv = self.r.new("3. 64 KiB chunks", f"driver CPU per request, {conns} connection{plural}", "CPU-ms",
+                             higher_better=False, note="the load driver's own process (all its threads)")
+            for (label, c), vals in self.driver_cpu.items():
+                if c == conns:
+                    drv.values[label] = vals
         if self.pg_commits:
-            self.r.scaling["pg_commits_per_chunk"] = self.pg_commits
+            self.r.scaling["pg_commits_per_chunk"] = self.pg_commits["writes"]  # the target's figure
+            self.r.scaling["pg_xact_commit_per_chunk"] = self.pg_commits["xact_commit"]
+            self.r.scaling["pg_wal_syncs_per_chunk"] = self.pg_commits["wal_syncs"]
+            self.r.notes.append("PostgreSQL counters per 64 KiB PATCH (medians): "
+                                + ", ".join(f"{k} {statistics.median(v):.2f}" for k, v in self.pg_commits.items())
+                                + " (writes: transaction ids taken, cluster-wide; xact_commit: every commit of "
+                                "the database, read-only ones included; wal_syncs: WAL flushes, cluster-wide)")
         limits = small_extra.machine_limits(self.work / "limits", 10 if self.r.mode == "quick" else 100)
         self.r.scaling["machine_limits"] = limits
         self.r.notes.append(f"machine limits (same run, same disk): 64 KiB pwrite + fdatasync "

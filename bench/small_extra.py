@@ -8,8 +8,9 @@
 - ``cpu_seconds`` sums utime + stime of a server process and its descendants (uvicorn workers included)
   from ``/proc``: the server's own CPU, not the driver's.
 - ``PgChunkd`` is ``chunkd serve`` on local files with its metadata in a PostgreSQL database of its own
-  (created and dropped by the run); ``commits`` reads that database's ``xact_commit`` counter, so commits
-  per chunk are counted by PostgreSQL itself.
+  (created and dropped by the run); ``commits`` reads PostgreSQL's own counters -- write transactions,
+  all commits of the database (read-only ones included) and WAL flushes -- so commits per chunk are
+  counted by PostgreSQL itself.
 """
 
 from __future__ import annotations
@@ -95,13 +96,21 @@ class PgChunkd(Chunkd):
             self.made = False
             self.db.__exit__()
 
-    def commits(self) -> int:
-        """Committed transactions of this database so far (PostgreSQL's own counter)."""
+    def commits(self) -> dict[str, int]:
+        """PostgreSQL's own counters so far: ``writes``, transactions that wrote (the cluster's next
+        transaction id, ``pg_snapshot_xmax(pg_current_snapshot())``: only a transaction that writes takes
+        one; cluster-wide, so other databases' writes can only add to it); ``xact_commit``, every commit of
+        this database, read-only ones included (what earlier runs reported); ``wal_syncs``, WAL flushes to
+        disk (``pg_stat_wal.wal_sync``, cluster-wide: a durable commit costs at most one, fewer when
+        PostgreSQL's own group commit shares them)."""
         import psycopg
 
         with psycopg.connect(PG_ADMIN, autocommit=True) as c:
             row = c.execute("SELECT xact_commit FROM pg_stat_database WHERE datname = %s", (self.db.name,)).fetchone()
-        return int(row[0]) if row else 0
+            xid = c.execute("SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint").fetchone()
+            wal = c.execute("SELECT wal_sync FROM pg_stat_wal").fetchone()
+        return {"writes": int(xid[0]) if xid else 0, "xact_commit": int(row[0]) if row else 0,
+                "wal_syncs": int(wal[0]) if wal else 0}
 
 
 class Workers2(Chunkd):

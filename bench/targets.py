@@ -56,7 +56,7 @@ def check(r: Results, plan: Plan) -> None:
                        ">=", "tus PATCH/s, durable"))
     pgc = r.scaling.get("pg_commits_per_chunk")
     add(Target("PostgreSQL commits per 64 KiB chunk ≤ 2", statistics.median(pgc) if pgc else None, 2.0, "<=",
-               "pg_stat_database.xact_commit of the server's database"))
+               "write transactions (transaction ids taken); all commits and WAL flushes in the notes"))
     many = next((s for s in r.series if s.section.startswith("4.")), None)
     files = _ratio(many.median(C_TUS), many.median(TUS_NODE)) if many else None
     add(Target(f"{many.case if many else 'many small files'} ≥ 1.5x @tus/server (tus)", files, 1.5, ">=",

@@ -63,6 +63,26 @@ def test_bad_tokens_are_refused(tmp_path: Path, mutate: str) -> None:
         verifier.verify(token)
 
 
+def test_a_verified_token_is_remembered_until_it_expires(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    secret = load_or_create_secret(tmp_path)
+    verifier = TokenVerifier(secret)
+    token = issue_token(secret, app="a", roles=["ImageStore.Admin"], lifetime=60)
+    first = verifier.verify(token)
+    decodes: list[str] = []
+    real_decode = jwt.decode
+    monkeypatch.setattr(jwt, "decode", lambda *a, **kw: decodes.append("d") or real_decode(*a, **kw))
+    assert verifier.verify(token) == first and decodes == []  # answered from the cache
+    later = time.time() + 60 + 31  # past exp and the 30 s leeway: not from the cache, verified again
+    monkeypatch.setattr(time, "time", lambda: later)
+    verifier.verify(token)  # (PyJWT reads its own clock, so this decode still accepts it)
+    assert decodes == ["d"]
+    # a forged token is never answered from the cache: the key is the whole token, signature included
+    monkeypatch.undo()
+    forged = token.rsplit(".", 1)[0] + ".AAAA"
+    with pytest.raises(InvalidToken):
+        verifier.verify(forged)
+
+
 def test_rs256_tokens_from_a_jwks_file(tmp_path: Path) -> None:
     key, jwks = _rsa_jwks(tmp_path)
     verifier = TokenVerifier(b"s" * 32, jwks, issuer="https://idp.example/", audience="api://chunkd")

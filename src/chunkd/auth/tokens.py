@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,8 @@ from chunkd.core.principal import Principal
 
 ISSUER = "chunkd"
 AUDIENCE = "chunkd"
+LEEWAY = 30  # seconds of clock skew accepted on exp and nbf
+CACHE_SIZE = 1024  # verified tokens remembered (a client sends the same token with every chunk)
 CONSUMER_TENANT = "9188040d-6c67-4c5b-b112-36a304b66dad"  # Microsoft accounts (personal) tenant id
 DEFAULT_TENANT = "00000000-0000-0000-0000-00000000c4d0"
 
@@ -61,8 +64,28 @@ class TokenVerifier:
         self._audience = audience
         if jwks_file is not None:
             self._jwks = jwt.PyJWKSet.from_dict(json.loads(jwks_file.read_text()))
+        self._verified: OrderedDict[str, tuple[Principal, float]] = OrderedDict()  # token -> (principal, until)
 
     def verify(self, token: str) -> Principal:
+        """The principal of a valid token; InvalidToken otherwise. A token verified before is answered
+        from a bounded cache until its own ``exp`` (plus the leeway ``jwt.decode`` allows): the signature
+        and claims of the same string cannot change, and every small chunk of an upload carries one."""
+        hit = self._verified.get(token)
+        if hit is not None:
+            if time.time() <= hit[1]:
+                self._verified.move_to_end(token)
+                return hit[0]
+            del self._verified[token]
+        claims = self._decode(token)
+        principal = principal_from_claims(claims)
+        exp = claims.get("exp")
+        if isinstance(exp, int | float):
+            self._verified[token] = (principal, float(exp) + LEEWAY)
+            if len(self._verified) > CACHE_SIZE:
+                self._verified.popitem(last=False)
+        return principal
+
+    def _decode(self, token: str) -> dict[str, Any]:
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError as exc:
@@ -71,19 +94,19 @@ class TokenVerifier:
         try:
             if alg == "HS256":
                 claims = jwt.decode(token, self._secret, algorithms=["HS256"], audience=AUDIENCE, issuer=ISSUER,
-                                    leeway=30)
+                                    leeway=LEEWAY)
             elif alg in ("RS256", "RS384", "RS512", "ES256") and self._jwks is not None:
                 key = self._find_key(header.get("kid"))
                 options = {"verify_aud": self._audience is not None}
                 claims = jwt.decode(token, key, algorithms=[alg], audience=self._audience, issuer=self._issuer,
-                                    options=options, leeway=30)  # type: ignore[arg-type]
+                                    options=options, leeway=LEEWAY)  # type: ignore[arg-type]
             else:
                 raise InvalidToken(f"tokens signed with {alg} are not accepted")
         except jwt.ExpiredSignatureError as exc:
             raise InvalidToken("the token has expired") from exc
         except jwt.PyJWTError as exc:
             raise InvalidToken(f"the token is not valid: {exc}") from exc
-        return principal_from_claims(claims)
+        return claims
 
     def _find_key(self, kid: str | None) -> Any:
         assert self._jwks is not None

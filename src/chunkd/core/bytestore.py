@@ -33,6 +33,7 @@ from typing import Protocol, runtime_checkable
 from chunkd.core.models import Listing, ObjectInfo, Piece
 
 __all__ = [
+    "BlockingPieces",
     "ByteStore",
     "Capabilities",
     "Folders",
@@ -145,6 +146,17 @@ class UsageReport(Protocol):
 
 
 @runtime_checkable
+class BlockingPieces(Protocol):
+    """Optional: a whole small piece written from memory by a plain function that blocks the calling
+    (worker) thread -- the engine's one-hop path for small chunks (:mod:`chunkd.core.small_writes`)."""
+
+    def write_piece_blocking(self, ref: str, start: int, data: Sequence[bytes | memoryview], *,
+                             durable: bool) -> Piece:
+        """``open_piece(ref, start)``, write ``data`` in order and ``finish(durable)``, in one call. On an
+        error nothing is recorded anywhere and what was written is garbage, as after ``abort``."""
+
+
+@runtime_checkable
 class GarbageCollecting(Protocol):
     """The store can find its own leftovers: staging areas of sessions that no longer exist, parts of
     replaced composite objects, debris of crashed operations."""
@@ -165,6 +177,7 @@ class Capabilities:
     usage: bool
     garbage_collection: bool
     copy_free_assembly: bool  # assemble() of pieces in any order does not copy bytes
+    blocking_pieces: bool = False  # BlockingPieces: small chunks take one worker-thread hop
 
     def describe(self) -> str:
         on = [name for name, value in vars(self).items() if value]
@@ -178,4 +191,5 @@ def detect_capabilities(store: ByteStore) -> Capabilities:
         usage=isinstance(store, UsageReport),
         garbage_collection=isinstance(store, GarbageCollecting),
         copy_free_assembly=bool(getattr(store, "copy_free_assembly", False)),
+        blocking_pieces=isinstance(store, BlockingPieces),
     )

@@ -2,8 +2,9 @@
 (:mod:`chunkd.server.metrics` turns it into Prometheus series).
 
 The engine calls these synchronously on its hot path, once or twice per chunk: an implementation must be
-cheap, must not block and must not raise. The base class does nothing, so an engine without metrics pays
-one method call per report.
+cheap, must not block and must not raise, and must be thread-safe: the one-hop path for small chunks
+(:mod:`chunkd.core.small_writes`) reports flushes from a worker thread. The base class does nothing, so an
+engine without metrics pays one method call per report.
 """
 
 from __future__ import annotations

@@ -18,13 +18,14 @@ from __future__ import annotations
 import enum
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from chunkd.core.models import Piece, Session, SessionState
 from chunkd.core.outbox import NewEvent
 from chunkd.core.ranges import Range, RangeSet
 
 __all__ = [
+    "BlockingWrites",
     "Claim",
     "ClaimMode",
     "Claimed",
@@ -217,6 +218,28 @@ class SessionStore(Protocol):
     async def purge_dead(self, before: float, limit: int = 1000) -> list[Session]:
         """Remove dead sessions last modified before ``before`` (with their ranges, pieces and claims);
         returns what was removed, so that the caller can drop their bytes."""
+
+
+@runtime_checkable
+class BlockingWrites(Protocol):
+    """Optional: the per-chunk calls of :class:`SessionStore` as plain functions that block the calling
+    thread, with the same contracts. The engine runs a small write's claim, data flush and record in one
+    worker thread with them (one thread hop per chunk instead of three; :mod:`chunkd.core.small_writes`).
+    Never call them on the event loop."""
+
+    def claim_blocking(self, intent: WriteIntent, now: float, lease: float) -> Claimed:
+        """:meth:`SessionStore.claim`."""
+
+    def renew_blocking(self, session_id: str, token: str, now: float, lease: float) -> bool:
+        """:meth:`SessionStore.renew`."""
+
+    def record_blocking(self, session_id: str, token: str, pieces: Sequence[Piece], now: float,
+                        expires_at: float, *, length: int | None = None, missing_limit: int | None = None,
+                        guard: Guard | None = None, on_complete: Sequence[NewEvent] = ()) -> Recorded:
+        """:meth:`SessionStore.record`."""
+
+    def release_blocking(self, session_id: str, token: str) -> None:
+        """:meth:`SessionStore.release`."""
 
 
 class MetadataStore(MetadataBackend, SessionStore, Protocol):

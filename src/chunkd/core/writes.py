@@ -19,7 +19,6 @@ import anyio
 from chunkd.core import faults
 from chunkd.core._base import EngineBase
 from chunkd.core.body import Body, ClientGone
-from chunkd.core.bytestore import PieceWriter
 from chunkd.core.claims import Lease, claim_free
 from chunkd.core.errors import (
     GuardFailed,
@@ -32,10 +31,12 @@ from chunkd.core.errors import (
     WriteInterrupted,
 )
 from chunkd.core.models import Piece, Session, SessionState
+from chunkd.core.piece_feed import BodyEnded, PieceFeed, counted, drain_exact
 from chunkd.core.principal import Principal
 from chunkd.core.ranges import Range
+from chunkd.core.small_writes import SmallOutcome, SmallWrites, prefetch
 from chunkd.core.stats import STORAGE_ERRORS
-from chunkd.core.store import Claimed, ClaimMode, Guard, WriteIntent
+from chunkd.core.store import Claimed, ClaimMode, Guard, Recorded, WriteIntent
 
 Check = Callable[[Session], None]
 log = logging.getLogger("chunkd.engine")
@@ -49,7 +50,7 @@ class WriteResult:
     pieces: tuple[Piece, ...] = ()  # the pieces this write recorded
 
 
-class WriteOps(EngineBase):
+class WriteOps(SmallWrites, EngineBase):
     async def write_range(self, session_id: str, principal: Principal | None, start: int, end: int, body: Body, *,
                           keep_partial: bool = False, create: Session | None = None, check: Check | None = None,
                           missing_limit: int | None = None, guard: Guard | None = None) -> WriteResult:
@@ -76,6 +77,25 @@ class WriteOps(EngineBase):
             raise TooLarge(f"the upload is larger than the maximum of {self.config.max_size} bytes")
         token = secrets.token_hex(16)
         intent = WriteIntent(session_id, token, start, end, ClaimMode.RANGE, create, guard)
+        small = self._small_path(end - start)
+        if small is not None:  # a small chunk: claim, flush and record in one worker-thread hop
+            pre = await prefetch(body, end - start)
+            if pre.exact:
+                def admit(claimed: Claimed) -> None:
+                    self._admit(claimed, principal, create, check, guard)
+                    length = claimed.session.length
+                    if length is not None and end > length:
+                        raise InvalidRange("the range ends beyond the session's length")
+
+                done = await self._write_small(small, intent, pre.chunks, admit, missing_limit=missing_limit,
+                                               guard=guard)
+                self._taking_over(done.claimed)
+                if done.recorded is not None:
+                    if done.claimed.created:
+                        await self._emit("created", done.claimed.session)
+                    return await self._finish_write(done.recorded, done.pieces, end - start, started)
+                await self._small_declined(done, retry=create is not None)
+            body = pre.replay()  # the streaming path decides every other case, on the same bytes
         for attempt in range(2):
             claimed = self._taking_over(await claim_free(self.store, intent, self.clock, self.config.lease,
                                                          self.config.busy_wait))
@@ -149,7 +169,7 @@ class WriteOps(EngineBase):
     async def _write_empty(self, session: Session, token: str, at: int, body: Body, tag: str,
                            guard: Guard | None) -> WriteResult:
         try:
-            await _drain_exact(body, 0)
+            await drain_exact(body, 0)
             writer = await self.storage.open_piece(session.storage_ref, at, durable=self.config.durable)
             flushing = time.perf_counter()
             piece = replace(await writer.finish(self.config.durable), tag=tag)
@@ -186,10 +206,26 @@ class WriteOps(EngineBase):
             assert session is not None
             end = session.length if session.length is not None else self.config.max_size
         token = secrets.token_hex(16)
+        intent = WriteIntent(session_id, token, offset, end, ClaimMode.APPEND)
+        small = self._small_path(count or 0)
+        if small is not None:  # a small chunk: claim, flush and record in one worker-thread hop
+            pre = await prefetch(body, end - offset)
+            if pre.exact:
+                def admit(claimed: Claimed) -> None:
+                    self._admit(claimed, principal, None, check, None)
+                    length = claimed.session.length
+                    limit = length if length is not None else self.config.max_size
+                    if end > limit:
+                        raise TooLarge(f"{end} bytes exceed the upload's length of {limit}")
+
+                done = await self._write_small(small, intent, pre.chunks, admit)
+                self._taking_over(done.claimed)
+                if done.recorded is not None:
+                    return (await self._finish_write(done.recorded, done.pieces, end - offset, started)).session
+                await self._small_declined(done, retry=False)
+            body = pre.replay()  # the streaming path decides every other case, on the same bytes
         wait = self.config.lease + self.config.renew_interval
-        claimed = self._taking_over(await claim_free(
-            self.store, WriteIntent(session_id, token, offset, end, ClaimMode.APPEND), self.clock, self.config.lease,
-            wait))
+        claimed = self._taking_over(await claim_free(self.store, intent, self.clock, self.config.lease, wait))
         session, claim = claimed.session, claimed.claim
         try:
             self._admit(claimed, principal, None, check, None)
@@ -204,8 +240,8 @@ class WriteOps(EngineBase):
             await self._release(claimed, token)
             raise
         if claim is None:  # not open (committed, ...): a retry of bytes already received succeeds
-            return (await self._write_done(session, offset, end, _counted(body, count), started)).session
-        result = await self._write_claimed(session, token, claim.to_write, offset, end, _counted(body, count),
+            return (await self._write_done(session, offset, end, counted(body, count), started)).session
+        result = await self._write_claimed(session, token, claim.to_write, offset, end, counted(body, count),
                                            True, None, None, started=started)
         return result.session
 
@@ -239,7 +275,7 @@ class WriteOps(EngineBase):
     async def _write_done(self, session: Session, start: int, end: int, body: Body, started: float) -> WriteResult:
         """A write to a session that is no longer open: fine when every byte was received already."""
         if session.state is not SessionState.OPEN and (await self.store.ranges(session.id)).contains(start, end):
-            await _drain_exact(body, end - start)
+            await drain_exact(body, end - start)
             self.stats.write(session.family, 0, end - start, time.perf_counter() - started)
             return WriteResult(session, 0)
         raise InvalidRange("the session is already committed")
@@ -249,7 +285,7 @@ class WriteOps(EngineBase):
                              guard: Guard | None, tag: str = "", *, started: float) -> WriteResult:
         """Stream ``body`` (``[start, end)``) into one piece per claimed range of ``todo``, then record."""
         lease = Lease(self.store, session.id, token, self.clock, self.config.lease, self.config.renew_interval)
-        feed = _PieceFeed(self, session.storage_ref, list(todo), lease, tag)
+        feed = PieceFeed(self, session.storage_ref, list(todo), lease, tag)
         pos = start
         ended: ClientGone | None = None
         try:
@@ -269,7 +305,7 @@ class WriteOps(EngineBase):
             await feed.finish()
             if ended is not None and not feed.pieces:
                 await self.store.release(session.id, token)
-                if isinstance(ended, _BodyEnded):
+                if isinstance(ended, BodyEnded):
                     return WriteResult(session, 0)
                 raise ended
             now = self.clock()
@@ -288,89 +324,32 @@ class WriteOps(EngineBase):
                 await feed.abort()
                 await self.store.release(session.id, token)
             raise
+        result = await self._finish_write(recorded, tuple(feed.pieces), pos - start, started)
+        if ended is not None and not isinstance(ended, BodyEnded):
+            raise ended
+        return result
+
+    async def _finish_write(self, recorded: Recorded, pieces: tuple[Piece, ...], body_bytes: int,
+                            started: float) -> WriteResult:
+        """After the record committed: events, and the commit of a session that completed."""
         faults.reached("after-record")
         session = recorded.session
-        new_bytes = sum(p.size for p in feed.pieces)
-        self.stats.write(session.family, new_bytes, pos - start - new_bytes, time.perf_counter() - started)
-        await self._emit("progress", session, new_bytes=new_bytes, body_bytes=pos - start)
+        new_bytes = sum(p.size for p in pieces)
+        self.stats.write(session.family, new_bytes, body_bytes - new_bytes, time.perf_counter() - started)
+        await self._emit("progress", session, new_bytes=new_bytes, body_bytes=body_bytes)
         if new_bytes and session.complete:
             await self._emit("completed", session, stored=True)  # the record transaction wrote it
         if session.state is SessionState.COMMITTING and session.commit_on_complete and new_bytes:
             session = await self.finish_commit(session)
-        if ended is not None and not isinstance(ended, _BodyEnded):
-            raise ended
-        return WriteResult(session, new_bytes, recorded.missing, tuple(feed.pieces))
+        return WriteResult(session, new_bytes, recorded.missing, pieces)
 
-
-class _PieceFeed:
-    """Cuts a body into the pieces of the claimed ranges: bytes outside them (already received) are
-    dropped; each range becomes one piece, finished (flushed) as soon as its last byte is in."""
-
-    def __init__(self, engine: EngineBase, ref: str, todo: list[Range], lease: Lease, tag: str = "") -> None:
-        self._engine, self._ref, self._todo, self._lease, self._tag = engine, ref, todo, lease, tag
-        self._writer: PieceWriter | None = None
-        self.pieces: list[Piece] = []
-
-    async def write(self, data: bytes, pos: int) -> None:
-        end = pos + len(data)
-        durable = self._engine.config.durable
-        while self._todo and self._todo[0][0] < end:
-            s, e = self._todo[0]
-            a, b = max(s, pos), min(e, end)
-            if self._writer is None:
-                await self._lease.keep()
-                self._writer = await self._engine.storage.open_piece(self._ref, a, durable=durable)
-            await self._lease.keep()
-            await self._writer.write(data if (a, b) == (pos, end) else memoryview(data)[a - pos:b - pos])
-            if b < e:
-                return
-            await self._lease.keep()  # finishing writes out what the writer buffered
-            await self._finish_piece()
-            self._todo.pop(0)
-
-    async def finish(self) -> None:
-        """Finish the piece in progress with what it has (a body that ended early)."""
-        if self._writer is not None:
-            await self._lease.keep()
-            await self._finish_piece()
-
-    async def _finish_piece(self) -> None:
-        assert self._writer is not None
-        flushing = time.perf_counter()
-        piece = await self._writer.finish(self._engine.config.durable)
-        self._engine.stats.flush(time.perf_counter() - flushing)
-        self.pieces.append(replace(piece, tag=self._tag) if self._tag else piece)
-        self._writer = None
-
-    async def abort(self) -> None:
-        if self._writer is not None:
-            await self._writer.abort()
-            self._writer = None
-
-
-async def _drain_exact(body: Body, expected: int) -> None:
-    got = 0
-    async for piece in body:
-        got += len(piece)
-        if got > expected:
-            raise LengthMismatch("the body is longer than the declared range")
-    if got != expected:
-        raise LengthMismatch(f"the body has {got} bytes, the range needs {expected}")
-
-
-class _BodyEnded(ClientGone):
-    """A body of undeclared length ended normally (append_at keeps what arrived)."""
-
-
-def _counted(body: Body, count: int | None) -> Body:
-    """A body of declared length as it is; one of undeclared length ends with _BodyEnded."""
-    return body if count is not None else _ended(body)
-
-
-async def _ended(body: Body) -> Body:
-    async for piece in body:
-        yield piece
-    raise _BodyEnded()
+    async def _small_declined(self, done: SmallOutcome, *, retry: bool) -> None:
+        """The one-hop path wrote nothing: raise its refusal, or return for the streaming path (which
+        retries an expired session's id when ``retry``, as it does for its own claims)."""
+        if done.claimed.created:
+            await self._emit("created", done.claimed.session)
+        if done.error is not None and not (retry and isinstance(done.error, SessionGone)):
+            raise done.error
 
 
 __all__ = ["WriteOps", "WriteResult"]

@@ -27,6 +27,7 @@ from chunkd.core.errors import StorageFull
 from chunkd.metadata._group_commit import GroupCommit
 from chunkd.metadata._prepared import Prepared, Txn, transaction
 from chunkd.metadata._sql_hot import Hot
+from chunkd.metadata._write_lock import WriteLock
 
 T = TypeVar("T")
 
@@ -41,8 +42,11 @@ class SqlBase:
         self.transactions = 0
         self._count_lock = threading.Lock()
         self._migrated = threading.Lock()
+        self._write_lock: WriteLock | None = None
         if self.sqlite:
-            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+            db = Path(url.removeprefix("sqlite:///"))
+            db.parent.mkdir(parents=True, exist_ok=True)
+            self._write_lock = WriteLock(db.with_name(db.name + "-writer.lock"))
             self._writer = self._sqlite_engine("BEGIN IMMEDIATE", synchronous="FULL" if durable else "NORMAL")
             self._reader = self._sqlite_engine("BEGIN")
             # Write claims are leases, soft state: a claim lost with the machine's power is harmless (its
@@ -84,8 +88,13 @@ class SqlBase:
 
     # -- plumbing ---------------------------------------------------------------------------------
     async def _run(self, fn: Callable[[], T]) -> T:
+        return await anyio.to_thread.run_sync(self._blocking, fn)
+
+    @staticmethod
+    def _blocking(fn: Callable[[], T]) -> T:
+        """Run ``fn`` in the calling thread, a full disk raised as StorageFull."""
         try:
-            return await anyio.to_thread.run_sync(fn)
+            return fn()
         except Exception as exc:
             if _is_full(exc):
                 raise StorageFull("the metadata store's disk is full") from exc
@@ -99,7 +108,7 @@ class SqlBase:
     def _write(self, session_id: str | None = None, *, soft: bool = False) -> Iterator[Connection]:
         """A write transaction holding the session's lock; ``soft`` ones (claims only) need no fsync."""
         self._counted()
-        with (self._soft if soft else self._writer).begin() as conn:
+        with self._serialized(), (self._soft if soft else self._writer).begin() as conn:
             if session_id is not None and not self.sqlite:
                 conn.execute(sa.text("SELECT id FROM sessions WHERE id = :sid FOR UPDATE"), {"sid": session_id})
             yield conn
@@ -109,10 +118,20 @@ class SqlBase:
         """``_write`` for the prepared hot-path statements (see ``_prepared``)."""
         self._counted()
         engine = self._soft if soft else self._writer
-        with transaction(engine, "BEGIN IMMEDIATE" if self.sqlite else None) as t:
+        with self._serialized(), transaction(engine, "BEGIN IMMEDIATE" if self.sqlite else None) as t:
             if session_id is not None and not self.sqlite:
                 t.one(self._hot.lock, sid=session_id)
             yield t
+
+    @contextmanager
+    def _serialized(self) -> Iterator[None]:
+        """SQLite: wait for the database's write lock without polling (``_write_lock``); PostgreSQL
+        locks rows, and writers of different sessions run at once."""
+        if self._write_lock is None:
+            yield
+        else:
+            with self._write_lock.held():
+                yield
 
     @contextmanager
     def _grouped_txn(self) -> Iterator[Txn]:
@@ -170,6 +189,8 @@ class SqlBase:
         self._writer.dispose()
         self._reader.dispose()
         self._soft.dispose()
+        if self._write_lock is not None:
+            self._write_lock.close()
 
     async def server_time(self) -> float:
         """SQLite lives on this machine, so its clock is this machine's; PostgreSQL reports its own."""

@@ -17,49 +17,56 @@ from chunkd.metadata._sql_rows import LIVE, SESSION_COLUMNS, session_from_tuple,
 
 class SqlWrites(SqlOutbox):
     async def claim(self, intent: WriteIntent, now: float, lease: float) -> Claimed:
-        def run() -> Claimed:
-            h = self._hot
-            with self._fast_write(intent.session_id, soft=True) as t:
-                row = t.one(h.get, sid=intent.session_id)
-                created = False
-                if (row is None or row[_STATE] not in LIVE) and intent.create is not None:
-                    if row is not None:
-                        self._purge(t, intent.session_id)  # a dead one: replace it
-                    t.run(h.add_session, **session_values(intent.create))
-                    session, created = intent.create, True
-                elif row is None:
-                    raise SessionNotFound()
-                else:
-                    session = session_from_tuple(row)
-                guard_state = self._guard_state(t, intent.guard)
-                found = t.one(h.prefix, sid=intent.session_id)  # ranges are merged: the one at 0 is the prefix
-                prefix = int(found[0]) if found else 0
-                guard_failed = intent.guard is not None and guard_state != intent.guard.value
-                if session.state is not SessionState.OPEN or guard_failed or \
-                        (intent.mode is ClaimMode.APPEND and intent.start != prefix):
-                    return Claimed(session, prefix, None, created, guard_state)
-                start, end = intent.start, intent.end
-                early = 0
-                if intent.mode is ClaimMode.ALLOCATE:
-                    early = t.run(h.drop_expired, sid=intent.session_id, before=now)
-                    # after every received byte, every claim and every piece (an empty one has no bytes)
-                    tops = [t.one(stmt, sid=intent.session_id) for stmt in (h.last_range, h.last_claim, h.last_piece)]
-                    start = max([0, *(int(x[0]) for x in tops if x and x[0] is not None)])
-                    end = start + (intent.end - intent.start)
-                claim = self._claim(t, intent.session_id, intent.token, start, end, now, now + lease,
-                                    all_or_nothing=intent.mode is ClaimMode.APPEND)
-                if early:
-                    claim = Claim(claim.to_write, claim.busy, claim.taken_over + early)
-                return Claimed(session, prefix, claim, created, guard_state)
+        return await self._run(lambda: self._claim_retried(intent, now, lease))
 
+    def claim_blocking(self, intent: WriteIntent, now: float, lease: float) -> Claimed:
+        """:meth:`claim` in the calling (worker) thread (:class:`chunkd.core.store.BlockingWrites`)."""
+        return self._blocking(lambda: self._claim_retried(intent, now, lease))
+
+    def _claim_retried(self, intent: WriteIntent, now: float, lease: float) -> Claimed:
         try:
-            return await self._run(run)
+            return self._claim_once(intent, now, lease)
         except self._integrity_errors:
             # PostgreSQL: FOR UPDATE cannot lock a row that does not exist yet, so two creators of one id
             # both insert and the primary key refuses the second: claim again, now the session exists
             if intent.create is None:
                 raise
-            return await self.claim(intent, now, lease)
+            return self._claim_once(intent, now, lease)
+
+    def _claim_once(self, intent: WriteIntent, now: float, lease: float) -> Claimed:
+        h = self._hot
+        with self._fast_write(intent.session_id, soft=True) as t:
+            row = t.one(h.get, sid=intent.session_id)
+            created = False
+            if (row is None or row[_STATE] not in LIVE) and intent.create is not None:
+                if row is not None:
+                    self._purge(t, intent.session_id)  # a dead one: replace it
+                t.run(h.add_session, **session_values(intent.create))
+                session, created = intent.create, True
+            elif row is None:
+                raise SessionNotFound()
+            else:
+                session = session_from_tuple(row)
+            guard_state = self._guard_state(t, intent.guard)
+            found = t.one(h.prefix, sid=intent.session_id)  # ranges are merged: the one at 0 is the prefix
+            prefix = int(found[0]) if found else 0
+            guard_failed = intent.guard is not None and guard_state != intent.guard.value
+            if session.state is not SessionState.OPEN or guard_failed or \
+                    (intent.mode is ClaimMode.APPEND and intent.start != prefix):
+                return Claimed(session, prefix, None, created, guard_state)
+            start, end = intent.start, intent.end
+            early = 0
+            if intent.mode is ClaimMode.ALLOCATE:
+                early = t.run(h.drop_expired, sid=intent.session_id, before=now)
+                # after every received byte, every claim and every piece (an empty one has no bytes)
+                tops = [t.one(stmt, sid=intent.session_id) for stmt in (h.last_range, h.last_claim, h.last_piece)]
+                start = max([0, *(int(x[0]) for x in tops if x and x[0] is not None)])
+                end = start + (intent.end - intent.start)
+            claim = self._claim(t, intent.session_id, intent.token, start, end, now, now + lease,
+                                all_or_nothing=intent.mode is ClaimMode.APPEND)
+            if early:
+                claim = Claim(claim.to_write, claim.busy, claim.taken_over + early)
+            return Claimed(session, prefix, claim, created, guard_state)
 
     def _guard_state(self, t: Txn, guard: Guard | None) -> str | None:
         if guard is None:
@@ -87,11 +94,16 @@ class SqlWrites(SqlOutbox):
         ``drop_before``. Ranges the token already holds are returned again, not inserted twice."""
         h = self._hot
         dropped = t.run(h.drop_expired, sid=session_id, before=drop_before)
-        gaps = RangeSet(self._overlapping(t, session_id, start, end, touching=False)).gaps(start, end)
+        gaps = _gaps_within(self._overlapping(t, session_id, start, end, touching=False), start, end)
         if not gaps:
             return Claim([], [], dropped)
+        claimed = t.all(h.claims_within, sid=session_id, start=start, end=end)
+        if not claimed:  # the common case (nobody else writes here): every gap is claimed as it is
+            t.many(h.add_claim, [{"session_id": session_id, "start": s, "stop": e, "token": token,
+                                  "lease_until": lease_until} for s, e in gaps])
+            return Claim(gaps, [], dropped)
         held, mine = RangeSet(), RangeSet()
-        for s, e, tok in t.all(h.claims_within, sid=session_id, start=start, end=end):
+        for s, e, tok in claimed:
             (mine if tok == token else held).add(s, e)
         to_write: list[Range] = []
         fresh: list[Range] = []
@@ -109,15 +121,30 @@ class SqlWrites(SqlOutbox):
         return Claim(to_write, busy, dropped)
 
     async def renew(self, session_id: str, token: str, now: float, lease: float) -> bool:
-        def run() -> bool:
-            with self._fast_write(session_id, soft=True) as t:
-                return bool(t.run(self._hot.renew, sid=session_id, tok=token, until=now + lease))
+        return await self._run(lambda: self._renew(session_id, token, now, lease))
 
-        return await self._run(run)
+    def renew_blocking(self, session_id: str, token: str, now: float, lease: float) -> bool:
+        return self._blocking(lambda: self._renew(session_id, token, now, lease))
+
+    def _renew(self, session_id: str, token: str, now: float, lease: float) -> bool:
+        with self._fast_write(session_id, soft=True) as t:
+            return bool(t.run(self._hot.renew, sid=session_id, tok=token, until=now + lease))
 
     async def record(self, session_id: str, token: str, pieces: Sequence[Piece], now: float, expires_at: float,
                      *, length: int | None = None, missing_limit: int | None = None,
                      guard: Guard | None = None, on_complete: Sequence[NewEvent] = ()) -> Recorded:
+        return await self._run(lambda: self._record(session_id, token, pieces, now, expires_at, length,
+                                                    missing_limit, guard, on_complete))
+
+    def record_blocking(self, session_id: str, token: str, pieces: Sequence[Piece], now: float, expires_at: float,
+                        *, length: int | None = None, missing_limit: int | None = None,
+                        guard: Guard | None = None, on_complete: Sequence[NewEvent] = ()) -> Recorded:
+        return self._blocking(lambda: self._record(session_id, token, pieces, now, expires_at, length,
+                                                   missing_limit, guard, on_complete))
+
+    def _record(self, session_id: str, token: str, pieces: Sequence[Piece], now: float, expires_at: float,
+                length: int | None, missing_limit: int | None, guard: Guard | None,
+                on_complete: Sequence[NewEvent]) -> Recorded:
         def work(t: Txn) -> Recorded:
             h = self._hot
             row = t.one(h.get, sid=session_id)
@@ -154,7 +181,8 @@ class SqlWrites(SqlOutbox):
             return Recorded(after, missing)
 
         # concurrent records share one transaction and one durable commit (group commit, _group_commit.py)
-        return await self._run(lambda: self._group.run(work, session_id))
+        result: Recorded = self._group.run(work, session_id)
+        return result
 
     @staticmethod
     def _bumped(before: Session, added: int, now: float, expires_at: float, length: int | None) -> Session:
@@ -180,16 +208,35 @@ class SqlWrites(SqlOutbox):
         return (end - start) - already
 
     async def release(self, session_id: str, token: str) -> None:
-        def run() -> None:
-            with self._fast_write(session_id, soft=True) as t:
-                t.run(self._hot.drop_token, sid=session_id, tok=token)
+        await self._run(lambda: self._release(session_id, token))
 
-        await self._run(run)
+    def release_blocking(self, session_id: str, token: str) -> None:
+        self._blocking(lambda: self._release(session_id, token))
+
+    def _release(self, session_id: str, token: str) -> None:
+        with self._fast_write(session_id, soft=True) as t:
+            t.run(self._hot.drop_token, sid=session_id, tok=token)
 
     def _purge(self, t: Txn, session_id: str) -> None:
         for stmt in (self._hot.drop_all_ranges, self._hot.drop_all_pieces, self._hot.drop_all_claims,
                      self._hot.drop_session):
             t.run(stmt, sid=session_id)
+
+
+def _gaps_within(ranges: list[Range], start: int, end: int) -> list[Range]:
+    """The parts of [start, end) that sorted, disjoint ``ranges`` do not cover (``RangeSet.gaps`` without
+    building a RangeSet: this runs on every chunk)."""
+    out: list[Range] = []
+    pos = start
+    for s, e in ranges:
+        if s > pos:
+            out.append((pos, min(s, end)))
+        pos = max(pos, e)
+        if pos >= end:
+            return out
+    if pos < end:
+        out.append((pos, end))
+    return out
 
 
 _STATE = SESSION_COLUMNS.index("state")

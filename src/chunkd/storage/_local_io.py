@@ -126,6 +126,12 @@ def _write_and_sync(fd: int, bufs: list[bytes | memoryview], offset: int) -> Non
 
 
 def _pwrite_all(fd: int, bufs: list[bytes | memoryview], offset: int, writeback: bool = True) -> None:
+    pwrite_all(fd, bufs, offset, writeback=writeback)
+
+
+def pwrite_all(fd: int, bufs: list[bytes | memoryview], offset: int, *, writeback: bool = True) -> int:
+    """Write ``bufs`` at ``offset`` (short writes continued); returns the byte count. ``writeback``
+    starts the kernel's writeback of them at once (worth it only for large writes a flush will wait for)."""
     total = sum(len(b) for b in bufs)
     written = os.pwritev(fd, bufs, offset)
     if written < total:  # short write: fall back to writing the remainder piece by piece
@@ -136,6 +142,7 @@ def _pwrite_all(fd: int, bufs: list[bytes | memoryview], offset: int, writeback:
             data, pos = data[n:], pos + n
     if writeback:  # only when a fdatasync will follow: otherwise the page cache may absorb the bytes
         _start_writeback(fd, offset, total)
+    return total
 
 
 def _load_sync_file_range() -> Callable[[int, int, int, int], int] | None:
@@ -213,5 +220,5 @@ async def read_fd(fd: int, start: int, end: int) -> AsyncIterator[bytes]:
         yield piece
 
 
-__all__ = ["FLUSH_AT", "READ_SIZE", "LocalWriter", "fit", "fsync_dir", "full_or_same", "read_fd", "read_small",
-           "write_durably"]
+__all__ = ["FLUSH_AT", "READ_SIZE", "LocalWriter", "fit", "fsync_dir", "full_or_same", "pwrite_all", "read_fd",
+           "read_small", "write_durably"]

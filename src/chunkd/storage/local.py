@@ -26,7 +26,16 @@ from chunkd.core.bytestore import StorageUsage
 from chunkd.core.errors import PathConflict, PiecesMissing
 from chunkd.core.models import ObjectInfo, Piece
 from chunkd.storage._local_folders import LocalFolders
-from chunkd.storage._local_io import LocalWriter, fit, fsync_dir, full_or_same, read_fd, read_small, write_durably
+from chunkd.storage._local_io import (
+    LocalWriter,
+    fit,
+    fsync_dir,
+    full_or_same,
+    pwrite_all,
+    read_fd,
+    read_small,
+    write_durably,
+)
 from chunkd.storage._local_tree import COMPOSITE_PREFIX, composite_of, kind_of, manifest_runs, open_object
 
 TRASH_GRACE = 3600.0  # composites replaced or deleted stay this long for readers that opened them before
@@ -106,6 +115,30 @@ class LocalStore(LocalFolders):
         if created and durable:  # the staged file's name must survive a crash as its bytes do
             await anyio.to_thread.run_sync(fsync_dir, self.staging)
         return LocalPieceWriter(LocalWriter(fd, start, writeback=durable), ref, start, self.store_id)
+
+    def write_piece_blocking(self, ref: str, start: int, data: Sequence[bytes | memoryview], *,
+                             durable: bool) -> Piece:
+        """A whole small piece in the calling thread: open, one ``pwritev``, ``fdatasync``, close
+        (:class:`chunkd.core.bytestore.BlockingPieces`); the same I/O as ``open_piece`` + ``finish``."""
+        path = self.stage_path(ref)
+        try:
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                created = True
+            except FileExistsError:
+                fd = os.open(path, os.O_WRONLY)
+                created = False
+            try:
+                if created and durable:  # the staged file's name must survive a crash as its bytes do
+                    fsync_dir(self.staging)
+                size = pwrite_all(fd, list(data), start, writeback=False)
+                if durable:
+                    os.fdatasync(fd)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            raise full_or_same(exc) from exc
+        return Piece(ref, start, start + size, self.store_id)
 
     async def discard(self, ref: str) -> None:
         try:
