@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -13,6 +13,7 @@ from chunkd.core.body import Body
 from chunkd.core.bytestore import PieceWriter
 from chunkd.core.engine import Engine, EngineConfig
 from chunkd.core.errors import StorageUnavailable
+from chunkd.core.models import Piece
 from chunkd.core.principal import Principal
 from chunkd.core.stats import EngineStats
 from chunkd.core.store import WriteIntent
@@ -44,7 +45,13 @@ class Recorder(EngineStats):
 
 
 class BrokenStore(LocalStore):
+    """Both write paths fail: the streaming one (open_piece) and the one-hop one for small chunks."""
+
     async def open_piece(self, ref: str, start: int, *, durable: bool) -> PieceWriter:
+        raise StorageUnavailable("the byte store is down")
+
+    def write_piece_blocking(self, ref: str, start: int, data: Sequence[bytes | memoryview], *,
+                             durable: bool) -> Piece:
         raise StorageUnavailable("the byte store is down")
 
 
@@ -60,6 +67,12 @@ async def engine(tmp_path: Path) -> AsyncIterator[Engine]:
 
 async def body(data: bytes) -> Body:
     yield data
+
+
+async def split(data: bytes) -> Body:
+    """A body in two pieces: it takes the streaming write path, not the one-hop one."""
+    yield data[:len(data) // 2]
+    yield data[len(data) // 2:]
 
 
 def recorder(engine: Engine) -> Recorder:
@@ -102,10 +115,13 @@ async def test_a_claim_whose_lease_ended_is_a_takeover(engine: Engine, caplog: p
 
 
 @pytest.mark.anyio
-async def test_a_byte_store_failure_is_a_storage_error(engine: Engine, tmp_path: Path) -> None:
+@pytest.mark.parametrize("whole", [True, False], ids=["one-hop", "streaming"])
+async def test_a_byte_store_failure_is_a_storage_error(engine: Engine, tmp_path: Path, whole: bool) -> None:
     engine.storage = BrokenStore(tmp_path / "store")
     s = await engine.create_session(ALICE, "tus", "ns", "k", 100)
+    data = os.urandom(100)
     with pytest.raises(StorageUnavailable):
-        await engine.write_range(s.id, ALICE, 0, 100, body(os.urandom(100)))
+        await engine.write_range(s.id, ALICE, 0, 100, body(data) if whole else split(data))
     assert recorder(engine).errors == ["write"]
     assert recorder(engine).writes == []
+    assert (await engine.get_session(s.id)).received == 0  # the claim was released, nothing recorded
