@@ -31,6 +31,7 @@ from chunkd.core.engine import Engine
 from chunkd.core.models import ObjectInfo
 from chunkd.core.principal import Principal
 from chunkd.protocols._errors import lookup, retry_after
+from chunkd.protocols._hot import Bodiless, HotRoute, request_app
 from chunkd.protocols._http import (
     BodyTooLarge,
     RangeNotSatisfiable,
@@ -73,6 +74,8 @@ METHODS = frozenset({"GET", "PUT", "POST", "DELETE", "HEAD"})  # the API's; othe
 # what the catch-all routes take (Starlette has no "any method"); a method beyond these matches no route
 # fully, and Starlette answers 405 itself
 HTTP_METHODS = [*sorted(METHODS), "OPTIONS", "PATCH", "TRACE"]
+_ACTION = f"/ImageStore/{{content:{ACTION_PREFIX}}}$/"
+_EMPTY = (b"content-length", b"0")
 
 
 # core error -> (status, code); looked up along the exception's MRO, most specific first
@@ -170,16 +173,25 @@ class ServiceFabricAPI:
         self.engine = engine
         self.auth = authenticator
         self.store = ImageStore(engine)
+        # built once: the hot route (UploadChunk past the router) matches this same object
+        self._upload_chunk = self._op("PUT", _ACTION + "UploadChunk", self.upload_chunk, admin=True, body=True)
+
+    @property
+    def hot_routes(self) -> list[HotRoute]:
+        """``PUT /ImageStore/{content}$/UploadChunk`` (a chunk) past the router."""
+        async def endpoint(request: Request) -> Response:
+            return await self._serve(request, self.upload_chunk, 6.0, True, True)
+        return [HotRoute("PUT", "/ImageStore/", (self._upload_chunk,), request_app(endpoint), "/UploadChunk")]
 
     @property
     def routes(self) -> list[BaseRoute]:
-        action = f"/ImageStore/{{content:{ACTION_PREFIX}}}$/"
+        action = _ACTION
         # a GET route serves HEAD too (Starlette adds it): HEAD is GET everywhere, and only Content
         # answers it without a body
         return [
             Route("/", self.root, methods=["GET", "HEAD"]),
             Route("/$/GetClusterVersion", self.cluster_version, methods=["GET"]),
-            self._op("PUT", action + "UploadChunk", self.upload_chunk, admin=True, body=True),
+            self._upload_chunk,
             self._op("GET", action + "GetUploadSession", self.get_upload_session),
             self._op("POST", action + "CommitUploadSession", self.commit_session, admin=True),
             self._op("DELETE", action + "DeleteUploadSession", self.delete_session, admin=True),
@@ -252,7 +264,7 @@ class ServiceFabricAPI:
         start, end, total = parse_content_range(request.headers.get("content-range"))
         check_content_length(request.headers, end - start)
         await self.store.upload_chunk(principal, session_id, key, start, end, total, request_body(request))
-        return Response(status_code=200)
+        return Bodiless(200, [_EMPTY])  # what Response(status_code=200) sends, without building it
 
     async def get_upload_session(self, request: Request, principal: Principal, content: str,
                                  query: dict[str, str]) -> Response:

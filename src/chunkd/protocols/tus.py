@@ -27,6 +27,7 @@ from chunkd.core.checksum import verified
 from chunkd.core.engine import Engine
 from chunkd.core.models import SessionState
 from chunkd.core.principal import Principal
+from chunkd.protocols._hot import Bodiless, HotRoute, request_app
 from chunkd.protocols._http import RangeNotSatisfiable, http_date, object_response, public_base, request_body
 from chunkd.protocols.ietf_resumable import IetfDraftAPI, requested_version
 from chunkd.protocols.tus_wire import (
@@ -65,6 +66,7 @@ EXPOSE_HEADERS = ["Upload-Offset", "Location", "Upload-Length", "Tus-Version", "
                   "Tus-Extension", "Tus-Checksum-Algorithm", "Upload-Metadata", "Upload-Defer-Length",
                   "Upload-Concat", "Upload-Expires", "Upload-Complete", "Upload-Draft-Interop-Version",
                   "Upload-Incomplete", "Upload-Limit", "Accept-Patch", "Repr-Digest"]
+_TUS_RESUMABLE = (b"tus-resumable", TUS_VERSION.encode())
 
 
 @dataclass(frozen=True)
@@ -98,14 +100,26 @@ class TusAPI:
         self._upload: dict[str, Handler] = {"HEAD": self.head, "GET": self.get, "PATCH": self.patch,
                                             "DELETE": self.terminate}
 
+        # built once: the hot route (PATCH of an upload, past the router) matches these same objects
+        self._upload_route = Route("/{upload_id}", self.dispatch, methods=METHODS)
+        inner: ASGIApp = Router(routes=[Route("/", self.dispatch, methods=METHODS), self._upload_route])
+        self._mount = Mount(PREFIX, app=self._cors(inner))
+
     @property
     def routes(self) -> list[BaseRoute]:
-        inner: ASGIApp = Router(routes=[Route("/", self.dispatch, methods=METHODS),
-                                        Route("/{upload_id}", self.dispatch, methods=METHODS)])
-        if self.config.cors_origins:
-            inner = CORSMiddleware(inner, allow_origins=list(self.config.cors_origins), allow_methods=METHODS,
-                                   allow_headers=ALLOW_HEADERS, expose_headers=EXPOSE_HEADERS, max_age=86400)
-        return [Mount(PREFIX, app=inner)]
+        return [self._mount]
+
+    @property
+    def hot_routes(self) -> list[HotRoute]:
+        """``PATCH /files/{id}`` (a chunk) past the router, with the same CORS handling as under it."""
+        return [HotRoute("PATCH", PREFIX + "/", (self._mount, self._upload_route),
+                         self._cors(request_app(self.dispatch)))]
+
+    def _cors(self, app: ASGIApp) -> ASGIApp:
+        if not self.config.cors_origins:
+            return app
+        return CORSMiddleware(app, allow_origins=list(self.config.cors_origins), allow_methods=METHODS,
+                              allow_headers=ALLOW_HEADERS, expose_headers=EXPOSE_HEADERS, max_age=86400)
 
     # -- dispatch ---------------------------------------------------------------------------------
     async def dispatch(self, request: Request) -> Response:
@@ -204,7 +218,14 @@ class TusAPI:
         checksum = parse_checksum(h.get("upload-checksum"))
         upload = await self.uploads.append(upload_id, principal, offset, _body(request, checksum), count,
                                            length=length)
-        return Response(status_code=204, headers=self._upload_headers(upload))
+        # every chunk's answer: the headers of _upload_headers, encoded straight (Starlette's Response would
+        # build the same list from a dict)
+        raw = [_TUS_RESUMABLE]
+        if upload.offset_known:
+            raw.append((b"upload-offset", str(upload.session.received).encode()))
+        if upload.session.state is SessionState.OPEN:
+            raw.append((b"upload-expires", http_date(upload.session.expires_at).encode()))
+        return Bodiless(204, raw)
 
     async def get(self, request: Request, principal: Principal, upload_id: str) -> Response:
         upload, info = await self.uploads.download(upload_id, principal)

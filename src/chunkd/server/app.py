@@ -20,6 +20,7 @@ from chunkd.auth.urlsign import UrlSigner
 from chunkd.core.clock import StoreClock
 from chunkd.core.engine import Engine
 from chunkd.core.errors import StorageFull
+from chunkd.protocols._hot import HotPath
 from chunkd.protocols._http import PublicUrls
 from chunkd.protocols._routing import unrouted
 from chunkd.protocols.admin import AdminAPI
@@ -98,9 +99,11 @@ def create_app(settings: Settings | None = None) -> Starlette:
         await stop_engine(c.engine)
 
     routes: list[BaseRoute] = []
-    routes += ServiceFabricAPI(c.engine, c.authenticator).routes
+    fabric = ServiceFabricAPI(c.engine, c.authenticator)
+    routes += fabric.routes
     routes += GraphPrintAPI(c.engine, c.authenticator, UrlSigner(c.keys.upload_url)).routes
-    routes += TusAPI(c.engine, c.authenticator, _tus_config(c.settings)).routes
+    tus = TusAPI(c.engine, c.authenticator, _tus_config(c.settings))
+    routes += tus.routes
     blob_key = c.keys.blob_account
     routes += IndustryDataAPI(c.engine, c.authenticator, blob_key, IndustryDataConfig(
         c.settings.industry_session_ttl, c.settings.industry_container_ttl, c.settings.blob_account)).routes
@@ -111,6 +114,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
     routes += BlobAPI(c.engine, blob_key, c.settings.blob_account, _origins(c.settings)).routes
     # 404/405 for paths and methods no route takes, in the format of the family the path belongs to
     app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={HTTPException: unrouted})
+    # innermost (added first): chunk requests (tus PATCH, SF UploadChunk) skip the router's scan of every
+    # route; metrics and the access log, outside it, see them as before (protocols/_hot.py)
+    app.add_middleware(HotPath, routes=[*fabric.hot_routes, *tus.hot_routes], router=app.router)
     if s.access_log:  # --access-log: one line per request (server/access_log.py); absent, it costs nothing
         app.add_middleware(AccessLog)
     # -- Prometheus /metrics and the request/engine counters behind it (chunkd.server.metrics) --
