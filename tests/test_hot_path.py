@@ -100,7 +100,7 @@ def _requests(app: Starlette, calls: list[tuple[str, str, dict[str, str], bytes]
             async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
                 for method, url, headers, body in calls:
                     if method == "PATCH" and url == "LOCATION":
-                        url = out[0].headers["location"]
+                        url = out[1].headers["location"]
                     out.append(await c.request(method, url, headers=headers, content=body))
         return out
     return anyio.run(go)
@@ -110,11 +110,18 @@ TUS = {"Tus-Resumable": "1.0.0"}
 CHUNK = {**TUS, "Content-Type": "application/offset+octet-stream", "Origin": "https://app.example"}
 
 
+def _counted(metrics: httpx.Response) -> dict[tuple[str, str, str], float]:
+    return {(s.labels["family"], s.labels["operation"], s.labels["status"]): s.value
+            for f in text_string_to_metric_families(metrics.text) for s in f.samples
+            if s.name == "chunkd_requests_total"}
+
+
 def test_chunks_past_the_router_are_answered_and_counted_as_before(tmp_path: Path) -> None:
     app = create_app(Settings(data_dir=tmp_path / "data", no_auth=True, cors_origins="https://app.example"))
     sid = "2b6c5f43-5cc1-4a3c-9d0e-9a4c0e0ad5f1"
     sf = f"/ImageStore/a/b.bin/$/UploadChunk?api-version=6.0&session-id={sid}"
-    created, first, stale, bad, chunk, denied, metrics = _requests(app, [
+    before, created, first, stale, bad, chunk, denied, after = _requests(app, [
+        ("GET", "/metrics", {}, b""),  # the registry is the process's: other tests' requests are in it too
         ("POST", "/files/", {**TUS, "Upload-Length": "6"}, b""),
         ("PATCH", "LOCATION", {**CHUNK, "Upload-Offset": "0"}, b"abc"),
         ("PATCH", "LOCATION", {**CHUNK, "Upload-Offset": "0"}, b"abc"),  # 409: the offset is 3 now
@@ -132,9 +139,7 @@ def test_chunks_past_the_router_are_answered_and_counted_as_before(tmp_path: Pat
     assert bad.status_code == 404 and bad.text.startswith("ERR_UPLOAD_NOT_FOUND")
     assert chunk.status_code == 200 and chunk.content == b"" and chunk.headers["content-length"] == "0"
     assert denied.status_code == 400 and denied.json()["Error"]["Code"] == "E_INVALIDARG"
-    counted = {(s.labels["family"], s.labels["operation"], s.labels["status"]): s.value
-               for f in text_string_to_metric_families(metrics.text) for s in f.samples
-               if s.name == "chunkd_requests_total"}
+    counted = {key: value - _counted(before).get(key, 0) for key, value in _counted(after).items()}
     assert counted[("tus", "PATCH /{upload_id}", "204")] == 1
     assert counted[("tus", "PATCH /{upload_id}", "409")] == 1
     assert counted[("tus", "PATCH /{upload_id}", "404")] == 1
