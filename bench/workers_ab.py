@@ -8,8 +8,12 @@ alternating rounds so background load hits them alike): ``w1`` (``--workers 1``)
 of this checkout, and with ``--baseline-src DIR`` (the ``src`` of another checkout, e.g. a ``git worktree``
 of main) ``w2-base``, that revision's ``--workers 2`` run through ``PYTHONPATH``. Each round opens ``conns``
 new connections at once (as ``bench/run`` section 3 does), each PATCHes its own upload for ``seconds``, and
-reports requests/s, the server tree's CPU-ms per request (``/proc``, workers included) and how the workers'
-CPU split (ticks per worker, sorted). Prints one JSON line per measurement and a summary of medians.
+reports requests/s, the server tree's CPU-ms per request (``/proc``, workers included), how the workers'
+CPU split (ticks per worker, sorted) and how the connections split (established ones each worker holds,
+counted 0.5 s into the round), the cores busy meanwhile (this server, the driver, everything else on the
+machine: other jobs share it) and the server's run-queue delay per request (time its threads were ready
+to run but waited for a core, ``/proc/<pid>/task/*/schedstat``). Prints one JSON line per measurement
+and a summary of medians.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench import flows
 from bench.driver import Conn
 from bench.object_store_section import cpu_seconds
-from bench.peers import HOST, Chunkd, stop_all
+from bench.peers import HOST, Chunkd, _tree, stop_all
 
 SMALL = 64 << 10
 
@@ -56,6 +60,45 @@ def _workers(pid: int) -> list[int]:
     return [int(k) for k in kids if len(os.listdir(f"/proc/{k}/task")) > 1] or [pid]
 
 
+def _run_queue(pid: int) -> dict[str, int]:
+    """Nanoseconds each thread of ``pid``'s tree spent runnable but waiting for a core (schedstat, 2nd field)."""
+    out = {}
+    for p in _tree(pid):
+        for task in Path(f"/proc/{p}/task").glob("*"):
+            try:
+                out[task.name] = int((task / "schedstat").read_text().split()[1])
+            except (OSError, IndexError):
+                continue
+    return out
+
+
+def _run_queue_since(pid: int, before: dict[str, int]) -> float:
+    """Seconds of run-queue delay since ``before`` (threads that exited meanwhile are not counted)."""
+    return sum(ns - before.get(tid, 0) for tid, ns in _run_queue(pid).items()) / 1e9
+
+
+def _busy_seconds() -> float:
+    """CPU time every core of the machine spent busy (``/proc/stat``: all but idle and iowait)."""
+    f = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:8]]
+    return (f[0] + f[1] + f[2] + f[5] + f[6]) / os.sysconf("SC_CLK_TCK")
+
+
+def _connections(pid: int, port: int) -> int:
+    """Established TCP connections to ``port`` that process ``pid`` holds (``/proc/net/tcp`` + its fds)."""
+    inodes = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        f = line.split()
+        if f[3] == "01" and int(f[1].split(":")[1], 16) == port:  # 01: ESTABLISHED, the server's end
+            inodes.add(f"socket:[{f[9]}]")
+    n = 0
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            n += os.readlink(fd) in inodes
+        except OSError:
+            continue
+    return n
+
+
 def rate(peer: Server, conns: int, seconds: float) -> dict[str, object]:
     assert peer.proc is not None
     body = os.urandom(SMALL)
@@ -79,15 +122,25 @@ def rate(peer: Server, conns: int, seconds: float) -> dict[str, object]:
         t.start()
     pids = _workers(peer.proc.pid)
     ticks0, cpu0 = [_ticks(p) for p in pids], cpu_seconds(peer.proc.pid)
+    wait0, busy0, driver0 = _run_queue(peer.proc.pid), _busy_seconds(), time.process_time()
     stop[0] = time.perf_counter() + 0.05 + seconds
     barrier.wait()
     t0 = time.perf_counter()
+    time.sleep(min(0.5, seconds / 2))
+    conns_split = sorted((_connections(p, peer.port) for p in pids), reverse=True)
     for t in threads:
         t.join()
     elapsed, done = time.perf_counter() - t0, sum(counts)
+    server = cpu_seconds(peer.proc.pid) - cpu0
+    driver, busy = time.process_time() - driver0, _busy_seconds() - busy0
     split = sorted((_ticks(p) - t for p, t in zip(pids, ticks0, strict=True)), reverse=True)
     return {"server": peer.name, "rps": round(done / elapsed, 1),
-            "cpu_ms": round(1e3 * (cpu_seconds(peer.proc.pid) - cpu0) / max(done, 1), 3), "split": split}
+            "cpu_ms": round(1e3 * server / max(done, 1), 3), "split": split,
+            # cores busy during the round: this server, the driver (this process), everything else
+            "cores": [round(server / elapsed, 2), round(driver / elapsed, 2),
+                      round(max(busy - server - driver, 0) / elapsed, 2)],
+            "runq_ms": round(1e3 * _run_queue_since(peer.proc.pid, wait0) / max(done, 1), 3),
+            "conns": conns_split}
 
 
 def main() -> None:
@@ -118,7 +171,8 @@ def main() -> None:
         stop_all()
     summary = {name: {"rps": statistics.median(float(str(x["rps"])) for x in rs),
                       "cpu_ms": statistics.median(float(str(x["cpu_ms"])) for x in rs),
-                      "splits": [x["split"] for x in rs]} for name, rs in results.items()}
+                      "splits": [x["split"] for x in rs], "conns": [x["conns"] for x in rs]}
+               for name, rs in results.items()}
     w1 = summary["w1"]["rps"]
     for s in summary.values():
         s["x_w1"] = round(float(str(s["rps"])) / float(str(w1)), 2)
