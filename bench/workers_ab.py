@@ -1,9 +1,10 @@
 """``--workers`` A/B: 64 KiB durable tus PATCHes over N connections, with each worker's share of the CPU.
 
 Usage: ``.venv/bin/python bench/workers_ab.py [--rounds 3] [--seconds 4] [--conns 8] [--baseline-src DIR]
-[--pragma NAME=VALUE ...]``.
+[--durable-off]``.
 
-Servers (all ``chunkd serve --no-auth``, durable, SQLite + local files, started once, measured in
+Servers (all ``chunkd serve --no-auth``, durable unless ``--durable-off``, SQLite + local files, started
+once, measured in
 alternating rounds so background load hits them alike): ``w1`` (``--workers 1``) and ``w2`` (``--workers 2``)
 of this checkout, and with ``--baseline-src DIR`` (the ``src`` of another checkout, e.g. a ``git worktree``
 of main) ``w2-base``, that revision's ``--workers 2`` run through ``PYTHONPATH``. Each round opens ``conns``
@@ -38,9 +39,9 @@ SMALL = 64 << 10
 
 
 class Server(Chunkd):
-    def __init__(self, workdir: Path, label: str, workers: int, src: str = "") -> None:
+    def __init__(self, workdir: Path, label: str, workers: int, src: str = "", durable: bool = True) -> None:
         self.workers, self.src = workers, src
-        super().__init__(workdir, label=label)
+        super().__init__(workdir, durable=durable, label=label)
 
     def command(self) -> list[str]:
         return [*super().command(), "--workers", str(self.workers)]
@@ -149,12 +150,14 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=4.0)
     ap.add_argument("--conns", type=int, default=8)
     ap.add_argument("--baseline-src", default="")
+    ap.add_argument("--durable-off", action="store_true", help="CHUNKD_DURABLE=0 for every server")
     ap.add_argument("--work", default="/tmp/chunkd-workers-ab")
     args = ap.parse_args()
     work = Path(args.work)
-    servers = [Server(work, "w1", 1), Server(work, "w2", 2)]
+    durable = not args.durable_off
+    servers = [Server(work, "w1", 1, durable=durable), Server(work, "w2", 2, durable=durable)]
     if args.baseline_src:
-        servers.append(Server(work, "w2-base", 2, args.baseline_src))
+        servers.append(Server(work, "w2-base", 2, args.baseline_src, durable=durable))
     results: dict[str, list[dict[str, object]]] = {s.name: [] for s in servers}
     try:
         for s in servers:

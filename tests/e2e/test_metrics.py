@@ -7,6 +7,8 @@ from __future__ import annotations
 import glob
 import os
 import signal
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -209,3 +211,13 @@ def test_each_worker_listens_on_a_socket_of_its_own_also_after_a_restart(server:
     with fresh(server) as c:  # 40 new connections, from 40 source ports: both sockets get some
         for _ in range(40):
             assert c.get("/healthz").status_code == 200
+
+
+def test_a_second_server_with_workers_cannot_join_the_port(server: ServerProcess, tmp_path: Path) -> None:
+    """SO_REUSEPORT would let a second ``--workers 2`` server of the same user bind the same port and take a
+    share of the first one's connections; it must fail to start instead, as with one worker."""
+    out = subprocess.run([sys.executable, "-m", "chunkd.cli.main", "serve", "--port", str(server.port),
+                          "--data-dir", str(tmp_path / "data"), "--workers", "2"],
+                         capture_output=True, text=True, timeout=120, check=False)
+    assert out.returncode != 0
+    assert "cannot listen on" in out.stderr

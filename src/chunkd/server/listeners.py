@@ -39,20 +39,25 @@ def reuseport_available() -> bool:
 
 
 def bind_reuseport(host: str, port: int, count: int, backlog: int) -> list[socket.socket]:
-    """``count`` listening sockets on ``host:port`` with ``SO_REUSEPORT`` (port 0: the first one's port).
+    """``count`` listening sockets on ``host:port`` with ``SO_REUSEPORT`` (port 0: a free port).
 
     Exits with uvicorn's start-up failure code and a logged error when the address cannot be bound, as
-    uvicorn's own ``bind_socket`` does."""
+    uvicorn's own ``bind_socket`` does -- also when another ``SO_REUSEPORT`` group of this user already
+    listens there: the kernel would let this server join it and take a share of the other's connections,
+    so a plain socket (which such a group refuses) is bound first and closed again."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     socks: list[socket.socket] = []
     try:
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind((host, port))
+            port = probe.getsockname()[1]
         for _ in range(count):
             sock = socket.socket(family, socket.SOCK_STREAM)
             socks.append(sock)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
             sock.bind((host, port))
-            port = sock.getsockname()[1]
             sock.listen(backlog)
     except OSError as exc:
         for sock in socks:
