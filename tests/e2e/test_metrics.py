@@ -7,6 +7,8 @@ from __future__ import annotations
 import glob
 import os
 import signal
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -176,3 +178,46 @@ def test_a_killed_worker_keeps_its_counts_and_leaves_the_worker_gauge(server: Se
             assert after[(name, labels)] >= before[(name, labels)], name
     assert value(after, "chunkd_new_bytes_total", family="tus") == value(before, "chunkd_new_bytes_total",
                                                                          family="tus")
+
+
+def listeners_of(pid: int, port: int) -> set[int]:
+    """Inodes of the listening TCP sockets on ``port`` that process ``pid`` holds open."""
+    listening = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if fields[3] == "0A" and int(fields[1].split(":")[1], 16) == port:  # 0A: TCP_LISTEN
+            listening.add(int(fields[9]))
+    held = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith("socket:[") and int(target[8:-1]) in listening:
+            held.add(int(target[8:-1]))
+    return held
+
+
+def test_each_worker_listens_on_a_socket_of_its_own_also_after_a_restart(server: ServerProcess) -> None:
+    """--workers 2 binds one SO_REUSEPORT socket per worker (server/listeners.py): the kernel spreads new
+    connections over the workers instead of one worker accepting them all. Runs after the kill above, so the
+    replacement must have taken the dead worker's socket, or connections hashed to it would never be served."""
+    assert server.proc is not None
+    supervisor = listeners_of(server.proc.pid, server.port)
+    assert len(supervisor) == 2  # bound before any worker started, kept for the replacements
+    owned = [listeners_of(pid, server.port) for pid in workers_of(server)]
+    assert sorted(len(socks) for socks in owned) == [1, 1]
+    assert set.union(*owned) == supervisor
+    with fresh(server) as c:  # 40 new connections, from 40 source ports: both sockets get some
+        for _ in range(40):
+            assert c.get("/healthz").status_code == 200
+
+
+def test_a_second_server_with_workers_cannot_join_the_port(server: ServerProcess, tmp_path: Path) -> None:
+    """SO_REUSEPORT would let a second ``--workers 2`` server of the same user bind the same port and take a
+    share of the first one's connections; it must fail to start instead, as with one worker."""
+    out = subprocess.run([sys.executable, "-m", "chunkd.cli.main", "serve", "--port", str(server.port),
+                          "--data-dir", str(tmp_path / "data"), "--workers", "2"],
+                         capture_output=True, text=True, timeout=120, check=False)
+    assert out.returncode != 0
+    assert "cannot listen on" in out.stderr

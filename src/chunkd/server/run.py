@@ -7,18 +7,25 @@ process (bench section 6), and ``--workers N`` children import only this module 
 
 The listening socket is bound here, before any worker starts, and the start-up line (``argv[1]``, made by
 ``chunkd serve``) is printed only then: whoever waits for that line can connect at once. The same socket is
-handed to the one server or to uvicorn's worker supervisor (TLS is applied per connection by uvicorn).
+handed to the one server (TLS is applied per connection by uvicorn). With ``--workers N`` the supervisor
+binds N ``SO_REUSEPORT`` sockets instead, one per worker, so that the kernel spreads connections across
+the workers (``server/listeners.py``).
 """
 
 from __future__ import annotations
 
 import atexit
+import shutil
+import socket
 import sys
+import tempfile
+from pathlib import Path
 
 import uvicorn
 from uvicorn.supervisors import Multiprocess
 
 from chunkd.server.limits import raise_fd_limit
+from chunkd.server.listeners import WorkerSockets, bind_reuseport, reuseport_available
 from chunkd.server.logs import log_config
 from chunkd.server.metrics_dir import cleanup as cleanup_metrics_dir
 from chunkd.server.metrics_dir import prepare as prepare_metrics_dir
@@ -48,21 +55,31 @@ def main(argv: list[str]) -> None:
         # --workers N restart its workers forever.
         timeout_worker_healthcheck=30, **ssl)
     server = uvicorn.Server(config)
-    sock = config.bind_socket()  # exits with a logged error when the port is taken
-    # listening from here on (bind_socket only binds): a client that connects after the start-up line waits in
-    # the backlog until the server accepts, instead of being refused
-    sock.listen(config.backlog)
+    # listening from here on: a client that connects after the start-up line waits in the backlog until a
+    # server accepts, instead of being refused
+    sockets = _listen(config)
     if len(argv) > 1:
         print(argv[1], file=sys.stderr, flush=True)
     try:
         if config.workers > 1:
-            Multiprocess(config, sockets=[sock]).run()
+            Multiprocess(config, sockets=sockets).run()
         else:
-            server.run(sockets=[sock])
+            server.run(sockets=sockets)
     except KeyboardInterrupt:
         pass
     if config.workers == 1 and not server.started:
         sys.exit(STARTUP_FAILURE)
+
+
+def _listen(config: uvicorn.Config) -> list[socket.socket]:
+    """The listening socket(s); both paths exit with a logged error when the port is taken."""
+    if config.workers > 1 and reuseport_available():
+        slots = Path(tempfile.mkdtemp(prefix="chunkd-listeners-"))
+        atexit.register(shutil.rmtree, slots, ignore_errors=True)
+        return WorkerSockets(bind_reuseport(config.host, config.port, config.workers, config.backlog), slots)
+    sock = config.bind_socket()
+    sock.listen(config.backlog)  # bind_socket only binds
+    return [sock]
 
 
 if __name__ == "__main__":
