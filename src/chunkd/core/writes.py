@@ -77,25 +77,16 @@ class WriteOps(SmallWrites, EngineBase):
             raise TooLarge(f"the upload is larger than the maximum of {self.config.max_size} bytes")
         token = secrets.token_hex(16)
         intent = WriteIntent(session_id, token, start, end, ClaimMode.RANGE, create, guard)
-        small = self._small_path(end - start)
-        if small is not None:  # a small chunk: claim, flush and record in one worker-thread hop
-            pre = await prefetch(body, end - start)
-            if pre.exact:
-                def admit(claimed: Claimed) -> None:
-                    self._admit(claimed, principal, create, check, guard)
-                    length = claimed.session.length
-                    if length is not None and end > length:
-                        raise InvalidRange("the range ends beyond the session's length")
+        def admit(claimed: Claimed) -> None:
+            self._admit(claimed, principal, create, check, guard)
+            length = claimed.session.length
+            if length is not None and end > length:
+                raise InvalidRange("the range ends beyond the session's length")
 
-                done = await self._write_small(small, intent, pre.chunks, admit, missing_limit=missing_limit,
-                                               guard=guard)
-                self._taking_over(done.claimed)
-                if done.recorded is not None:
-                    if done.claimed.created:
-                        await self._emit("created", done.claimed.session)
-                    return await self._finish_write(done.recorded, done.pieces, end - start, started)
-                await self._small_declined(done, retry=create is not None)
-            body = pre.replay()  # the streaming path decides every other case, on the same bytes
+        done, body = await self._try_small(intent, end - start, body, admit, started, retry=create is not None,
+                                           missing_limit=missing_limit, guard=guard)
+        if done is not None:
+            return done
         for attempt in range(2):
             claimed = self._taking_over(await claim_free(self.store, intent, self.clock, self.config.lease,
                                                          self.config.busy_wait))
@@ -207,23 +198,17 @@ class WriteOps(SmallWrites, EngineBase):
             end = session.length if session.length is not None else self.config.max_size
         token = secrets.token_hex(16)
         intent = WriteIntent(session_id, token, offset, end, ClaimMode.APPEND)
-        small = self._small_path(count or 0)
-        if small is not None:  # a small chunk: claim, flush and record in one worker-thread hop
-            pre = await prefetch(body, end - offset)
-            if pre.exact:
-                def admit(claimed: Claimed) -> None:
-                    self._admit(claimed, principal, None, check, None)
-                    length = claimed.session.length
-                    limit = length if length is not None else self.config.max_size
-                    if end > limit:
-                        raise TooLarge(f"{end} bytes exceed the upload's length of {limit}")
+        def admit(claimed: Claimed) -> None:
+            self._admit(claimed, principal, None, check, None)
+            length = claimed.session.length
+            limit = length if length is not None else self.config.max_size
+            if end > limit:
+                raise TooLarge(f"{end} bytes exceed the upload's length of {limit}")
 
-                done = await self._write_small(small, intent, pre.chunks, admit)
-                self._taking_over(done.claimed)
-                if done.recorded is not None:
-                    return (await self._finish_write(done.recorded, done.pieces, end - offset, started)).session
-                await self._small_declined(done, retry=False)
-            body = pre.replay()  # the streaming path decides every other case, on the same bytes
+        if count is not None:  # a body of unknown length never takes the one-hop path
+            done, body = await self._try_small(intent, count, body, admit, started, retry=False)
+            if done is not None:
+                return done.session
         wait = self.config.lease + self.config.renew_interval
         claimed = self._taking_over(await claim_free(self.store, intent, self.clock, self.config.lease, wait))
         session, claim = claimed.session, claimed.claim
@@ -342,6 +327,25 @@ class WriteOps(SmallWrites, EngineBase):
         if session.state is SessionState.COMMITTING and session.commit_on_complete and new_bytes:
             session = await self.finish_commit(session)
         return WriteResult(session, new_bytes, recorded.missing, pieces)
+
+    async def _try_small(self, intent: WriteIntent, size: int, body: Body, admit: Callable[[Claimed], None],
+                         started: float, *, retry: bool, missing_limit: int | None = None,
+                         guard: Guard | None = None) -> tuple[WriteResult | None, Body]:
+        """A small chunk that arrived whole: claim, flush and record in one worker-thread hop. Returns the
+        result, or None and the same body replayed for the streaming path, which decides every other case."""
+        small = self._small_path(size)
+        if small is None:
+            return None, body
+        pre = await prefetch(body, size)
+        if pre.exact:
+            done = await self._write_small(small, intent, pre.chunks, admit, missing_limit=missing_limit, guard=guard)
+            self._taking_over(done.claimed)
+            if done.recorded is not None:
+                if done.claimed.created:
+                    await self._emit("created", done.claimed.session)
+                return await self._finish_write(done.recorded, done.pieces, size, started), body
+            await self._small_declined(done, retry=retry)
+        return None, pre.replay()
 
     async def _small_declined(self, done: SmallOutcome, *, retry: bool) -> None:
         """The one-hop path wrote nothing: raise its refusal, or return for the streaming path (which

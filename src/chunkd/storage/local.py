@@ -103,13 +103,8 @@ class LocalStore(LocalFolders):
         return f"{safe}-{secrets.token_hex(6)}.part"
 
     async def open_piece(self, ref: str, start: int, *, durable: bool) -> LocalPieceWriter:
-        path = self.stage_path(ref)
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            created = True
-        except FileExistsError:
-            fd = os.open(path, os.O_WRONLY)
-            created = False
+            fd, created = _open_staged(self.stage_path(ref))
         except OSError as exc:
             raise full_or_same(exc) from exc
         if created and durable:  # the staged file's name must survive a crash as its bytes do
@@ -120,14 +115,8 @@ class LocalStore(LocalFolders):
                              durable: bool) -> Piece:
         """A whole small piece in the calling thread: open, one ``pwritev``, ``fdatasync``, close
         (:class:`chunkd.core.bytestore.BlockingPieces`); the same I/O as ``open_piece`` + ``finish``."""
-        path = self.stage_path(ref)
         try:
-            try:
-                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-                created = True
-            except FileExistsError:
-                fd = os.open(path, os.O_WRONLY)
-                created = False
+            fd, created = _open_staged(self.stage_path(ref))
             try:
                 if created and durable:  # the staged file's name must survive a crash as its bytes do
                     fsync_dir(self.staging)
@@ -369,3 +358,11 @@ def _linear(pieces: Sequence[Piece]) -> bool:
 
 
 __all__ = ["LocalPieceWriter", "LocalStore"]
+
+
+def _open_staged(path: Path) -> tuple[int, bool]:
+    """The staged file of a piece, for writing, and whether this call created it (a retry reopens it)."""
+    try:
+        return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), True
+    except FileExistsError:
+        return os.open(path, os.O_WRONLY), False
