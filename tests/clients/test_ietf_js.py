@@ -104,3 +104,16 @@ def test_upload_survives_cut_connections(server: ServerProcess, token: str, prot
     requests = result["requests"]
     assert isinstance(requests, list)
     assert any(r[0] == "HEAD" for r in requests)  # a retry asked for the offset first
+
+
+@pytest.mark.parametrize("protocol", list(INTEROP))
+def test_completion_whose_answer_was_lost(server: ServerProcess, token: str, protocol: str) -> None:
+    """The server completes the upload, the client never hears it, retries: HEAD, then (interop 5 has no
+    Upload-Length on HEAD, so the client cannot tell it is done) an empty completing append, which succeeds."""
+    result = drive("lost-completion", protocol, server.url + "/files/", token)
+    check_stored(server, token, result, protocol)
+    requests = result["requests"]
+    assert isinstance(requests, list)
+    after = requests[[r[0] for r in requests].index("HEAD"):]
+    assert after[0][1:] == [204, str(result["size"])]  # the retry learnt the whole upload is in
+    assert all(r[1] < 300 for r in after)

@@ -211,7 +211,8 @@ class IetfDraftAPI:
         assert state.principal is not None
         state.upload_id = upload_id
         upload = await self.service.append(upload_id, state.principal, offset=offset, complete=complete, length=length,
-                                           count=count, body=body, digests=self._repr_digests(request, version))
+                                           count=count, body=body, digests=self._repr_digests(request, version),
+                                           repeat_ok=not version.length_field)
         headers = {**self._state_headers(version, upload), **await self._want(request, version, upload)}
         return Response(status_code=version.append_status, headers=headers)
 

@@ -140,9 +140,11 @@ class DraftUploads:
 
     async def append(self, upload_id: str, principal: Principal, *, offset: int, complete: bool,
                      length: int | None, count: int | None, body: Body,
-                     digests: Mapping[str, bytes] | None = None) -> DraftUpload:
+                     digests: Mapping[str, bytes] | None = None, repeat_ok: bool = False) -> DraftUpload:
         """Append ``body`` at ``offset``; ``complete`` marks the upload complete once the body is in. ``digests``
-        (the request's Repr-Digest) are recorded first, for the check at completion.
+        (the request's Repr-Digest) are recorded first, for the check at completion. ``repeat_ok``: an empty
+        completing append to an upload already complete at ``offset`` is answered with the upload, unchanged
+        (for versions whose HEAD cannot tell a client the upload is done; see ``_repeated_completion``).
 
         Raises DraftFault COMPLETED for an upload already complete, INCONSISTENT_LENGTH when Upload-Length,
         the completing length or the bytes sent disagree with the recorded length, TOO_SMALL /
@@ -163,6 +165,8 @@ class DraftUploads:
             return DraftUpload(await self.uploads.append(upload_id, principal, offset, body, count,
                                                          rules=_append_rules(offset, count)))
         upload = await self.get(upload_id, principal)
+        if repeat_ok and await _repeated_completion(upload, offset, complete, length, count, body):
+            return upload
         _append_rules(offset, 0)(upload.upload.session)
         if offset != upload.offset:
             # checked before anything is recorded: a refused append must not have fixed the length
@@ -271,6 +275,24 @@ def _append_rules(offset: int, count: int) -> Callable[[Session], None]:
             raise DraftFault(DraftCode.INCONSISTENT_LENGTH, f"the content goes beyond the upload's length of "
                                                             f"{upload.length}")
     return check
+
+
+async def _repeated_completion(upload: DraftUpload, offset: int, complete: bool, length: int | None,
+                               count: int | None, body: Body) -> bool:
+    """An empty append that completes an upload already complete at exactly ``offset``: it changes nothing, so
+    before interop 6 it is answered as a success (as tusd answers such a tus PATCH), not with a 400.
+    tus-js-client sends one (chunked, with no Content-Length) when the response to its completing append was
+    lost: HEAD carries no Upload-Length before 6, so the client cannot tell the upload is done and appends the
+    empty rest. From 6 HEAD says the length, and -11 makes this append a completed-upload error explicitly.
+    A chunked body is read to its first non-empty piece to tell; the upload is refused anyway if it has one."""
+    if not (upload.complete and complete and offset == upload.offset and length in (None, offset)):
+        return False
+    if count is not None:
+        return count == 0
+    async for piece in body:
+        if piece:
+            return False
+    return True
 
 
 def _consistent(length: int | None, implied: int | None) -> int | None:

@@ -38,6 +38,29 @@ async function main () {
   } else if (scenario === 'flaky') {
     // the endpoint is a proxy that cuts connections: the client's own retries resume from HEAD's offset
     out.url = (await upload(data, { chunkSize: 128 * 1024 }, seen)).url
+  } else if (scenario === 'lost-completion') {
+    // the server takes the completing append but its answer is lost (as when a connection drops just then):
+    // the client's retry asks HEAD for the offset and carries on from what it says
+    const base = tus.defaultOptions.httpStack
+    let lost = false
+    const httpStack = {
+      getName: () => 'loses-one-answer',
+      createRequest (method, url) {
+        const req = base.createRequest(method, url)
+        const send = req.send.bind(req)
+        req.send = async (body) => {
+          const res = await send(body)
+          if (!lost && method === 'PATCH' && req.getHeader('Upload-Complete') === '?1') {
+            lost = true
+            throw new Error('the connection dropped before the answer arrived')
+          }
+          return res
+        }
+        return req
+      },
+    }
+    out.url = (await upload(data, { chunkSize: 256 * 1024, httpStack }, seen)).url
+    if (!lost) throw new Error('no completing append was sent')
   } else if (scenario === 'creation-with-upload') {
     out.url = (await upload(data, { uploadDataDuringCreation: true }, seen)).url
   } else if (scenario === 'resume') {
