@@ -117,8 +117,12 @@ def small_rate(cluster: Cluster, n: int, plan: NodePlan, body: bytes) -> float:
     counts = [0] * plan.small_conns
     per = [cluster.conns(n) for _ in range(plan.small_conns)]
     paths = [flows.tus_create(conns[i % n], total) for i, conns in enumerate(per)]
-    barrier = threading.Barrier(plan.small_conns + 1)
     stop_at = [0.0]
+
+    def start_clock() -> None:  # when every thread is there: a slow thread start eats no window
+        stop_at[0] = time.perf_counter() + 0.05 + plan.small_seconds
+
+    barrier = threading.Barrier(plan.small_conns + 1, action=start_clock)
 
     def worker(i: int) -> None:
         barrier.wait()
@@ -132,7 +136,6 @@ def small_rate(cluster: Cluster, n: int, plan: NodePlan, body: bytes) -> float:
     threads = [threading.Thread(target=worker, args=(i,), daemon=True) for i in range(plan.small_conns)]
     for th in threads:
         th.start()
-    stop_at[0] = time.perf_counter() + 0.05 + plan.small_seconds
     barrier.wait()
     t0 = time.perf_counter()
     for th in threads:

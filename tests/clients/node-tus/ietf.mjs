@@ -29,6 +29,28 @@ function upload (input, options, seen) {
   })
 }
 
+// tus-js-client 4.3.1's Node HTTP stack settles a request on the answer's 'end' only: when a connection is cut
+// after an answer's head but before its body ends (an error answer's text), the promise never settles, the
+// upload stops silently and Node exits 0 with nothing printed. This stack fails such a request instead, so the
+// client's own retry logic (the thing under test, with the server's answers) takes over.
+function cutAnswersFail () {
+  const base = tus.defaultOptions.httpStack
+  return {
+    getName: () => 'fails-cut-answers',
+    createRequest (method, url) {
+      const req = base.createRequest(method, url)
+      const send = req.send.bind(req)
+      req.send = (body) => new Promise((resolve, reject) => {
+        send(body).then(resolve, reject)
+        req.getUnderlyingObject()?.on('response', (res) => {
+          res.on('close', () => { if (!res.complete) reject(new Error('the connection was cut during the answer')) })
+        })
+      })
+      return req
+    },
+  }
+}
+
 async function main () {
   const data = randomBytes(1024 * 1024 + 5)
   const seen = { versions: new Set(), requests: [] }
@@ -37,7 +59,7 @@ async function main () {
     out.url = (await upload(data, {}, seen)).url
   } else if (scenario === 'flaky') {
     // the endpoint is a proxy that cuts connections: the client's own retries resume from HEAD's offset
-    out.url = (await upload(data, { chunkSize: 128 * 1024 }, seen)).url
+    out.url = (await upload(data, { chunkSize: 128 * 1024, httpStack: cutAnswersFail() }, seen)).url
   } else if (scenario === 'lost-completion') {
     // the server takes the completing append but its answer is lost (as when a connection drops just then):
     // the client's retry asks HEAD for the offset and carries on from what it says
@@ -93,4 +115,9 @@ async function main () {
   console.log(JSON.stringify(out))
 }
 
-main().catch((err) => { console.error(String(err && err.stack || err)); process.exit(1) })
+let settled = false
+process.on('beforeExit', () => {
+  // nothing left to wait for but no outcome: the client stopped without calling onSuccess or onError
+  if (!settled) { console.error('the upload stopped without success or error'); process.exit(2) }
+})
+main().then(() => { settled = true }, (err) => { console.error(String(err && err.stack || err)); process.exit(1) })
