@@ -13,6 +13,7 @@ measures the whole server. This is the narrow, low-noise A/B for the application
     .venv/bin/python bench/chunk_profile.py                 # both flows, 2,000 requests each
     .venv/bin/python bench/chunk_profile.py --flow tus --profile cprofile   # + the top functions
     .venv/bin/python bench/chunk_profile.py --auth          # with a bearer token (token verification)
+    .venv/bin/python bench/chunk_profile.py --metadata postgresql+psycopg://postgres@127.0.0.1/DB  # PostgreSQL
 """
 
 from __future__ import annotations
@@ -153,7 +154,8 @@ async def run(args: argparse.Namespace) -> None:
 
     base = Path(tempfile.mkdtemp(prefix="chunk-profile-", dir=args.work))
     try:
-        settings = Settings(data_dir=base, no_auth=not args.auth, durable=not args.no_durable)
+        settings = Settings(data_dir=base, no_auth=not args.auth, durable=not args.no_durable,
+                            **({"metadata": args.metadata} if args.metadata else {}))
         app = create_app(settings)
         auth: dict[str, str] = {}
         if args.auth:
@@ -190,6 +192,8 @@ def main() -> None:
     ap.add_argument("--conc", type=int, default=1, help="uploads at once")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--no-durable", action="store_true")
+    ap.add_argument("--metadata", default="", help="metadata store URL, e.g. postgresql+psycopg://postgres@127.0.0.1/"
+                    "chunkd_profile (an empty database; default: SQLite in the scratch directory)")
     ap.add_argument("--auth", action="store_true", help="authenticate with a bearer token")
     ap.add_argument("--profile", choices=["", "cprofile"], default="")
     ap.add_argument("--work", default=None, help="scratch directory (default: the system's temp dir)")

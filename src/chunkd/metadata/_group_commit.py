@@ -53,7 +53,10 @@ class GroupCommit:
     def __init__(self, begin: Callable[[], AbstractContextManager[Txn]], lock: Callable[[Txn, str], None]) -> None:
         """``begin`` opens one write transaction (committed when its block ends, rolled back on error);
         ``lock(t, id)`` takes a session's row lock inside it (PostgreSQL; a no-op where the transaction
-        locks the whole database)."""
+        locks the whole database): for every session of a batch of several sessions, in one order, before
+        any work runs, so that two batches cannot deadlock. A batch of one session takes no lock first:
+        its work must lock the session's row itself (the record does, reading the row), one round trip
+        fewer."""
         self._begin, self._lock = begin, lock
         self._mutex = threading.Lock()
         self._queue: list[_Member] = []
@@ -112,7 +115,8 @@ class GroupCommit:
         try:
             with self._begin() as t:
                 # lock in one order, so two batches (or two processes' batches) cannot deadlock on each other
-                for sid in sorted({m.lock_id for m in batch if m.lock_id is not None}):
+                ids = sorted({m.lock_id for m in batch if m.lock_id is not None})
+                for sid in ids if len(ids) > 1 else ():  # one lock alone cannot deadlock: its work takes it
                     self._lock(t, sid)
                 if len(batch) == 1:  # alone: its own error rolls the transaction back, no savepoint needed
                     batch[0].result = batch[0].work(t)

@@ -55,7 +55,7 @@ class SqlBase:
             # with these frames in it. Saves one of the two fsyncs per chunk (bench/README.md, section 3).
             self._soft = self._sqlite_engine("BEGIN IMMEDIATE", synchronous="NORMAL")
         else:
-            self._writer = sa.create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+            self._writer = _pinged_when_idle(sa.create_engine(url, pool_size=10, max_overflow=20))
             self._reader = self._writer
             self._soft = self._writer
         self._hot = Hot(self._writer.dialect)
@@ -202,6 +202,34 @@ class SqlBase:
                 return float(conn.exec_driver_sql("SELECT extract(epoch FROM clock_timestamp())").scalar_one())
 
         return await self._run(run)
+
+
+IDLE_PING = 2.0  # seconds a pooled PostgreSQL connection may sit unused before a checkout pings it
+
+
+def _pinged_when_idle(engine: Engine) -> Engine:
+    """Check a pooled connection before use only when it sat idle for more than ``IDLE_PING`` s.
+
+    ``pool_pre_ping`` pings on every checkout: one more round trip for each transaction, two per chunk
+    (claim and record), where a chunk runs about twenty. A connection in steady use is checked by that use;
+    one that sat idle is where a restarted or idle-timed-out server shows, and a failed ping makes the pool
+    replace it (``DisconnectionError``) before any statement of the transaction ran.
+    """
+    @sa.event.listens_for(engine, "checkin")
+    def _checkin(_dbapi_conn: Any, record: Any) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    @sa.event.listens_for(engine, "checkout")
+    def _checkout(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+        since = record.info.get("idle_since")
+        if since is None or time.monotonic() - since <= IDLE_PING:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_conn)
+        except Exception as exc:
+            raise sa.exc.DisconnectionError("the pooled connection is gone") from exc
+
+    return engine
 
 
 def _is_full(exc: BaseException) -> bool:

@@ -22,6 +22,9 @@ class Hot:
         r, c, pc, s = session_ranges.c, claims.c, pieces.c, sessions.c
         self.get = p(sa.select(*sessions.c).where(s.id == b("sid")))
         self.lock = p(sa.select(s.id).where(s.id == b("sid")).with_for_update())
+        # the row and its lock in one round trip (PostgreSQL; SQLite renders no FOR UPDATE: BEGIN IMMEDIATE
+        # already holds the database's write lock)
+        self.get_locked = p(sa.select(*sessions.c).where(s.id == b("sid")).with_for_update())
         self.state = p(sa.select(s.state).where(s.id == b("sid")))
         self.add_session = p(sessions.insert())
         self.bump = p(sessions.update().where(s.id == b("sid")).values(
@@ -42,6 +45,8 @@ class Hot:
         self.drop_ranges = p(session_ranges.delete().where(r.session_id == b("sid"), r.start >= b("lo"),
                                                            r.start <= b("hi")))
         self.add_range = p(session_ranges.insert())
+        self.extend_range = p(session_ranges.update().where(r.session_id == b("sid"), r.start == b("lo"))
+                              .values(stop=b("new_stop")))
         # -- pieces
         self.add_piece = p(pieces.insert())
         self.last_piece = p(sa.select(sa.func.max(pc.start) + 1).where(pc.session_id == b("sid")))
