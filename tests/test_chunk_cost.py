@@ -267,3 +267,31 @@ async def test_a_connection_the_server_dropped_is_replaced(served: Served, monke
     assert pings[0] >= 2
     r = await served[0].get(path, headers={"Tus-Resumable": "1.0.0"})
     assert r.status_code == 200 and r.content == data
+
+
+@pytest.mark.anyio
+async def test_a_dropped_connection_in_use_is_a_503_and_the_retry_succeeds(served: Served,
+                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without the idle check (a connection used a moment ago), the request that meets a dropped connection
+    gets the protocol's 503 with a retry hint, not a 500; the pool replaces the connection and a retry of
+    the same chunk succeeds."""
+    path, data = await _tus_upload(served, 2)
+    assert await _patch(served, path, data, 0) == 204
+    ended = served[1].pg.execute("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                                 "WHERE datname = current_database() AND pid <> pg_backend_pid()").fetchone()
+    assert ended is not None and ended[0] >= 1
+    monkeypatch.setattr(_sql_base, "IDLE_PING", 1e9)
+    client = served[0]
+    headers = {"Tus-Resumable": "1.0.0", "Upload-Offset": str(CHUNK), "Content-Type": "application/offset+octet-stream"}
+    statuses = []
+    for _ in range(25):  # each dead pooled connection fails one request, then is replaced
+        r = await client.patch(path, content=data[CHUNK:], headers=headers)
+        statuses.append(r.status_code)
+        if r.status_code == 204:
+            break
+        assert r.status_code == 503, r.text
+        assert "retry-after" in r.headers
+    assert statuses[0] == 503 and statuses[-1] == 204, statuses
+    r = await client.get(path, headers={"Tus-Resumable": "1.0.0"})
+    assert r.status_code == 200 and r.content == data
+

@@ -182,7 +182,7 @@ class StorageFull(ChunkdError):
 
 
 class StorageUnavailable(ChunkdError):
-    """The byte store cannot be reached or refused this server; retry later."""
+    """The byte store or the metadata store cannot be reached or refused this server; retry later."""
 
     code = "storage_unavailable"
 

@@ -23,7 +23,7 @@ import anyio.to_thread
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from chunkd.core.errors import StorageFull
+from chunkd.core.errors import StorageFull, StorageUnavailable
 from chunkd.metadata._group_commit import GroupCommit
 from chunkd.metadata._prepared import Prepared, Txn, transaction
 from chunkd.metadata._sql_hot import Hot
@@ -66,6 +66,12 @@ class SqlBase:
         dbapi = self._writer.dialect.dbapi
         self._integrity_errors: tuple[type[Exception], ...] = (
             sa.exc.IntegrityError, *((dbapi.IntegrityError,) if dbapi is not None else ()))
+        # PostgreSQL's connection-level failures (server gone or restarting, connection lost, deadlock,
+        # statement timeout: OperationalError and its subclasses) answer 503 (retry), not 500. The server
+        # rolls a cut-off transaction back, or -- a commit whose answer was lost -- kept it, and the retry
+        # finds it (bytes already recorded are acknowledged again). SQLite's OperationalError stays as it is.
+        self._unavailable: tuple[type[Exception], ...] = () if self.sqlite else (
+            sa.exc.OperationalError, *((dbapi.OperationalError,) if dbapi is not None else ()))
 
     def _sqlite_engine(self, begin: str, synchronous: str = "FULL") -> Engine:
         engine = sa.create_engine(self.url, connect_args={"check_same_thread": False, "timeout": 60},
@@ -90,14 +96,16 @@ class SqlBase:
     async def _run(self, fn: Callable[[], T]) -> T:
         return await anyio.to_thread.run_sync(self._blocking, fn)
 
-    @staticmethod
-    def _blocking(fn: Callable[[], T]) -> T:
-        """Run ``fn`` in the calling thread, a full disk raised as StorageFull."""
+    def _blocking(self, fn: Callable[[], T]) -> T:
+        """Run ``fn`` in the calling thread, a full disk raised as StorageFull, a PostgreSQL server that
+        cannot be reached (or dropped the connection) as StorageUnavailable."""
         try:
             return fn()
         except Exception as exc:
             if _is_full(exc):
                 raise StorageFull("the metadata store's disk is full") from exc
+            if isinstance(exc, self._unavailable):
+                raise StorageUnavailable("the metadata store cannot be reached; retry") from exc
             raise
 
     def _counted(self) -> None:
