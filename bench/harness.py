@@ -102,7 +102,8 @@ class Bench:
         self.baseline: Baseline | None = None  # --baseline REV: twins of the chunkd entries (bench/baseline.py)
         self.cpu: dict[tuple[str, int], list[float]] = {}  # (label, conns) -> server CPU-ms per request
         self.driver_cpu: dict[tuple[str, int], list[float]] = {}  # (label, conns) -> the driver's CPU-ms per request
-        # PostgreSQL counters per 64 KiB PATCH, one figure per run: writes (the target), xact_commit, wal_syncs
+        # PostgreSQL counters per 64 KiB PATCH, one figure per run: commits (the target), writes, xact_commit,
+        # wal_syncs
         self.pg_commits: dict[str, list[float]] = {}
 
     # -- plumbing ----------------------------------------------------------------------------------
@@ -338,13 +339,16 @@ class Bench:
                 if c == conns:
                     drv.values[label] = vals
         if self.pg_commits:
-            self.r.scaling["pg_commits_per_chunk"] = self.pg_commits["writes"]  # the target's figure
+            self.r.scaling["pg_commits_per_chunk"] = self.pg_commits["commits"]  # the target's figure
+            self.r.scaling["pg_write_xids_per_chunk"] = self.pg_commits["writes"]
             self.r.scaling["pg_xact_commit_per_chunk"] = self.pg_commits["xact_commit"]
             self.r.scaling["pg_wal_syncs_per_chunk"] = self.pg_commits["wal_syncs"]
             self.r.notes.append("PostgreSQL counters per 64 KiB PATCH (medians): "
                                 + ", ".join(f"{k} {statistics.median(v):.2f}" for k, v in self.pg_commits.items())
-                                + " (writes: transaction ids taken, cluster-wide; xact_commit: every commit of "
-                                "the database, read-only ones included; wal_syncs: WAL flushes, cluster-wide)")
+                                + " (commits: write transactions chunkd's metadata store committed, from its "
+                                "/metrics; writes: transaction ids taken, cluster-wide, a group commit's "
+                                "savepoints included; xact_commit: every commit of the database, read-only ones "
+                                "included; wal_syncs: WAL flushes, cluster-wide)")
         limits = small_extra.machine_limits(self.work / "limits", 10 if self.r.mode == "quick" else 100)
         self.r.scaling["machine_limits"] = limits
         self.r.notes.append(f"machine limits (same run, same disk): 64 KiB pwrite + fdatasync "

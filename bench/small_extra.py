@@ -109,8 +109,21 @@ class PgChunkd(Chunkd):
             row = c.execute("SELECT xact_commit FROM pg_stat_database WHERE datname = %s", (self.db.name,)).fetchone()
             xid = c.execute("SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint").fetchone()
             wal = c.execute("SELECT wal_sync FROM pg_stat_wal").fetchone()
-        return {"writes": int(xid[0]) if xid else 0, "xact_commit": int(row[0]) if row else 0,
-                "wal_syncs": int(wal[0]) if wal else 0}
+        return {"commits": self.chunkd_commits(), "writes": int(xid[0]) if xid else 0,
+                "xact_commit": int(row[0]) if row else 0, "wal_syncs": int(wal[0]) if wal else 0}
+
+    def chunkd_commits(self) -> int:
+        """Write transactions the server's metadata store committed, from its own ``/metrics``
+        (``chunkd_metadata_commits_total``; served without auth on loopback): exact, with a group commit
+        counted once. The transaction ids above count a group commit's savepoints too (each member that
+        writes takes a subtransaction id), so they overstate commits once requests share one."""
+        import urllib.request
+
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=10) as r:
+            for line in r.read().decode().splitlines():
+                if line.startswith("chunkd_metadata_commits_total "):
+                    return int(float(line.split()[1]))
+        return 0
 
 
 class Workers2(Chunkd):

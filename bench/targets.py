@@ -8,7 +8,6 @@ and chunkd's one-connection durable rate as a fraction of what the disk allows w
 
 from __future__ import annotations
 
-import statistics
 from typing import TYPE_CHECKING
 
 from bench.report import NGINX, TUS_NODE, Results, Series, Target
@@ -55,8 +54,9 @@ def check(r: Results, plan: Plan) -> None:
             add(Target(f"--workers 2 ≥ 1.7x --workers 1 ({conns} conn)", _ratio(med(C_W2), med(C_TUS)), 1.7,
                        ">=", "tus PATCH/s, durable"))
     pgc = r.scaling.get("pg_commits_per_chunk")
-    add(Target("PostgreSQL commits per 64 KiB chunk ≤ 2", statistics.median(pgc) if pgc else None, 2.0, "<=",
-               "write transactions (transaction ids taken); all commits and WAL flushes in the notes"))
+    add(Target("PostgreSQL commits per 64 KiB chunk ≤ 2", max(pgc) if pgc else None, 2.0, "<=",
+               "write transactions committed (chunkd's /metrics), the worst of the 1- and 8-connection runs; "
+               "transaction ids, all commits and WAL flushes in the notes"))
     many = next((s for s in r.series if s.section.startswith("4.")), None)
     files = _ratio(many.median(C_TUS), many.median(TUS_NODE)) if many else None
     add(Target(f"{many.case if many else 'many small files'} ≥ 1.5x @tus/server (tus)", files, 1.5, ">=",

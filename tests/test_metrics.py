@@ -122,3 +122,34 @@ def test_webhook_posts_are_counted() -> None:
     for result in ("delivered", "failed"):
         key = ("chunkd_webhook_deliveries_total", (("result", result),))
         assert after[key] - before.get(key, 0.0) == 1
+
+
+def test_metadata_commits_are_counted_once_per_write_transaction(tmp_path: Path) -> None:
+    """A 64 KiB tus PATCH on one connection commits two write transactions (its claim and its record);
+    reads (HEAD) commit none."""
+    from chunkd.server.metrics import render
+
+    settings = Settings(data_dir=tmp_path / "data", no_auth=True, sweep_interval=3600)
+    app = create_app(settings)
+    key = ("chunkd_metadata_commits_total", ())
+    tus = {"Tus-Resumable": "1.0.0"}
+    chunk, n = 64 << 10, 5
+
+    async def go() -> tuple[float, float, float]:
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1:19080") as c:
+                r = await c.post("/files/", headers={**tus, "Upload-Length": str(chunk * (n + 1))})
+                assert r.status_code == 201
+                path = r.headers["location"]
+                before = _samples(render({})).get(key, 0.0)
+                for i in range(n):
+                    r = await c.patch(path, content=b"x" * chunk, headers={
+                        **tus, "Upload-Offset": str(i * chunk), "Content-Type": "application/offset+octet-stream"})
+                    assert r.status_code == 204
+                middle = _samples(render({}))[key]
+                assert (await c.head(path, headers=tus)).status_code == 200
+                return before, middle, _samples(render({}))[key]
+    before, middle, after = anyio.run(go)
+    assert middle - before == 2 * n
+    assert after == middle

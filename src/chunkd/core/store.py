@@ -16,7 +16,7 @@ Every implementation must pass ``tests/conformance/metadata_suite.py``.
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
@@ -240,6 +240,15 @@ class BlockingWrites(Protocol):
 
     def release_blocking(self, session_id: str, token: str) -> None:
         """:meth:`SessionStore.release`."""
+
+
+@runtime_checkable
+class CountsCommits(Protocol):
+    """Optional: the store calls ``on_commit`` (when set) once for every write transaction it committed, a
+    group commit's shared transaction once; never for a read or a rolled-back transaction. The call comes
+    from the committing thread, after the commit: it must be cheap, thread-safe and must not raise."""
+
+    on_commit: Callable[[], None] | None
 
 
 class MetadataStore(MetadataBackend, SessionStore, Protocol):

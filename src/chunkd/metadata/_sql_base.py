@@ -40,6 +40,7 @@ class SqlBase:
         self.sqlite = url.startswith("sqlite")
         self.name = "sqlite" if self.sqlite else "postgresql"
         self.transactions = 0
+        self.on_commit: Callable[[], None] | None = None  # core.store.CountsCommits (metrics)
         self._count_lock = threading.Lock()
         self._migrated = threading.Lock()
         self._write_lock: WriteLock | None = None
@@ -120,6 +121,7 @@ class SqlBase:
             if session_id is not None and not self.sqlite:
                 conn.execute(sa.text("SELECT id FROM sessions WHERE id = :sid FOR UPDATE"), {"sid": session_id})
             yield conn
+        self._committed()
 
     @contextmanager
     def _fast_write(self, session_id: str | None = None, *, soft: bool = False) -> Iterator[Txn]:
@@ -130,6 +132,12 @@ class SqlBase:
             if session_id is not None and not self.sqlite:
                 t.one(self._hot.lock, sid=session_id)
             yield t
+        self._committed()
+
+    def _committed(self) -> None:
+        """Reached only when the write transaction's block ended without an error, i.e. it committed."""
+        if self.on_commit is not None:
+            self.on_commit()
 
     @contextmanager
     def _serialized(self) -> Iterator[None]:

@@ -44,7 +44,7 @@ from chunkd.core.engine import Engine
 from chunkd.core.events import Event
 from chunkd.core.models import SessionState
 from chunkd.core.stats import EngineStats
-from chunkd.core.store import SessionQuery
+from chunkd.core.store import CountsCommits, SessionQuery
 from chunkd.protocols.admin import PREFIX as ADMIN_PREFIX
 from chunkd.server.metrics_dir import ENV
 from chunkd.settings import Settings
@@ -85,6 +85,8 @@ STORAGE_ERRORS = Counter("chunkd_storage_errors", "storage failures while writin
 WEBHOOK_ATTEMPTS = Counter("chunkd_webhook_deliveries", "webhook POSTs", ["result"], registry=_registry)
 WEBHOOK_ABANDONED = Counter("chunkd_webhook_abandoned", "webhook events given up after every retry",
                             registry=_registry)
+METADATA_COMMITS = Counter("chunkd_metadata_commits", "write transactions the metadata store committed (a group "
+                           "commit's shared transaction once)", registry=_registry)
 WORKERS = Gauge("chunkd_workers", "server processes serving", multiprocess_mode="livesum", registry=_registry)
 
 
@@ -324,6 +326,8 @@ def install(app: Starlette, engine: Engine, authenticator: Authenticator, settin
     if mode == "off":
         return
     engine.stats = EngineMetrics()
+    if isinstance(engine.store, CountsCommits):
+        engine.store.on_commit = METADATA_COMMITS.inc
     engine.events.subscribe(_lifecycle)
     app.router.routes.insert(0, metrics_route(engine, authenticator, mode))
     app.add_middleware(MetricsMiddleware, families=Families(settings.blob_account))
