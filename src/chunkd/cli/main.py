@@ -110,8 +110,11 @@ def _unreachable(exc: BaseException) -> bool:
 
 
 def _one_line(exc: BaseException) -> str:
+    from chunkd.core.errors import ChunkdError
     from chunkd.server.redact import redact_text
 
+    if isinstance(exc, ChunkdError) and exc.__cause__ is not None:
+        exc = exc.__cause__  # the store's own error says why (the core error's text is meant for clients)
     cause = getattr(exc, "orig", None) or exc  # SQLAlchemy's wrapper adds a "Background on this error" link
     return redact_text(f"{type(cause).__name__}: {' '.join(str(cause).split())}")
 
