@@ -224,6 +224,13 @@ async def _patch(served: Served, path: str, data: bytes, i: int) -> int:
     return r.status_code
 
 
+def _end_backends(served: Served) -> None:
+    """End the database's other backends (chunkd's pooled connections), as a restart or an idle timeout would."""
+    ended = served[1].pg.execute("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                                 "WHERE datname = current_database() AND pid <> pg_backend_pid()").fetchone()
+    assert ended is not None and ended[0] >= 1
+
+
 def _count_pings(served: Served, monkeypatch: pytest.MonkeyPatch) -> list[int]:
     dialect = served[1].store._writer.dialect
     pings = [0]
@@ -255,11 +262,7 @@ async def test_connections_in_use_are_not_pinged(served: Served, monkeypatch: py
 async def test_a_connection_the_server_dropped_is_replaced(served: Served, monkeypatch: pytest.MonkeyPatch) -> None:
     path, data = await _tus_upload(served, 3)
     assert await _patch(served, path, data, 0) == 204
-    meter = served[1]
-    # the database's other backends (chunkd's pooled connections) end, as in a restart or an idle timeout
-    ended = meter.pg.execute("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-                             "WHERE datname = current_database() AND pid <> pg_backend_pid()").fetchone()
-    assert ended is not None and ended[0] >= 1
+    _end_backends(served)
     pings = _count_pings(served, monkeypatch)
     monkeypatch.setattr(_sql_base, "IDLE_PING", 0.0)  # they sat in the pool meanwhile
     assert await _patch(served, path, data, 1) == 204
@@ -277,9 +280,7 @@ async def test_a_dropped_connection_in_use_is_a_503_and_the_retry_succeeds(serve
     the same chunk succeeds."""
     path, data = await _tus_upload(served, 2)
     assert await _patch(served, path, data, 0) == 204
-    ended = served[1].pg.execute("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-                                 "WHERE datname = current_database() AND pid <> pg_backend_pid()").fetchone()
-    assert ended is not None and ended[0] >= 1
+    _end_backends(served)
     monkeypatch.setattr(_sql_base, "IDLE_PING", 1e9)
     client = served[0]
     headers = {"Tus-Resumable": "1.0.0", "Upload-Offset": str(CHUNK), "Content-Type": "application/offset+octet-stream"}

@@ -34,18 +34,22 @@ function upload (input, options, seen) {
 // upload stops silently and Node exits 0 with nothing printed. This stack fails such a request instead, so the
 // client's own retry logic (the thing under test, with the server's answers) takes over.
 function cutAnswersFail () {
+  return wrappedStack('fails-cut-answers', (req, method, send) => (body) => new Promise((resolve, reject) => {
+    send(body).then(resolve, reject)
+    req.getUnderlyingObject()?.on('response', (res) => {
+      res.on('close', () => { if (!res.complete) reject(new Error('the connection was cut during the answer')) })
+    })
+  }))
+}
+
+// tus-js-client's own Node HTTP stack, each request's send() replaced by wrap(req, method, originalSend)
+function wrappedStack (name, wrap) {
   const base = tus.defaultOptions.httpStack
   return {
-    getName: () => 'fails-cut-answers',
+    getName: () => name,
     createRequest (method, url) {
       const req = base.createRequest(method, url)
-      const send = req.send.bind(req)
-      req.send = (body) => new Promise((resolve, reject) => {
-        send(body).then(resolve, reject)
-        req.getUnderlyingObject()?.on('response', (res) => {
-          res.on('close', () => { if (!res.complete) reject(new Error('the connection was cut during the answer')) })
-        })
-      })
+      req.send = wrap(req, method, req.send.bind(req))
       return req
     },
   }
@@ -63,24 +67,15 @@ async function main () {
   } else if (scenario === 'lost-completion') {
     // the server takes the completing append but its answer is lost (as when a connection drops just then):
     // the client's retry asks HEAD for the offset and carries on from what it says
-    const base = tus.defaultOptions.httpStack
     let lost = false
-    const httpStack = {
-      getName: () => 'loses-one-answer',
-      createRequest (method, url) {
-        const req = base.createRequest(method, url)
-        const send = req.send.bind(req)
-        req.send = async (body) => {
-          const res = await send(body)
-          if (!lost && method === 'PATCH' && req.getHeader('Upload-Complete') === '?1') {
-            lost = true
-            throw new Error('the connection dropped before the answer arrived')
-          }
-          return res
-        }
-        return req
-      },
-    }
+    const httpStack = wrappedStack('loses-one-answer', (req, method, send) => async (body) => {
+      const res = await send(body)
+      if (!lost && method === 'PATCH' && req.getHeader('Upload-Complete') === '?1') {
+        lost = true
+        throw new Error('the connection dropped before the answer arrived')
+      }
+      return res
+    })
     out.url = (await upload(data, { chunkSize: 256 * 1024, httpStack }, seen)).url
     if (!lost) throw new Error('no completing append was sent')
   } else if (scenario === 'creation-with-upload') {
