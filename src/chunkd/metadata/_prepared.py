@@ -67,27 +67,34 @@ class Txn:
 
 @contextmanager
 def transaction(engine: Engine, begin: str | None) -> Iterator[Txn]:
-    """A transaction on a pooled DBAPI connection, committed when the block ends, rolled back on error.
-
-    ``begin`` is the statement that opens it on SQLite (whose connections run with the driver's own
-    transaction handling off); None for drivers that open one implicitly (psycopg).
-    """
+    """A transaction on a pooled DBAPI connection (see ``on_connection``), returned to the pool after."""
     raw = engine.raw_connection()
     try:
-        cur = raw.cursor()
-        try:
-            if begin is not None:
-                cur.execute(begin)
-            yield Txn(cur)
-        except BaseException:
-            raw.rollback()
-            raise
-        else:
-            raw.commit()
-        finally:
-            cur.close()
+        with on_connection(raw, begin) as t:
+            yield t
     finally:
         raw.close()  # back to the pool
 
 
-__all__ = ["Prepared", "Txn", "transaction"]
+@contextmanager
+def on_connection(raw: Any, begin: str | None) -> Iterator[Txn]:
+    """A transaction on the DBAPI connection ``raw``, committed when the block ends, rolled back on error.
+
+    ``begin`` is the statement that opens it on SQLite (whose connections run with the driver's own
+    transaction handling off); None for drivers that open one implicitly (psycopg).
+    """
+    cur = raw.cursor()
+    try:
+        if begin is not None:
+            cur.execute(begin)
+        yield Txn(cur)
+    except BaseException:
+        raw.rollback()
+        raise
+    else:
+        raw.commit()
+    finally:
+        cur.close()
+
+
+__all__ = ["Prepared", "Txn", "on_connection", "transaction"]

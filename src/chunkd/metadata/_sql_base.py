@@ -27,6 +27,7 @@ from chunkd.core.errors import StorageFull, StorageUnavailable
 from chunkd.metadata._group_commit import GroupCommit
 from chunkd.metadata._prepared import Prepared, Txn, transaction
 from chunkd.metadata._sql_hot import Hot
+from chunkd.metadata._sqlite_writer import SqliteWriter
 from chunkd.metadata._write_lock import WriteLock
 
 T = TypeVar("T")
@@ -55,10 +56,13 @@ class SqlBase:
             # are unchanged, and the next FULL commit (``record``, which acknowledges bytes) fsyncs the WAL
             # with these frames in it. Saves one of the two fsyncs per chunk (bench/README.md, section 3).
             self._soft = self._sqlite_engine("BEGIN IMMEDIATE", synchronous="NORMAL")
+            # the prepared hot-path writes (claim, record, ...) all run on one connection (_sqlite_writer)
+            self._sqlite_writer: SqliteWriter | None = SqliteWriter(self._writer, "FULL" if durable else "NORMAL")
         else:
             self._writer = _pinged_when_idle(sa.create_engine(url, pool_size=10, max_overflow=20))
             self._reader = self._writer
             self._soft = self._writer
+            self._sqlite_writer = None
         self._hot = Hot(self._writer.dialect)
         # records (the durable acknowledgement of bytes) are group-committed: one fsync for concurrent ones
         self._group = GroupCommit(self._grouped_txn, self._lock_row)
@@ -127,11 +131,14 @@ class SqlBase:
     def _fast_write(self, session_id: str | None = None, *, soft: bool = False) -> Iterator[Txn]:
         """``_write`` for the prepared hot-path statements (see ``_prepared``)."""
         self._counted()
-        engine = self._soft if soft else self._writer
-        with self._serialized(), transaction(engine, "BEGIN IMMEDIATE" if self.sqlite else None) as t:
-            if session_id is not None and not self.sqlite:
-                t.one(self._hot.lock, sid=session_id)
-            yield t
+        if self._sqlite_writer is not None:
+            with self._serialized(), self._sqlite_writer.transaction(soft=soft) as t:
+                yield t
+        else:
+            with transaction(self._writer, None) as t:  # PostgreSQL: the session's row lock, not a global one
+                if session_id is not None:
+                    t.one(self._hot.lock, sid=session_id)
+                yield t
         self._committed()
 
     def _committed(self) -> None:
@@ -202,6 +209,8 @@ class SqlBase:
         await self._run(run)
 
     async def close(self) -> None:
+        if self._sqlite_writer is not None:
+            self._sqlite_writer.close()
         self._writer.dispose()
         self._reader.dispose()
         self._soft.dispose()
