@@ -104,24 +104,35 @@ FLOWS = {"tus": tus_flow, "sf": sf_flow}
 
 
 class HopCounter:
-    """Counts anyio.to_thread.run_sync calls (worker-thread hops)."""
+    """Counts worker-thread hops: ``anyio.to_thread.run_sync`` calls and the chunk path's own hop
+    (``chunkd.core.worker_hop.run_in_worker``)."""
 
     def __init__(self) -> None:
+        from chunkd.core import worker_hop
+
         self.n = 0
+        self._module = worker_hop
         self._orig = anyio.to_thread.run_sync
+        self._orig_hop = worker_hop.run_in_worker
 
     def __enter__(self) -> HopCounter:
-        orig = self._orig
+        orig, orig_hop = self._orig, self._orig_hop
 
         async def counted(*args: Any, **kw: Any) -> Any:
             self.n += 1
             return await orig(*args, **kw)
 
+        async def counted_hop(*args: Any) -> Any:
+            self.n += 1
+            return await orig_hop(*args)
+
         anyio.to_thread.run_sync = counted  # type: ignore[assignment]
+        self._module.run_in_worker = counted_hop  # type: ignore[assignment]
         return self
 
     def __exit__(self, *exc: object) -> None:
         anyio.to_thread.run_sync = self._orig  # type: ignore[assignment]
+        self._module.run_in_worker = self._orig_hop
 
 
 async def measure(app: Any, flow: str, n: int, conc: int, profile: str, auth: dict[str, str]) -> dict[str, float]:

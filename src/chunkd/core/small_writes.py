@@ -22,8 +22,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, replace
 
-import anyio.to_thread
-
+from chunkd.core import worker_hop
 from chunkd.core._base import EngineBase
 from chunkd.core.body import Body
 from chunkd.core.bytestore import BlockingPieces
@@ -116,7 +115,7 @@ class SmallWrites(EngineBase):
                            tag: str = "") -> SmallOutcome:
         """Claim ``intent``, run ``admit`` on what the claim read (it raises to refuse), write the claimed
         parts of ``chunks`` (``[intent.start, intent.end)``) as pieces and record them, in one worker thread."""
-        return await anyio.to_thread.run_sync(self._small_blocking, store, intent, chunks, admit, missing_limit,
+        return await worker_hop.run_in_worker(self._small_blocking, store, intent, chunks, admit, missing_limit,
                                               guard, tag)
 
     def _small_blocking(self, store: BlockingWrites, intent: WriteIntent, chunks: list[bytes], admit: Admit,
