@@ -10,8 +10,9 @@ conversion on either driver (strings, integers, floats).
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from operator import itemgetter
 from typing import Any
 
 import sqlalchemy as sa
@@ -29,12 +30,24 @@ class Prepared:
         self._order = compiled.positiontup  # positional paramstyles (SQLite's qmark); None for psycopg's
         # values written into the statement itself (LIMIT 1, start = 0); the rest must be passed
         self._defaults = {k: v for k, v in compiled.params.items() if v is not None}
+        # the positional values in one C call (a generator per statement cost ~1.5 µs, 15 statements a chunk)
+        self._pick = _picker(tuple(self._order or ()))
 
     def params(self, values: Mapping[str, Any]) -> Sequence[Any] | Mapping[str, Any]:
         merged = {**self._defaults, **values} if self._defaults else values
         if self._order is None:
             return merged
-        return tuple(merged[name] for name in self._order)
+        return self._pick(merged)
+
+
+def _picker(order: tuple[str, ...]) -> Callable[[Mapping[str, Any]], tuple[Any, ...]]:
+    """The values of ``order``'s names as a tuple (``itemgetter`` of one name returns the bare value)."""
+    if len(order) > 1:
+        return itemgetter(*order)
+    if order:
+        name = order[0]
+        return lambda m: (m[name],)
+    return lambda m: ()
 
 
 class Txn:
