@@ -2,8 +2,9 @@
 
 A small chunk crosses to a worker thread once (claim, flush, record: :mod:`chunkd.core.small_writes`).
 anyio's hop takes a capacity-limiter token, a cancel scope and its own worker queue on top of the thread
-handover itself: 88-101 µs of CPU for a no-op under uvloop here, against 60-65 µs for
-``loop.run_in_executor`` (bench/README.md, "fourth round"), at several hundred chunks per second.
+handover itself: 73-93 µs of CPU for a no-op under uvloop here, against 63-75 µs for this one over
+``loop.run_in_executor`` (medians of three runs of ``bench/chunk_parts.py hop``; bench/README.md, "fourth
+round"), at several hundred chunks per second.
 
 Semantics kept from anyio's default (``abandon_on_cancel=False``): a cancelled caller still waits for the
 thread to finish before the cancellation goes on, so nothing the thread does (a claim, a record) outlives

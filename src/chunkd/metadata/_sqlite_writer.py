@@ -5,7 +5,8 @@ for all of them, and it is faster than a pool: a connection keeps its page cache
 connection writes the database, and a chunk's claim and record used to run on two (the soft and the
 durable engine's), each finding the other's write and reading the pages again; every transaction also
 paid a checkout from SQLAlchemy's pool. With one connection, claim + record of a 64 KiB append cost
-217-270 µs of CPU against 334-423 µs (``bench/README.md``, "fourth round"). Its ``synchronous`` setting
+242 against 302 µs of CPU, 364 against 443 µs with durable acks (``bench/chunk_parts.py store``, medians of
+5 rounds; ``bench/README.md``, "fourth round"). Its ``synchronous`` setting
 follows each transaction: ``NORMAL`` for soft ones (claims: no WAL fsync), the store's own for the rest
 (``FULL`` with durable acks), set between transactions as SQLite requires.
 
