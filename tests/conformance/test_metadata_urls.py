@@ -41,5 +41,9 @@ def test_sqlite_fsyncs_its_record_commits_only_when_durable(durable: bool, level
     assert isinstance(store, SqlSessionStore)
     with store._writer.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == level
-    with store._soft.connect() as conn:  # claims are leases: never fsynced
-        assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 1
+    writer = store._sqlite_writer  # the one connection of the hot-path writes, its level set per transaction
+    assert writer is not None
+    for soft, expected in ((True, 1), (False, level), (True, 1)):  # claims are leases: never fsynced
+        with store._serialized(), writer.transaction(soft=soft):
+            assert writer._raw is not None
+            assert writer._raw.dbapi_connection.execute("PRAGMA synchronous").fetchone()[0] == expected

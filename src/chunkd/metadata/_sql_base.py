@@ -51,17 +51,15 @@ class SqlBase:
             self._write_lock = WriteLock(db.with_name(db.name + "-writer.lock"))
             self._writer = self._sqlite_engine("BEGIN IMMEDIATE", synchronous="FULL" if durable else "NORMAL")
             self._reader = self._sqlite_engine("BEGIN")
+            # The prepared hot-path writes (claim, record, ...) all run on one connection (_sqlite_writer).
             # Write claims are leases, soft state: a claim lost with the machine's power is harmless (its
             # writer died too), so claim/renew/release commits skip the WAL fsync. Visibility and atomicity
             # are unchanged, and the next FULL commit (``record``, which acknowledges bytes) fsyncs the WAL
             # with these frames in it. Saves one of the two fsyncs per chunk (bench/README.md, section 3).
-            self._soft = self._sqlite_engine("BEGIN IMMEDIATE", synchronous="NORMAL")
-            # the prepared hot-path writes (claim, record, ...) all run on one connection (_sqlite_writer)
             self._sqlite_writer: SqliteWriter | None = SqliteWriter(self._writer, "FULL" if durable else "NORMAL")
         else:
             self._writer = _pinged_when_idle(sa.create_engine(url, pool_size=10, max_overflow=20))
             self._reader = self._writer
-            self._soft = self._writer
             self._sqlite_writer = None
         self._hot = Hot(self._writer.dialect)
         # records (the durable acknowledgement of bytes) are group-committed: one fsync for concurrent ones
@@ -118,10 +116,10 @@ class SqlBase:
             self.transactions += 1
 
     @contextmanager
-    def _write(self, session_id: str | None = None, *, soft: bool = False) -> Iterator[Connection]:
-        """A write transaction holding the session's lock; ``soft`` ones (claims only) need no fsync."""
+    def _write(self, session_id: str | None = None) -> Iterator[Connection]:
+        """A write transaction holding the session's lock (soft ones are the hot path's: ``_fast_write``)."""
         self._counted()
-        with self._serialized(), (self._soft if soft else self._writer).begin() as conn:
+        with self._serialized(), self._writer.begin() as conn:
             if session_id is not None and not self.sqlite:
                 conn.execute(sa.text("SELECT id FROM sessions WHERE id = :sid FOR UPDATE"), {"sid": session_id})
             yield conn
@@ -213,7 +211,6 @@ class SqlBase:
             self._sqlite_writer.close()
         self._writer.dispose()
         self._reader.dispose()
-        self._soft.dispose()
         if self._write_lock is not None:
             self._write_lock.close()
 

@@ -53,7 +53,7 @@ class SqliteWriter:
                 yield t
         except BaseException:
             if raw.dbapi_connection is not None and raw.dbapi_connection.in_transaction:
-                self._drop()  # the rollback itself failed: start over with a new connection
+                self._drop()  # its commit or rollback failed: start over with a new connection
             raise
 
     def _drop(self) -> None:
