@@ -7,7 +7,7 @@ write path calls them -- no HTTP, no byte store. Prints thread CPU per chunk for
 ``hop``: one worker-thread hop of a function that does nothing, under uvloop: ``anyio.to_thread.run_sync``
 against the chunk path's own hop (``chunkd.core.worker_hop.run_in_worker``). Prints CPU per hop.
 
-    .venv/bin/python bench/chunk_parts.py store [--durable] [-n 3000] [--rounds 5]
+    .venv/bin/python bench/chunk_parts.py store [--durable] [-n 3000] [--rounds 5] [--metadata URL]
     .venv/bin/python bench/chunk_parts.py hop [-n 5000] [--rounds 2]
     PYTHONPATH=/tmp/base/src .venv/bin/python bench/chunk_parts.py store   # another tree (git worktree add)
 
@@ -31,22 +31,22 @@ import anyio.to_thread
 CHUNK = 64 << 10
 
 
-def store_rounds(n: int, rounds: int, durable: bool) -> list[float]:
+def store_rounds(n: int, rounds: int, durable: bool, metadata: str) -> tuple[list[float], list[float]]:
     from chunkd.core.models import Piece, Session, SessionState
     from chunkd.core.store import ClaimMode, WriteIntent
     from chunkd.metadata.sql import SqlSessionStore
 
     work = Path(tempfile.mkdtemp(prefix="chunk-parts-"))
-    store = SqlSessionStore(f"sqlite:///{work}/meta.db", durable=durable)
+    store = SqlSessionStore(metadata or f"sqlite:///{work}/meta.db", durable=durable)
     try:
         anyio.run(store.migrate)
-        out = []
+        out, walls = [], []
         for _ in range(rounds):
             now = time.time()
             sid = uuid.uuid4().hex
             session = Session(id=sid, family="tus", owner="bench", namespace="tus", key=sid, length=CHUNK * n,
                               state=SessionState.OPEN, created_at=now, modified_at=now, expires_at=now + 3600)
-            t0 = time.thread_time()
+            t0, w0 = time.thread_time(), time.perf_counter()
             for i in range(n):
                 token = uuid.uuid4().hex
                 claimed = store.claim_blocking(WriteIntent(sid, token, i * CHUNK, (i + 1) * CHUNK, ClaimMode.APPEND,
@@ -55,8 +55,9 @@ def store_rounds(n: int, rounds: int, durable: bool) -> list[float]:
                 now = time.time()
                 store.record_blocking(sid, token, [Piece("ref", i * CHUNK, (i + 1) * CHUNK, "h")], now, now + 3600)
             out.append((time.thread_time() - t0) / n * 1e6)
+            walls.append((time.perf_counter() - w0) / n * 1e6)
         anyio.run(store.close)
-        return out
+        return out, walls
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -93,11 +94,14 @@ def main() -> None:
     ap.add_argument("-n", type=int, default=0, help="chunks (store, default 3000) or hops (default 5000) per round")
     ap.add_argument("--rounds", type=int, default=0, help="default: 5 (store), 2 (hop)")
     ap.add_argument("--durable", action="store_true", help="store: synchronous=FULL records (durable acks)")
+    ap.add_argument("--metadata", default="", help="store: a metadata URL (default: SQLite in a scratch directory), "
+                    "e.g. postgresql+psycopg://postgres@127.0.0.1/DB (an existing, disposable database)")
     args = ap.parse_args()
     if args.part == "store":
-        r = store_rounds(args.n or 3000, args.rounds or 5, args.durable)
+        r, w = store_rounds(args.n or 3000, args.rounds or 5, args.durable, args.metadata)
         print(f"claim + record, durable={args.durable}: CPU µs per chunk {' '.join(f'{x:.0f}' for x in r)}, "
-              f"median {statistics.median(r):.0f}")
+              f"median {statistics.median(r):.0f}; wall µs {' '.join(f'{x:.0f}' for x in w)}, "
+              f"median {statistics.median(w):.0f}")
     else:
         for name, r in hop_rounds(args.n or 5000, args.rounds or 2).items():
             print(f"{name}: CPU µs per hop {' '.join(f'{x:.0f}' for x in r)}, median {statistics.median(r):.0f}")

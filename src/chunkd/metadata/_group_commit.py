@@ -124,6 +124,7 @@ class GroupCommit:
                     t.execute(f"SAVEPOINT m{i}")
                     try:
                         m.result = m.work(t)
+                        t.flush()  # its writes sent now, so that their error is this member's, not the next's
                     except Exception as exc:
                         t.execute(f"ROLLBACK TO SAVEPOINT m{i}")
                         m.error = exc

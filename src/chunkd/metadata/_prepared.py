@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from operator import itemgetter
-from typing import Any
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Dialect, Engine
@@ -50,8 +50,22 @@ def _picker(order: tuple[str, ...]) -> Callable[[Mapping[str, Any]], tuple[Any, 
     return lambda m: ()
 
 
+class Out(NamedTuple):
+    """One statement's outcome in a :meth:`Txn.batch`: its rows (none for a write) and the rows it touched."""
+
+    rows: list[tuple[Any, ...]]
+    touched: int
+
+
 class Txn:
-    """Statements inside one transaction on a raw DBAPI connection."""
+    """Statements inside one transaction on a raw DBAPI connection, each sent when it is called.
+
+    :class:`chunkd.metadata._pg_txn.PgTxn` sends them in fewer round trips: a write whose count nobody reads
+    (``later``, ``many``, ``execute``) waits for the next statement that returns something or for the
+    commit, and a ``batch`` goes in one message. Code written against this class means the same on both:
+    statements run in the order they were called, and an error in any of them fails the transaction (it may
+    be raised by a later call of the same transaction than the one that caused it).
+    """
 
     def __init__(self, cursor: Any) -> None:
         self._cur = cursor
@@ -76,6 +90,23 @@ class Txn:
 
     def many(self, stmt: Prepared, rows: list[dict[str, Any]]) -> None:
         self._cur.executemany(stmt.sql, [stmt.params(r) for r in rows])
+
+    def later(self, stmt: Prepared, **values: Any) -> None:
+        """A write whose count is not needed: it runs before any statement called after it."""
+        self._cur.execute(stmt.sql, stmt.params(values))
+
+    def batch(self, calls: Sequence[tuple[Prepared, Mapping[str, Any]]]) -> list[Out]:
+        """Run every statement of ``calls`` in order; each one's rows and count. Each statement sees what the
+        ones before it did (on PostgreSQL each takes its own snapshot, after the row locks of those before)."""
+        out: list[Out] = []
+        for stmt, values in calls:
+            self._cur.execute(stmt.sql, stmt.params(values))
+            rows = list(self._cur.fetchall()) if self._cur.description else []
+            out.append(Out(rows, int(self._cur.rowcount)))
+        return out
+
+    def flush(self) -> None:
+        """Send what waits (``later``): its errors are raised here, not by a later call."""
 
 
 @contextmanager
@@ -110,4 +141,4 @@ def on_connection(raw: Any, begin: str | None) -> Iterator[Txn]:
         cur.close()
 
 
-__all__ = ["Prepared", "Txn", "on_connection", "transaction"]
+__all__ = ["Out", "Prepared", "Txn", "on_connection", "transaction"]

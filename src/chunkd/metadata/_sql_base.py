@@ -25,6 +25,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from chunkd.core.errors import StorageFull, StorageUnavailable
 from chunkd.metadata._group_commit import GroupCommit
+from chunkd.metadata._pg_txn import pg_transaction
 from chunkd.metadata._prepared import Prepared, Txn, transaction
 from chunkd.metadata._sql_hot import Hot
 from chunkd.metadata._sqlite_writer import SqliteWriter
@@ -133,9 +134,9 @@ class SqlBase:
             with self._serialized(), self._sqlite_writer.transaction(soft=soft) as t:
                 yield t
         else:
-            with transaction(self._writer, None) as t:  # PostgreSQL: the session's row lock, not a global one
+            with pg_transaction(self._writer, soft=soft) as t:  # PostgreSQL: the session's row lock, not a global one
                 if session_id is not None:
-                    t.one(self._hot.lock, sid=session_id)
+                    t.later(self._hot.lock, sid=session_id)  # sent with the first statement that follows
                 yield t
         self._committed()
 
@@ -162,14 +163,18 @@ class SqlBase:
 
     def _lock_row(self, t: Txn, session_id: str) -> None:
         if not self.sqlite:  # SQLite's BEGIN IMMEDIATE already holds the database's write lock
-            t.one(self._hot.lock, sid=session_id)
+            t.later(self._hot.lock, sid=session_id)
 
     @contextmanager
     def _fast_read(self, *, single: bool = False) -> Iterator[Txn]:
         """A read transaction for prepared statements; a ``single`` statement needs no BEGIN on SQLite."""
         self._counted()
-        with transaction(self._reader, None if single or not self.sqlite else "BEGIN") as t:
-            yield t
+        if not self.sqlite:  # one statement alone needs no BEGIN and COMMIT: one round trip, not three
+            with pg_transaction(self._reader, begin=not single) as t:
+                yield t
+        else:
+            with transaction(self._reader, None if single else "BEGIN") as t:
+                yield t
 
     @contextmanager
     def _read(self) -> Iterator[Connection]:

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from chunkd.core.errors import GuardFailed, SessionGone, SessionNotFound, WriteInterrupted
 from chunkd.core.models import Piece, Session, SessionState
 from chunkd.core.outbox import NewEvent
 from chunkd.core.ranges import Range, RangeSet, gaps_of_sorted
 from chunkd.core.store import Claim, Claimed, ClaimMode, Guard, Recorded, WriteIntent
-from chunkd.metadata._prepared import Txn
+from chunkd.metadata._prepared import Out, Prepared, Txn
 from chunkd.metadata._sql_outbox import SqlOutbox
 from chunkd.metadata._sql_rows import LIVE, SESSION_COLUMNS, session_from_tuple, session_values
+
+Call = tuple[Prepared, Mapping[str, Any]]
 
 
 class SqlWrites(SqlOutbox):
@@ -35,72 +38,97 @@ class SqlWrites(SqlOutbox):
 
     def _claim_once(self, intent: WriteIntent, now: float, lease: float) -> Claimed:
         h = self._hot
+        sid, start, end = intent.session_id, intent.start, intent.end
+        # everything the claim reads, in one batch (one round trip on PostgreSQL): the session's row and its
+        # lock first, then -- each in a statement of its own, after the lock: on PostgreSQL a subquery of
+        # the locking SELECT sees the snapshot from before it waited for the lock, so a writer that waited
+        # would read the prefix as it was before the writer it waited for (tests/core/test_append.py, two
+        # processes) -- the guard, the prefix and, when the range is known already, what _claim reads
+        known = intent.mode is not ClaimMode.ALLOCATE
+        calls = [(h.get_locked, {"sid": sid}), *self._guard_calls(intent.guard), (h.prefix, {"sid": sid}),
+                 *(self._claim_calls(sid, start, end, now) if known else ())]
         with self._fast_write(soft=True) as t:
-            row = t.one(h.get_locked, sid=intent.session_id)  # the session's lock, as _fast_write would take
+            outs = t.batch(calls)
+            g = 0 if intent.guard is None else 1
+            row, found = _first(outs[0]), _first(outs[1 + g])
+            guard_state = self._guard_from(intent.guard, outs[1]) if intent.guard is not None else None
+            reads: list[Out] | None = outs[2 + g:] if known else None
             created = False
             if (row is None or row[_STATE] not in LIVE) and intent.create is not None:
                 if row is not None:
-                    self._purge(t, intent.session_id)  # a dead one: replace it
-                t.run(h.add_session, **session_values(intent.create))
+                    self._purge(t, sid)  # a dead one: replace it (what was read above was the dead one's)
+                    found, reads = None, None
+                t.later(h.add_session, **session_values(intent.create))
                 session, created = intent.create, True
             elif row is None:
                 raise SessionNotFound()
             else:
                 session = session_from_tuple(row)
-            guard_state = self._guard_state(t, intent.guard)
-            # read in a statement of its own, after the lock: on PostgreSQL a subquery of the locking SELECT
-            # sees the snapshot from before it waited for the lock, so a writer that waited would read the
-            # prefix as it was before the writer it waited for (tests/core/test_append.py, two processes)
-            found = t.one(h.prefix, sid=intent.session_id)  # ranges are merged: the one at 0 is the prefix
-            prefix = int(found[0]) if found else 0
+            prefix = int(found[0]) if found else 0  # ranges are merged: the one at 0 is the prefix
             guard_failed = intent.guard is not None and guard_state != intent.guard.value
             if session.state is not SessionState.OPEN or guard_failed or \
                     (intent.mode is ClaimMode.APPEND and intent.start != prefix):
                 return Claimed(session, prefix, None, created, guard_state)
-            start, end = intent.start, intent.end
             early = 0
-            if intent.mode is ClaimMode.ALLOCATE:
-                early = t.run(h.drop_expired, sid=intent.session_id, before=now)
+            if not known:
+                early = t.run(h.drop_expired, sid=sid, before=now)
                 # after every received byte, every claim and every piece (an empty one has no bytes)
-                tops = [t.one(stmt, sid=intent.session_id) for stmt in (h.last_range, h.last_claim, h.last_piece)]
+                tops = [t.one(stmt, sid=sid) for stmt in (h.last_range, h.last_claim, h.last_piece)]
                 start = max([0, *(int(x[0]) for x in tops if x and x[0] is not None)])
                 end = start + (intent.end - intent.start)
-            claim = self._claim(t, intent.session_id, intent.token, start, end, now, now + lease,
-                                all_or_nothing=intent.mode is ClaimMode.APPEND)
+            claim = self._claim(t, sid, intent.token, start, end, now, now + lease,
+                                all_or_nothing=intent.mode is ClaimMode.APPEND, reads=reads)
             if early:
                 claim = Claim(claim.to_write, claim.busy, claim.taken_over + early)
             return Claimed(session, prefix, claim, created, guard_state)
 
-    def _guard_state(self, t: Txn, guard: Guard | None) -> str | None:
-        if guard is None:
-            return None
-        row = t.one(self._hot.guard, rkind=guard.kind, rid=guard.id)
+    def _guard_calls(self, guard: Guard | None) -> list[Call]:
+        return [] if guard is None else [(self._hot.guard, {"rkind": guard.kind, "rid": guard.id})]
+
+    @staticmethod
+    def _guard_from(guard: Guard, out: Out) -> str:
+        row = _first(out)
         if row is None:
             return ""
         return str(json.loads(row[0]).get(guard.field, ""))
 
-    def _overlapping(self, t: Txn, session_id: str, start: int, end: int, touching: bool) -> list[Range]:
-        """Stored ranges intersecting [start, end) (or touching it, for merges), unclipped."""
+    def _overlapping_calls(self, session_id: str, start: int, end: int, touching: bool) -> list[Call]:
+        """The reads of the stored ranges intersecting [start, end) (or touching it, for merges)."""
         h = self._hot
-        prev = t.one(h.range_before, sid=session_id, start=start)
-        rest = t.all(h.ranges_touching if touching else h.ranges_within, sid=session_id, start=start, end=end)
+        return [(h.range_before, {"sid": session_id, "start": start}),
+                (h.ranges_touching if touching else h.ranges_within, {"sid": session_id, "start": start, "end": end})]
+
+    @staticmethod
+    def _overlapping_from(before: Out, rest: Out, start: int, touching: bool) -> list[Range]:
+        """What the reads of ``_overlapping_calls`` found, unclipped."""
         out: list[Range] = []
+        prev = _first(before)
         if prev is not None and (prev[1] >= start if touching else prev[1] > start):
             out.append((prev[0], prev[1]))
-        out.extend((a, b) for a, b in rest)
+        out.extend((a, b) for a, b in rest.rows)
         return out
 
+    def _claim_calls(self, session_id: str, start: int, end: int, drop_before: float) -> list[Call]:
+        """What ``_claim`` reads (four statements): expired claims dropped, the ranges within, the claims."""
+        h = self._hot
+        return [(h.drop_expired, {"sid": session_id, "before": drop_before}),
+                *self._overlapping_calls(session_id, start, end, touching=False),
+                (h.claims_within, {"sid": session_id, "start": start, "end": end})]
+
     def _claim(self, t: Txn, session_id: str, token: str, start: int, end: int, drop_before: float,
-               lease_until: float, all_or_nothing: bool = False) -> Claim:
+               lease_until: float, all_or_nothing: bool = False, reads: list[Out] | None = None) -> Claim:
         """Claim the gaps of [start, end) no live claim of another token holds (with ``all_or_nothing``,
         nothing when any is held), after dropping the session's claims whose lease ended before
-        ``drop_before``. Ranges the token already holds are returned again, not inserted twice."""
+        ``drop_before``. Ranges the token already holds are returned again, not inserted twice. ``reads``:
+        what ``_claim_calls`` read in this transaction already, before any write of it."""
         h = self._hot
-        dropped = t.run(h.drop_expired, sid=session_id, before=drop_before)
-        gaps = _gaps_within(self._overlapping(t, session_id, start, end, touching=False), start, end)
+        dropped_out, before, within, claims_out = reads or t.batch(
+            self._claim_calls(session_id, start, end, drop_before))
+        dropped = dropped_out.touched
+        gaps = _gaps_within(self._overlapping_from(before, within, start, touching=False), start, end)
         if not gaps:
             return Claim([], [], dropped)
-        claimed = t.all(h.claims_within, sid=session_id, start=start, end=end)
+        claimed = claims_out.rows
         if not claimed:  # the common case (nobody else writes here): every gap is claimed as it is
             t.many(h.add_claim, [{"session_id": session_id, "start": s, "stop": e, "token": token,
                                   "lease_until": lease_until} for s, e in gaps])
@@ -148,31 +176,41 @@ class SqlWrites(SqlOutbox):
     def _record(self, session_id: str, token: str, pieces: Sequence[Piece], now: float, expires_at: float,
                 length: int | None, missing_limit: int | None, guard: Guard | None,
                 on_complete: Sequence[NewEvent]) -> Recorded:
+        h = self._hot
+        first = next((p for p in pieces if p.end > p.start), None)
+        # the reads in one batch: the row (locked already when the batch has other members), the guard,
+        # dropping the token's claims (which tells whether it still held them), the ranges the first piece
+        # merges with; a refusal below rolls the drop back with everything else
+        calls = [(h.get_locked, {"sid": session_id}), *self._guard_calls(guard),
+                 (h.drop_token, {"sid": session_id, "tok": token}),
+                 *(self._overlapping_calls(session_id, first.start, first.end, touching=True) if first else ())]
+
         def work(t: Txn) -> Recorded:
-            h = self._hot
-            row = t.one(h.get_locked, sid=session_id)  # locked already when the batch has other members
+            outs = t.batch(calls)
+            row = _first(outs[0])
             if row is None:
                 raise SessionNotFound()
             before = session_from_tuple(row)
             if pieces and before.state.value not in LIVE:
                 raise SessionGone("the upload session was deleted or expired while it was written")
+            g = 0 if guard is None else 1
             if guard is not None:
-                state = self._guard_state(t, guard)
+                state = self._guard_from(guard, outs[1])
                 if state != guard.value:
                     raise GuardFailed("the resource this write depends on changed", state=state or "")
-            # dropping the token's claims tells whether it still held them (one statement, not two)
-            dropped = t.run(h.drop_token, sid=session_id, tok=token)
-            if pieces and not dropped:
+            if pieces and not outs[1 + g].touched:
                 raise WriteInterrupted("another request took over this range")
             added = 0
             for p in pieces:
                 if p.end > p.start:
-                    added += self._merge(t, session_id, p.start, p.end)
+                    found = self._overlapping_from(outs[2 + g], outs[3 + g], p.start, touching=True) \
+                        if p is first else None
+                    added += self._merge(t, session_id, p.start, p.end, found)
                 if p.end > p.start or p.tag:  # an empty piece counts only as a label (an empty block)
-                    t.run(h.add_piece, session_id=session_id, start=p.start, stop=p.end, ref=p.ref,
-                          handle=p.handle, tag=p.tag)
+                    t.later(h.add_piece, session_id=session_id, start=p.start, stop=p.end, ref=p.ref,
+                            handle=p.handle, tag=p.tag)
             after = self._bumped(before, added, now, expires_at, length)
-            t.run(h.bump, sid=session_id, new_received=after.received, new_version=after.version,
+            t.later(h.bump, sid=session_id, new_received=after.received, new_version=after.version,
                   new_modified=now, new_expires=expires_at, new_length=after.length,
                   new_state=after.state.value)
             if on_complete and added and after.complete:  # these bytes completed it: once, with them
@@ -197,20 +235,23 @@ class SqlWrites(SqlOutbox):
             after = after.evolve(state=SessionState.COMMITTING)  # publish it, also after a crash from here
         return after
 
-    def _merge(self, t: Txn, session_id: str, start: int, end: int) -> int:
-        """Merge [start, end) into the stored ranges; return how many bytes were new."""
-        found = self._overlapping(t, session_id, start, end, touching=True)
+    def _merge(self, t: Txn, session_id: str, start: int, end: int, found: list[Range] | None = None) -> int:
+        """Merge [start, end) into the stored ranges; return how many bytes were new. ``found``: the stored
+        ranges touching it, read in this transaction already (``_overlapping_calls``)."""
+        if found is None:
+            before, rest = t.batch(self._overlapping_calls(session_id, start, end, touching=True))
+            found = self._overlapping_from(before, rest, start, touching=True)
         new_start, new_end = start, end
         already = 0
         for s, e in found:
             already += max(0, min(e, end) - max(s, start))
             new_start, new_end = min(new_start, s), max(new_end, e)
         if len(found) == 1 and found[0][0] == new_start:  # the common append: the range before grows
-            t.run(self._hot.extend_range, sid=session_id, lo=new_start, new_stop=new_end)
+            t.later(self._hot.extend_range, sid=session_id, lo=new_start, new_stop=new_end)
             return (end - start) - already
         if found:  # they are consecutive: no other stored range starts between the first and the last
-            t.run(self._hot.drop_ranges, sid=session_id, lo=found[0][0], hi=found[-1][0])
-        t.run(self._hot.add_range, session_id=session_id, start=new_start, stop=new_end)
+            t.later(self._hot.drop_ranges, sid=session_id, lo=found[0][0], hi=found[-1][0])
+        t.later(self._hot.add_range, session_id=session_id, start=new_start, stop=new_end)
         return (end - start) - already
 
     async def release(self, session_id: str, token: str) -> None:
@@ -221,12 +262,16 @@ class SqlWrites(SqlOutbox):
 
     def _release(self, session_id: str, token: str) -> None:
         with self._fast_write(session_id, soft=True) as t:
-            t.run(self._hot.drop_token, sid=session_id, tok=token)
+            t.later(self._hot.drop_token, sid=session_id, tok=token)
 
     def _purge(self, t: Txn, session_id: str) -> None:
         for stmt in (self._hot.drop_all_ranges, self._hot.drop_all_pieces, self._hot.drop_all_claims,
                      self._hot.drop_session):
-            t.run(stmt, sid=session_id)
+            t.later(stmt, sid=session_id)
+
+
+def _first(out: Out) -> tuple[Any, ...] | None:
+    return out.rows[0] if out.rows else None
 
 
 def _gaps_within(ranges: list[Range], start: int, end: int) -> list[Range]:

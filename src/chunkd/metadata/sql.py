@@ -117,7 +117,7 @@ class SqlSessionStore(SqlWrites, SqlResources):
             with self._fast_write() as t:
                 if not self.sqlite:  # lock the rows in one order, so two batches cannot deadlock
                     for sid in sorted({c[0] for c in changes}):
-                        t.one(self._hot.lock, sid=sid)
+                        t.later(self._hot.lock, sid=sid)
                 done = [self._update(t, sid, version, fields) for sid, version, fields in changes]
                 self._write_events(t, events, {s.id: s for s in done})
                 return done
