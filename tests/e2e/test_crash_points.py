@@ -146,3 +146,49 @@ def test_commit_on_a_node_without_the_bytes_is_refused_and_the_session_stays_ope
     finally:
         holder.stop()
         other.stop()
+
+
+@pytest.mark.postgres
+def test_a_small_chunk_that_died_inside_its_transaction_is_missing_and_resent(
+        tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    """On PostgreSQL a small chunk is claimed, written and recorded in one transaction holding the session
+    (``metadata/_pg_held.py``): a process that dies after the bytes were flushed, before the commit, leaves
+    the chunk unreceived (never received-but-unwritten), the chunk before it intact, and the session
+    finishable by resending what GetUploadSession reports missing."""
+    import anyio
+
+    from chunkd.metadata import open_store
+
+    async def empty() -> None:
+        store = open_store(pg_url(db), str(tmp_path))
+        await store.migrate()
+        await _truncate(store)
+        await store.close()
+
+    db = request.getfixturevalue("pg_database")
+    anyio.run(empty)
+    shared = ["--no-auth", "--metadata", pg_url(db)]
+    sid, data = str(uuid.uuid4()), os.urandom(50_000)
+    chunk = f"/ImageStore/held/f.bin/$/UploadChunk?api-version=6.0&session-id={sid}"
+    half = len(data) // 2
+
+    def put(server: ServerProcess, s: int, e: int) -> httpx.Response:
+        return httpx.put(server.url + chunk, content=data[s:e], timeout=30,
+                         headers={"Content-Range": f"bytes {s}-{e - 1}/{len(data)}"})
+
+    first = ServerProcess(tmp_path / "d", shared).start()
+    assert put(first, 0, half).status_code == 200
+    first.stop()
+    crashing = ServerProcess(tmp_path / "d", shared, {"CHUNKD_FAULTS": "small-written:exit"}, port=first.port).start()
+    _died(crashing, lambda: put(crashing, half, len(data)))
+    again = ServerProcess(tmp_path / "d", shared, port=first.port).start()
+    try:
+        got = httpx.get(f"{again.url}/ImageStore/$/GetUploadSession?api-version=6.0&session-id={sid}").json()
+        assert got["UploadSessions"][0]["ExpectedRanges"] == [
+            {"StartPosition": str(half), "EndPosition": str(len(data) - 1)}]
+        assert put(again, half, len(data)).status_code == 200
+        assert httpx.post(f"{again.url}/ImageStore/$/CommitUploadSession?api-version=6.0&session-id={sid}"
+                          ).status_code == 200
+        assert httpx.get(f"{again.url}/ImageStore/held/f.bin/$/Content?api-version=6.0").content == data
+    finally:
+        again.stop()

@@ -4,6 +4,8 @@ so that crash recovery is tested at exact points rather than by luck.
 ``CHUNKD_FAULTS="after-record:exit,after-assemble:raise"`` arms points when the process starts; nothing
 is armed otherwise, and an unarmed point costs one dict lookup. Points in the engine:
 
+* ``small-written``: a small chunk's bytes are flushed, not yet recorded (on PostgreSQL inside the one
+  transaction that holds the session: ``core.store.HeldWrites``);
 * ``after-record``: a write's bytes are recorded (a complete session is COMMITTING), nothing published;
 * ``after-assemble``: a commit published the object but has not recorded COMMITTED;
 * ``after-commit``: COMMITTED is recorded, the staging area not yet discarded.

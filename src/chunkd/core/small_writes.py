@@ -10,6 +10,10 @@ every guarantee are those of the streaming path: the claim is taken before any b
 the bytes are durable before the record commits, and the record commits before the caller may answer 2xx;
 an error after the claim releases it, and what was written unrecorded is garbage.
 
+With a store that offers :class:`~chunkd.core.store.HeldWrites` (PostgreSQL) the three steps run in ONE
+metadata transaction that keeps the session's row locked in place of a claim row (one commit per chunk, not
+two); the order and the guarantees are the same.
+
 Used only when the metadata store has :class:`~chunkd.core.store.BlockingWrites` and the byte store
 :class:`~chunkd.core.bytestore.BlockingPieces` (SQL + local files). Anything unusual -- the claim finds
 another live writer, the session is not open, the body is not exactly the declared size or raised --
@@ -22,14 +26,15 @@ import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, replace
 
-from chunkd.core import worker_hop
+from chunkd.core import faults, worker_hop
 from chunkd.core._base import EngineBase
 from chunkd.core.body import Body
 from chunkd.core.bytestore import BlockingPieces
 from chunkd.core.errors import WriteInterrupted
-from chunkd.core.models import Piece
+from chunkd.core.models import Piece, Session
+from chunkd.core.ranges import Range
 from chunkd.core.stats import STORAGE_ERRORS
-from chunkd.core.store import BlockingWrites, Claimed, Guard, Recorded, WriteIntent
+from chunkd.core.store import BlockingWrites, Claimed, Guard, HeldWrites, Recorded, ToRecord, WriteIntent
 
 __all__ = ["SMALL_BODY", "Prefetched", "SmallWrites", "prefetch"]
 
@@ -97,6 +102,7 @@ class SmallOutcome:
 
 class SmallWrites(EngineBase):
     _blocking_store: BlockingWrites | None
+    _held_store: HeldWrites | None
 
     def _small_path(self, size: int) -> BlockingWrites | None:
         """The store's blocking calls when a write of ``size`` bytes may take the one-hop path."""
@@ -108,6 +114,7 @@ class SmallWrites(EngineBase):
             store = self.store
             usable = self.capabilities.blocking_pieces and isinstance(store, BlockingWrites)
             self._blocking_store = store if usable and isinstance(store, BlockingWrites) else None
+            self._held_store = store if usable and isinstance(store, HeldWrites) else None
             return self._blocking_store
 
     async def _write_small(self, store: BlockingWrites, intent: WriteIntent, chunks: list[bytes], admit: Admit, *,
@@ -120,6 +127,9 @@ class SmallWrites(EngineBase):
 
     def _small_blocking(self, store: BlockingWrites, intent: WriteIntent, chunks: list[bytes], admit: Admit,
                         missing_limit: int | None, guard: Guard | None, tag: str) -> SmallOutcome:
+        held = self._held_store
+        if held is not None and guard == intent.guard:  # the claim checks the guard and keeps it locked
+            return self._small_held(held, intent, chunks, admit, missing_limit, tag)
         claimed = store.claim_blocking(intent, self.clock(), self.config.lease)
         claimed_at = time.monotonic()
         claim, session, token = claimed.claim, claimed.session, intent.token
@@ -132,21 +142,13 @@ class SmallWrites(EngineBase):
         except Exception as exc:
             store.release_blocking(session.id, token)
             return SmallOutcome(claimed, error=exc)
-        storage = self.storage
-        assert isinstance(storage, BlockingPieces)
-        pieces: list[Piece] = []
         try:
             # the lease rule of the streaming path (claims.Lease): renew before writing once it is old
             if time.monotonic() - claimed_at > self.config.renew_interval and \
                     not store.renew_blocking(session.id, token, self.clock(), self.config.lease):
                 raise WriteInterrupted("another request took over this range")
-            for s, e in claim.to_write:  # bytes outside the claimed ranges were received already: dropped
-                flushing = time.perf_counter()
-                piece = storage.write_piece_blocking(session.storage_ref, s,
-                                                     _slice(chunks, s - intent.start, e - intent.start),
-                                                     durable=self.config.durable)
-                self.stats.flush(time.perf_counter() - flushing)  # EngineStats are thread-safe (docstring)
-                pieces.append(replace(piece, tag=tag) if tag else piece)
+            pieces = self._write_pieces(session, intent, claim.to_write, chunks, tag)
+            faults.reached("small-written")
             now = self.clock()
             recorded = store.record_blocking(session.id, token, pieces, now, now + self._ttl(session),
                                              missing_limit=missing_limit, guard=guard,
@@ -157,6 +159,52 @@ class SmallWrites(EngineBase):
             store.release_blocking(session.id, token)
             raise
         return SmallOutcome(claimed, recorded, tuple(pieces))
+
+    def _small_held(self, store: HeldWrites, intent: WriteIntent, chunks: list[bytes], admit: Admit,
+                    missing_limit: int | None, tag: str) -> SmallOutcome:
+        """``_small_blocking`` in one metadata transaction: ``write`` runs while the store holds the session."""
+        refused: list[Exception] = []
+        written: list[Piece] = []
+
+        def write(claimed: Claimed) -> ToRecord | None:
+            claim, session = claimed.claim, claimed.session
+            if claim is None or claim.busy or not claim.to_write:
+                return None  # not open, or other live writers: the streaming path decides
+            try:
+                admit(claimed)
+            except Exception as exc:
+                refused.append(exc)
+                return None
+            written.extend(self._write_pieces(session, intent, claim.to_write, chunks, tag))
+            faults.reached("small-written")  # crash tests: die holding the session's row lock
+            now = self.clock()
+            return ToRecord(tuple(written), now, now + self._ttl(session), missing_limit,
+                            self.event("completed", session))
+
+        try:
+            claimed, recorded = store.write_held_blocking(intent, self.clock(), write)
+        except BaseException as exc:
+            if isinstance(exc, STORAGE_ERRORS):
+                self.stats.storage_error("write")
+            raise  # rolled back: nothing recorded, no claim left behind
+        if recorded is None:
+            return SmallOutcome(claimed, error=refused[0] if refused else None)
+        return SmallOutcome(claimed, recorded, tuple(written))
+
+    def _write_pieces(self, session: Session, intent: WriteIntent, to_write: Sequence[Range], chunks: list[bytes],
+                      tag: str) -> list[Piece]:
+        """Write the parts ``to_write`` of ``chunks`` (``[intent.start, intent.end)``) as durable pieces; bytes
+        outside them were received already and are dropped."""
+        storage = self.storage
+        assert isinstance(storage, BlockingPieces)
+        pieces: list[Piece] = []
+        for s, e in to_write:
+            flushing = time.perf_counter()
+            data = _slice(chunks, s - intent.start, e - intent.start)
+            piece = storage.write_piece_blocking(session.storage_ref, s, data, durable=self.config.durable)
+            self.stats.flush(time.perf_counter() - flushing)  # EngineStats are thread-safe (docstring)
+            pieces.append(replace(piece, tag=tag) if tag else piece)
+        return pieces
 
 
 def _slice(chunks: list[bytes], a: int, b: int) -> Sequence[bytes | memoryview]:

@@ -30,12 +30,14 @@ __all__ = [
     "ClaimMode",
     "Claimed",
     "Guard",
+    "HeldWrites",
     "MetadataBackend",
     "MetadataStore",
     "Recorded",
     "SessionChanges",
     "SessionQuery",
     "SessionStore",
+    "ToRecord",
     "WriteIntent",
 ]
 
@@ -240,6 +242,41 @@ class BlockingWrites(Protocol):
 
     def release_blocking(self, session_id: str, token: str) -> None:
         """:meth:`SessionStore.release`."""
+
+
+@dataclass(frozen=True)
+class ToRecord:
+    """What a held write (:class:`HeldWrites`) records once its bytes are durable: the arguments of
+    :meth:`SessionStore.record` that depend on what the claim read."""
+
+    pieces: Sequence[Piece]
+    now: float
+    expires_at: float
+    missing_limit: int | None = None
+    on_complete: Sequence[NewEvent] = ()
+
+
+@runtime_checkable
+class HeldWrites(Protocol):
+    """Optional: claim, write and record of a small chunk in ONE metadata transaction, for stores whose
+    row locks let other writers wait while the bytes are written (PostgreSQL). Instead of a claim row and
+    its lease, the transaction keeps the session's row locked from the claim's reads to the record's
+    commit: every claim, record, renewal, release and update of that session waits meanwhile, so no other
+    writer can take or record the range. One commit and two round trips per chunk instead of two and four;
+    the cost is that a write stalled in its flush holds the session's other writers for that time (the
+    streaming path, which any chunk larger than ``SMALL_BODY`` takes, never holds a lock while writing).
+    Blocking: call it from a worker thread."""
+
+    def write_held_blocking(self, intent: WriteIntent, now: float,
+                            write: Callable[[Claimed], ToRecord | None]) -> tuple[Claimed, Recorded | None]:
+        """Read and decide as :meth:`SessionStore.claim` would (no claim row is written; a created session
+        is inserted before ``write`` runs, so a second creator of the same id waits and finds it), call
+        ``write(claimed)`` with the session locked, and record what it returns in the same transaction
+        (guard and session state were checked by the claim and stay locked), committed durably: a
+        2xx may follow the return. ``write`` returning None commits what the claim did (a created session,
+        dropped expired claims) and returns ``(claimed, None)``. An error of ``write`` or of the record
+        rolls everything back, a created session included, and is raised; the bytes ``write`` wrote are
+        then unrecorded garbage. Not idempotent, as ``record`` is not."""
 
 
 @runtime_checkable

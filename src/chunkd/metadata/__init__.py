@@ -40,6 +40,10 @@ def open_store(url: str, data_dir: str, *, durable: bool = True) -> SqlSessionSt
             import psycopg  # noqa: F401
         except ImportError as exc:
             raise RuntimeError(f"PostgreSQL metadata needs psycopg; install it with: {_POSTGRES_HINT}") from exc
+    if url.startswith("postgresql"):
+        from chunkd.metadata._pg_held import PgSessionStore
+
+        return PgSessionStore(url, durable=durable)
     from chunkd.metadata.sql import SqlSessionStore
 
     return SqlSessionStore(url, durable=durable)

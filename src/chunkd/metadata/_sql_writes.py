@@ -37,6 +37,15 @@ class SqlWrites(SqlOutbox):
             return self._claim_once(intent, now, lease)
 
     def _claim_once(self, intent: WriteIntent, now: float, lease: float) -> Claimed:
+        with self._fast_write(soft=True) as t:
+            return self._claim_in(t, intent, now, lease)[0]
+
+    def _claim_in(self, t: Txn, intent: WriteIntent, now: float, lease: float, *,
+                  rows: bool = True) -> tuple[Claimed, tuple[Out, Out] | None]:
+        """The claim's reads and decisions inside ``t``. With ``rows`` False no claim rows are written: the
+        caller keeps the session's row lock until it has recorded the bytes (``_pg_held``). Also returns
+        the stored ranges read around ``[intent.start, intent.end)`` (``_overlapping_calls``, touching)
+        when they were read before any write of ``t``, else None."""
         h = self._hot
         sid, start, end = intent.session_id, intent.start, intent.end
         # everything the claim reads, in one batch (one round trip on PostgreSQL): the session's row and its
@@ -47,40 +56,40 @@ class SqlWrites(SqlOutbox):
         known = intent.mode is not ClaimMode.ALLOCATE
         calls = [(h.get_locked, {"sid": sid}), *self._guard_calls(intent.guard), (h.prefix, {"sid": sid}),
                  *(self._claim_calls(sid, start, end, now) if known else ())]
-        with self._fast_write(soft=True) as t:
-            outs = t.batch(calls)
-            g = 0 if intent.guard is None else 1
-            row, found = _first(outs[0]), _first(outs[1 + g])
-            guard_state = self._guard_from(intent.guard, outs[1]) if intent.guard is not None else None
-            reads: list[Out] | None = outs[2 + g:] if known else None
-            created = False
-            if (row is None or row[_STATE] not in LIVE) and intent.create is not None:
-                if row is not None:
-                    self._purge(t, sid)  # a dead one: replace it (what was read above was the dead one's)
-                    found, reads = None, None
-                t.later(h.add_session, **session_values(intent.create))
-                session, created = intent.create, True
-            elif row is None:
-                raise SessionNotFound()
-            else:
-                session = session_from_tuple(row)
-            prefix = int(found[0]) if found else 0  # ranges are merged: the one at 0 is the prefix
-            guard_failed = intent.guard is not None and guard_state != intent.guard.value
-            if session.state is not SessionState.OPEN or guard_failed or \
-                    (intent.mode is ClaimMode.APPEND and intent.start != prefix):
-                return Claimed(session, prefix, None, created, guard_state)
-            early = 0
-            if not known:
-                early = t.run(h.drop_expired, sid=sid, before=now)
-                # after every received byte, every claim and every piece (an empty one has no bytes)
-                tops = [t.one(stmt, sid=sid) for stmt in (h.last_range, h.last_claim, h.last_piece)]
-                start = max([0, *(int(x[0]) for x in tops if x and x[0] is not None)])
-                end = start + (intent.end - intent.start)
-            claim = self._claim(t, sid, intent.token, start, end, now, now + lease,
-                                all_or_nothing=intent.mode is ClaimMode.APPEND, reads=reads)
-            if early:
-                claim = Claim(claim.to_write, claim.busy, claim.taken_over + early)
-            return Claimed(session, prefix, claim, created, guard_state)
+        outs = t.batch(calls)
+        g = 0 if intent.guard is None else 1
+        row, found = _first(outs[0]), _first(outs[1 + g])
+        guard_state = self._guard_from(intent.guard, outs[1]) if intent.guard is not None else None
+        reads: list[Out] | None = outs[2 + g:] if known else None
+        created = False
+        if (row is None or row[_STATE] not in LIVE) and intent.create is not None:
+            if row is not None:
+                self._purge(t, sid)  # a dead one: replace it (what was read above was the dead one's)
+                found, reads = None, None
+            t.later(h.add_session, **session_values(intent.create))
+            session, created = intent.create, True
+        elif row is None:
+            raise SessionNotFound()
+        else:
+            session = session_from_tuple(row)
+        around = (reads[1], reads[2]) if reads else None
+        prefix = int(found[0]) if found else 0  # ranges are merged: the one at 0 is the prefix
+        guard_failed = intent.guard is not None and guard_state != intent.guard.value
+        if session.state is not SessionState.OPEN or guard_failed or \
+                (intent.mode is ClaimMode.APPEND and intent.start != prefix):
+            return Claimed(session, prefix, None, created, guard_state), around
+        early = 0
+        if not known:
+            early = t.run(h.drop_expired, sid=sid, before=now)
+            # after every received byte, every claim and every piece (an empty one has no bytes)
+            tops = [t.one(stmt, sid=sid) for stmt in (h.last_range, h.last_claim, h.last_piece)]
+            start = max([0, *(int(x[0]) for x in tops if x and x[0] is not None)])
+            end = start + (intent.end - intent.start)
+        claim = self._claim(t, sid, intent.token, start, end, now, now + lease,
+                            all_or_nothing=intent.mode is ClaimMode.APPEND, reads=reads, rows=rows)
+        if early:
+            claim = Claim(claim.to_write, claim.busy, claim.taken_over + early)
+        return Claimed(session, prefix, claim, created, guard_state), around
 
     def _guard_calls(self, guard: Guard | None) -> list[Call]:
         return [] if guard is None else [(self._hot.guard, {"rkind": guard.kind, "rid": guard.id})]
@@ -109,27 +118,33 @@ class SqlWrites(SqlOutbox):
         return out
 
     def _claim_calls(self, session_id: str, start: int, end: int, drop_before: float) -> list[Call]:
-        """What ``_claim`` reads (four statements): expired claims dropped, the ranges within, the claims."""
+        """What ``_claim`` reads (four statements): expired claims dropped, the ranges around (touching, so
+        that a record in the same transaction can merge with what was read), the claims."""
         h = self._hot
         return [(h.drop_expired, {"sid": session_id, "before": drop_before}),
-                *self._overlapping_calls(session_id, start, end, touching=False),
+                *self._overlapping_calls(session_id, start, end, touching=True),
                 (h.claims_within, {"sid": session_id, "start": start, "end": end})]
 
     def _claim(self, t: Txn, session_id: str, token: str, start: int, end: int, drop_before: float,
-               lease_until: float, all_or_nothing: bool = False, reads: list[Out] | None = None) -> Claim:
+               lease_until: float, all_or_nothing: bool = False, reads: list[Out] | None = None,
+               rows: bool = True) -> Claim:
         """Claim the gaps of [start, end) no live claim of another token holds (with ``all_or_nothing``,
         nothing when any is held), after dropping the session's claims whose lease ended before
         ``drop_before``. Ranges the token already holds are returned again, not inserted twice. ``reads``:
-        what ``_claim_calls`` read in this transaction already, before any write of it."""
+        what ``_claim_calls`` read in this transaction already, before any write of it. ``rows`` False: the
+        claim is computed, not written (see ``_claim_in``)."""
         h = self._hot
-        dropped_out, before, within, claims_out = reads or t.batch(
+        dropped_out, before, touching, claims_out = reads or t.batch(
             self._claim_calls(session_id, start, end, drop_before))
         dropped = dropped_out.touched
+        within = Out([r for r in touching.rows if r[0] < end], 0)  # one starting at ``end`` does not overlap
         gaps = _gaps_within(self._overlapping_from(before, within, start, touching=False), start, end)
         if not gaps:
             return Claim([], [], dropped)
         claimed = claims_out.rows
         if not claimed:  # the common case (nobody else writes here): every gap is claimed as it is
+            if not rows:
+                return Claim(gaps, [], dropped)
             t.many(h.add_claim, [{"session_id": session_id, "start": s, "stop": e, "token": token,
                                   "lease_until": lease_until} for s, e in gaps])
             return Claim(gaps, [], dropped)
@@ -146,7 +161,7 @@ class SqlWrites(SqlOutbox):
                 fresh.extend(mine.gaps(fs, fe))
         if busy and all_or_nothing:
             return Claim([], busy, dropped)
-        if fresh:
+        if fresh and rows:
             t.many(h.add_claim, [{"session_id": session_id, "start": s, "stop": e, "token": token,
                                   "lease_until": lease_until} for s, e in fresh])
         return Claim(to_write, busy, dropped)
@@ -200,30 +215,39 @@ class SqlWrites(SqlOutbox):
                     raise GuardFailed("the resource this write depends on changed", state=state or "")
             if pieces and not outs[1 + g].touched:
                 raise WriteInterrupted("another request took over this range")
-            added = 0
-            for p in pieces:
-                if p.end > p.start:
-                    found = self._overlapping_from(outs[2 + g], outs[3 + g], p.start, touching=True) \
-                        if p is first else None
-                    added += self._merge(t, session_id, p.start, p.end, found)
-                if p.end > p.start or p.tag:  # an empty piece counts only as a label (an empty block)
-                    t.later(h.add_piece, session_id=session_id, start=p.start, stop=p.end, ref=p.ref,
-                            handle=p.handle, tag=p.tag)
-            after = self._bumped(before, added, now, expires_at, length)
-            t.later(h.bump, sid=session_id, new_received=after.received, new_version=after.version,
-                  new_modified=now, new_expires=expires_at, new_length=after.length,
-                  new_state=after.state.value)
-            if on_complete and added and after.complete:  # these bytes completed it: once, with them
-                self._write_events(t, on_complete, {session_id: after})
-            missing = None
-            if missing_limit is not None and after.length is not None:
-                rows = t.all(h.first_ranges, sid=session_id, lim=missing_limit + 1)
-                missing = gaps_of_sorted(((a, b) for a, b in rows), after.length, missing_limit)
-            return Recorded(after, missing)
+            around = (outs[2 + g], outs[3 + g]) if first else None
+            return self._apply(t, before, pieces, now, expires_at, length, missing_limit, on_complete, around)
 
         # concurrent records share one transaction and one durable commit (group commit, _group_commit.py)
         result: Recorded = self._group.run(work, session_id)
         return result
+
+    def _apply(self, t: Txn, before: Session, pieces: Sequence[Piece], now: float, expires_at: float,
+               length: int | None, missing_limit: int | None, on_complete: Sequence[NewEvent],
+               around: tuple[Out, Out] | None) -> Recorded:
+        """Record ``pieces`` of the session ``before`` (its row locked by ``t``): merged ranges, piece rows,
+        the bumped session, the completion's events. ``around``: the stored ranges touching the first
+        non-empty piece, read in ``t`` before any write of it."""
+        h, session_id = self._hot, before.id
+        first = next((p for p in pieces if p.end > p.start), None)
+        added = 0
+        for p in pieces:
+            if p.end > p.start:
+                found = self._overlapping_from(*around, p.start, touching=True) if p is first and around else None
+                added += self._merge(t, session_id, p.start, p.end, found)
+            if p.end > p.start or p.tag:  # an empty piece counts only as a label (an empty block)
+                t.later(h.add_piece, session_id=session_id, start=p.start, stop=p.end, ref=p.ref,
+                        handle=p.handle, tag=p.tag)
+        after = self._bumped(before, added, now, expires_at, length)
+        t.later(h.bump, sid=session_id, new_received=after.received, new_version=after.version,
+                new_modified=now, new_expires=expires_at, new_length=after.length, new_state=after.state.value)
+        if on_complete and added and after.complete:  # these bytes completed it: once, with them
+            self._write_events(t, on_complete, {session_id: after})
+        missing = None
+        if missing_limit is not None and after.length is not None:
+            rows = t.all(h.first_ranges, sid=session_id, lim=missing_limit + 1)
+            missing = gaps_of_sorted(((a, b) for a, b in rows), after.length, missing_limit)
+        return Recorded(after, missing)
 
     @staticmethod
     def _bumped(before: Session, added: int, now: float, expires_at: float, length: int | None) -> Session:
