@@ -64,20 +64,20 @@ class PgTxn(Txn):
         i = 0
         while True:
             if i >= skip:
-                out.append(Out(list(cur.fetchall()) if cur.description else [], int(cur.rowcount)))
+                out.append((list(cur.fetchall()) if cur.description else [], int(cur.rowcount)))
             i += 1
             if not cur.nextset():
                 return out
 
     def one(self, stmt: Prepared, **values: Any) -> tuple[Any, ...] | None:
-        rows = self._send([self._bind(stmt, values)])[0].rows
+        rows = self._send([self._bind(stmt, values)])[0][0]
         return rows[0] if rows else None
 
     def all(self, stmt: Prepared, **values: Any) -> list[tuple[Any, ...]]:
-        return self._send([self._bind(stmt, values)])[0].rows
+        return self._send([self._bind(stmt, values)])[0][0]
 
     def run(self, stmt: Prepared, **values: Any) -> int:
-        return self._send([self._bind(stmt, values)])[0].touched
+        return self._send([self._bind(stmt, values)])[0][1]
 
     def execute(self, sql: str) -> None:
         self._pending.append(sql)

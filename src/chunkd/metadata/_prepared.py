@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from operator import itemgetter
-from typing import Any, NamedTuple
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Dialect, Engine
@@ -50,11 +50,11 @@ def _picker(order: tuple[str, ...]) -> Callable[[Mapping[str, Any]], tuple[Any, 
     return lambda m: ()
 
 
-class Out(NamedTuple):
-    """One statement's outcome in a :meth:`Txn.batch`: its rows (none for a write) and the rows it touched."""
-
-    rows: list[tuple[Any, ...]]
-    touched: int
+Rows = list[tuple[Any, ...]]
+Out = tuple[Rows, int]
+"""One statement's outcome in a :meth:`Txn.batch`: its rows (none for a write) and the rows it touched (a
+plain tuple, not a NamedTuple: two are made per statement on the per-chunk path, and building a NamedTuple
+costs a Python-level call)."""
 
 
 class Txn:
@@ -98,11 +98,11 @@ class Txn:
     def batch(self, calls: Sequence[tuple[Prepared, Mapping[str, Any]]]) -> list[Out]:
         """Run every statement of ``calls`` in order; each one's rows and count. Each statement sees what the
         ones before it did (on PostgreSQL each takes its own snapshot, after the row locks of those before)."""
+        cur = self._cur
         out: list[Out] = []
         for stmt, values in calls:
-            self._cur.execute(stmt.sql, stmt.params(values))
-            rows = list(self._cur.fetchall()) if self._cur.description else []
-            out.append(Out(rows, int(self._cur.rowcount)))
+            cur.execute(stmt.sql, stmt.params(values))
+            out.append((cur.fetchall(), cur.rowcount))  # sqlite3: [] for a write, -1 for a read's count
         return out
 
     def flush(self) -> None:
@@ -141,4 +141,4 @@ def on_connection(raw: Any, begin: str | None) -> Iterator[Txn]:
         cur.close()
 
 
-__all__ = ["Out", "Prepared", "Txn", "on_connection", "transaction"]
+__all__ = ["Out", "Prepared", "Rows", "Txn", "on_connection", "transaction"]

@@ -114,7 +114,7 @@ class SqlWrites(SqlOutbox):
         prev = _first(before)
         if prev is not None and (prev[1] >= start if touching else prev[1] > start):
             out.append((prev[0], prev[1]))
-        out.extend((a, b) for a, b in rest.rows)
+        out.extend((a, b) for a, b in rest[0])
         return out
 
     def _claim_calls(self, session_id: str, start: int, end: int, drop_before: float) -> list[Call]:
@@ -136,12 +136,13 @@ class SqlWrites(SqlOutbox):
         h = self._hot
         dropped_out, before, touching, claims_out = reads or t.batch(
             self._claim_calls(session_id, start, end, drop_before))
-        dropped = dropped_out.touched
-        within = Out([r for r in touching.rows if r[0] < end], 0)  # one starting at ``end`` does not overlap
+        dropped = dropped_out[1]
+        near = touching[0]  # ordered by start; one starting at ``end`` touches but does not overlap
+        within: Out = touching if not near or near[-1][0] < end else ([r for r in near if r[0] < end], 0)
         gaps = _gaps_within(self._overlapping_from(before, within, start, touching=False), start, end)
         if not gaps:
             return Claim([], [], dropped)
-        claimed = claims_out.rows
+        claimed = claims_out[0]
         if not claimed:  # the common case (nobody else writes here): every gap is claimed as it is
             if not rows:
                 return Claim(gaps, [], dropped)
@@ -213,7 +214,7 @@ class SqlWrites(SqlOutbox):
                 state = self._guard_from(guard, outs[1])
                 if state != guard.value:
                     raise GuardFailed("the resource this write depends on changed", state=state or "")
-            if pieces and not outs[1 + g].touched:
+            if pieces and not outs[1 + g][1]:
                 raise WriteInterrupted("another request took over this range")
             around = (outs[2 + g], outs[3 + g]) if first else None
             return self._apply(t, before, pieces, now, expires_at, length, missing_limit, on_complete, around)
@@ -295,7 +296,7 @@ class SqlWrites(SqlOutbox):
 
 
 def _first(out: Out) -> tuple[Any, ...] | None:
-    return out.rows[0] if out.rows else None
+    return out[0][0] if out[0] else None
 
 
 def _gaps_within(ranges: list[Range], start: int, end: int) -> list[Range]:
