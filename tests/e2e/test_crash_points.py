@@ -110,22 +110,28 @@ def test_service_fabric_commit_that_died_after_publishing_finishes_on_the_retry(
         again.stop()
 
 
-@pytest.mark.postgres
-def test_commit_on_a_node_without_the_bytes_is_refused_and_the_session_stays_open(
-        tmp_path: Path, request: pytest.FixtureRequest) -> None:
+def _empty_database(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The URL of this session's PostgreSQL test database, migrated and emptied."""
     import anyio
 
     from chunkd.metadata import open_store
 
+    url = pg_url(request.getfixturevalue("pg_database"))
+
     async def empty() -> None:
-        store = open_store(pg_url(db), str(tmp_path))
+        store = open_store(url, str(tmp_path))
         await store.migrate()
         await _truncate(store)
         await store.close()
 
-    db = request.getfixturevalue("pg_database")
     anyio.run(empty)
-    shared = ["--no-auth", "--metadata", pg_url(db)]
+    return url
+
+
+@pytest.mark.postgres
+def test_commit_on_a_node_without_the_bytes_is_refused_and_the_session_stays_open(
+        tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    shared = ["--no-auth", "--metadata", _empty_database(request, tmp_path)]
     holder = ServerProcess(tmp_path / "a", shared).start()
     other = ServerProcess(tmp_path / "b", shared).start()  # its own data directory: not the bytes
     sid, data = str(uuid.uuid4()), os.urandom(50_000)
@@ -155,19 +161,7 @@ def test_a_small_chunk_that_died_inside_its_transaction_is_missing_and_resent(
     (``metadata/_pg_held.py``): a process that dies after the bytes were flushed, before the commit, leaves
     the chunk unreceived (never received-but-unwritten), the chunk before it intact, and the session
     finishable by resending what GetUploadSession reports missing."""
-    import anyio
-
-    from chunkd.metadata import open_store
-
-    async def empty() -> None:
-        store = open_store(pg_url(db), str(tmp_path))
-        await store.migrate()
-        await _truncate(store)
-        await store.close()
-
-    db = request.getfixturevalue("pg_database")
-    anyio.run(empty)
-    shared = ["--no-auth", "--metadata", pg_url(db)]
+    shared = ["--no-auth", "--metadata", _empty_database(request, tmp_path)]
     sid, data = str(uuid.uuid4()), os.urandom(50_000)
     chunk = f"/ImageStore/held/f.bin/$/UploadChunk?api-version=6.0&session-id={sid}"
     half = len(data) // 2
