@@ -131,3 +131,31 @@ def test_a_connection_goes_back_idle_after_a_failed_commit(pg: SqlSessionStore) 
         raw.close()
     with pg._fast_write() as t:  # and it works
         assert t.one(_text(pg, "SELECT 1")) == (1,)
+
+
+def test_waits_are_bounded_unless_the_database_sets_its_own(pg_database: str, tmp_path: Path) -> None:
+    """chunkd's lock and idle-in-transaction limits apply where the server has none (0, the default); a
+    value set for the database (or role) stays."""
+    import psycopg
+
+    from tests.conformance.metadata_suite import PG_ADMIN
+
+    def settings() -> tuple[Any, ...]:
+        store = open_store(pg_url(pg_database), str(tmp_path))
+        assert isinstance(store, SqlSessionStore)
+        try:
+            with store._fast_read(single=True) as t:
+                row = t.one(_text(store, "SELECT current_setting('lock_timeout'), "
+                                         "current_setting('idle_in_transaction_session_timeout')"))
+            assert row is not None
+            return row
+        finally:
+            anyio.run(store.close)
+
+    assert settings() == ("30s", "1min")
+    with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
+        admin.execute(f'ALTER DATABASE "{pg_database}" SET lock_timeout = \'5s\'')
+        try:
+            assert settings() == ("5s", "1min")
+        finally:
+            admin.execute(f'ALTER DATABASE "{pg_database}" RESET lock_timeout')

@@ -18,8 +18,9 @@ import anyio
 import pytest
 
 from chunkd.core.engine import Engine, EngineConfig
+from chunkd.core.errors import StorageUnavailable
 from chunkd.core.store import HeldWrites
-from chunkd.metadata import open_store
+from chunkd.metadata import _sql_base, open_store
 from chunkd.storage.local import LocalStore
 from tests.conformance.metadata_suite import _truncate, pg_url
 from tests.core import test_engine as base
@@ -29,7 +30,8 @@ clock, pg_database = base.clock, base.pg_database  # their fixtures
 
 
 class PausingStore(LocalStore):
-    """Local files; a write whose first byte is ``pause_on`` waits for ``go`` after setting ``inside``."""
+    """Local files; the first write whose first byte is ``pause_on`` waits for ``go`` after setting
+    ``inside`` (later ones do not)."""
 
     def __init__(self, root: Path) -> None:
         super().__init__(root)
@@ -38,6 +40,7 @@ class PausingStore(LocalStore):
 
     def write_piece_blocking(self, ref: str, start: int, data: Sequence[bytes | memoryview], **kw: Any) -> Any:
         if self.pause_on is not None and data and bytes(data[0][:1]) == bytes([self.pause_on]):
+            self.pause_on = None
             self.inside.set()
             assert self.go.wait(30), "never released"
         return super().write_piece_blocking(ref, start, data, **kw)
@@ -132,3 +135,79 @@ async def test_a_second_creator_of_a_new_session_waits_and_writes_nothing(
     assert first.new_bytes == 10 and second.new_bytes == 0, (first, second)
     assert await staged(engine, new.id, 10) == b"A" * 10
     assert (await engine.get_session(new.id)).received == 10
+
+
+async def _pg_engine(url: str, tmp_path: Path, clock: FakeClock) -> tuple[Engine, PausingStore]:
+    store = open_store(url, str(tmp_path))
+    await store.migrate()
+    await _truncate(store)
+    storage = PausingStore(tmp_path / "store")
+    return Engine(store, storage, EngineConfig(durable=False), clock=clock), storage
+
+
+@pytest.mark.anyio
+async def test_a_writer_waiting_behind_a_stalled_held_write_gives_up(
+        pg_database: str, tmp_path: Path, clock: FakeClock, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The lock wait is bounded (``LOCK_TIMEOUT_MS``): the waiting writer gets StorageUnavailable (a 503,
+    retry); the stalled one still records its bytes once it goes on."""
+    monkeypatch.setattr(_sql_base, "LOCK_TIMEOUT_MS", 300)
+    engine, storage = await _pg_engine(pg_url(pg_database), tmp_path, clock)
+    try:
+        s = await engine.create_session(ALICE, "sf", NS, "stalled", 20)
+        storage.pause_on = ord("A")
+        out: dict[str, Any] = {}
+
+        async def first() -> None:
+            out["first"] = await engine.write_range(s.id, ALICE, 0, 10, body(b"A" * 10))
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(first)
+            with anyio.fail_after(30):
+                while not storage.inside.is_set():
+                    await anyio.sleep(0.005)
+                with pytest.raises(StorageUnavailable):  # a different range: the session's row is what waits
+                    await engine.write_range(s.id, ALICE, 10, 20, body(b"B" * 10))
+            storage.go.set()
+        assert out["first"].new_bytes == 10
+        assert await staged(engine, s.id, 10) == b"A" * 10
+        assert (await engine.write_range(s.id, ALICE, 10, 20, body(b"B" * 10))).session.complete
+    finally:
+        storage.go.set()
+        await engine.store.close()
+
+
+@pytest.mark.anyio
+async def test_a_held_write_whose_process_hangs_is_ended_by_the_server(
+        pg_database: str, tmp_path: Path, clock: FakeClock, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``IDLE_IN_TRANSACTION_MS``: the server ends a transaction left idle (its writer hung inside the
+    write), which releases the session, so the client's retry of the chunk is taken; the hung write fails
+    when it goes on and records nothing. (Its bytes still land in the staging area: had the retry carried
+    other bytes for the range, they would be overwritten -- the window a claim's lease has after ``lease``
+    seconds, here only after a write hung for ``IDLE_IN_TRANSACTION_MS``.)"""
+    monkeypatch.setattr(_sql_base, "IDLE_IN_TRANSACTION_MS", 300)
+    engine, storage = await _pg_engine(pg_url(pg_database), tmp_path, clock)
+    try:
+        s = await engine.create_session(ALICE, "sf", NS, "hung", 10)
+        storage.pause_on = ord("A")
+        out: dict[str, Any] = {}
+
+        async def first() -> None:
+            try:
+                out["first"] = await engine.write_range(s.id, ALICE, 0, 10, body(b"A" * 10))
+            except Exception as exc:
+                out["first"] = exc
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(first)
+            with anyio.fail_after(30):
+                while not storage.inside.is_set():
+                    await anyio.sleep(0.005)
+                # the session is free again once the server ended the idle transaction
+                assert (await engine.write_range(s.id, ALICE, 0, 10, body(b"A" * 10))).new_bytes == 10
+            storage.go.set()
+        assert isinstance(out["first"], StorageUnavailable), out
+        assert await staged(engine, s.id, 10) == b"A" * 10
+        assert (await engine.get_session(s.id)).received == 10
+    finally:
+        storage.go.set()
+        await engine.store.close()

@@ -265,7 +265,10 @@ class HeldWrites(Protocol):
     writer can take or record the range. One commit and two round trips per chunk instead of two and four;
     the cost is that a write stalled in its flush holds the session's other writers for that time (the
     streaming path, which any chunk larger than ``SMALL_BODY`` takes, never holds a lock while writing).
-    Blocking: call it from a worker thread."""
+    A store bounds both sides: how long a writer waits for the lock (it then raises StorageUnavailable), and
+    how long a transaction may sit idle before the database ends it (releasing the lock; the stalled write
+    then fails and records nothing, though its bytes may still land, as a write stalled past its claim's
+    lease may). Blocking: call it from a worker thread."""
 
     def write_held_blocking(self, intent: WriteIntent, now: float,
                             write: Callable[[Claimed], ToRecord | None]) -> tuple[Claimed, Recorded | None]:

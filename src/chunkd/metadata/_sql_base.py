@@ -59,7 +59,7 @@ class SqlBase:
             # with these frames in it. Saves one of the two fsyncs per chunk (bench/README.md, section 3).
             self._sqlite_writer: SqliteWriter | None = SqliteWriter(self._writer, "FULL" if durable else "NORMAL")
         else:
-            self._writer = _pinged_when_idle(sa.create_engine(url, pool_size=10, max_overflow=20))
+            self._writer = _pinged_when_idle(_bounded_waits(sa.create_engine(url, pool_size=10, max_overflow=20)))
             self._reader = self._writer
             self._sqlite_writer = None
         self._hot = Hot(self._writer.dialect)
@@ -75,7 +75,7 @@ class SqlBase:
         # rolls a cut-off transaction back, or -- a commit whose answer was lost -- kept it, and the retry
         # finds it (bytes already recorded are acknowledged again). SQLite's OperationalError stays as it is.
         self._unavailable: tuple[type[Exception], ...] = () if self.sqlite else (
-            sa.exc.OperationalError, *((dbapi.OperationalError,) if dbapi is not None else ()))
+            sa.exc.OperationalError, *((dbapi.OperationalError,) if dbapi is not None else ()), *_ended_by_server())
 
     def _sqlite_engine(self, begin: str, synchronous: str = "FULL") -> Engine:
         engine = sa.create_engine(self.url, connect_args={"check_same_thread": False, "timeout": 60},
@@ -232,6 +232,38 @@ class SqlBase:
 
 
 IDLE_PING = 2.0  # seconds a pooled PostgreSQL connection may sit unused before a checkout pings it
+# PostgreSQL limits on the waits a small write can cause (its transaction holds the session's row while the
+# bytes are flushed, _pg_held.py): a statement that waits longer for a lock fails (503, retry), and a
+# transaction left idle longer -- its process hung between statements -- is ended by the server, its locks
+# released. Applied to a connection only where the server's own setting is 0 (off, the default): a value a
+# DBA set for the role or database stays.
+LOCK_TIMEOUT_MS = 30_000
+IDLE_IN_TRANSACTION_MS = 60_000
+
+
+def _ended_by_server() -> tuple[type[Exception], ...]:
+    """psycopg's error for a transaction the server ended after ``IDLE_IN_TRANSACTION_MS`` (SQLSTATE
+    25P03, an InternalError by its class): the connection is gone, the transaction rolled back; retry."""
+    from psycopg import errors
+
+    return (errors.IdleInTransactionSessionTimeout,)
+
+
+def _bounded_waits(engine: Engine) -> Engine:
+    @sa.event.listens_for(engine, "connect")
+    def _connect(dbapi_conn: Any, _rec: Any) -> None:
+        before = dbapi_conn.autocommit
+        dbapi_conn.autocommit = True
+        try:
+            for name, value in (("lock_timeout", LOCK_TIMEOUT_MS),
+                                ("idle_in_transaction_session_timeout", IDLE_IN_TRANSACTION_MS)):
+                current = dbapi_conn.execute("SELECT current_setting(%s)", (name,)).fetchone()
+                if current is not None and current[0] in ("0", "0ms"):
+                    dbapi_conn.execute(f"SET {name} = {int(value)}")
+        finally:
+            dbapi_conn.autocommit = before
+
+    return engine
 
 
 def _pinged_when_idle(engine: Engine) -> Engine:
