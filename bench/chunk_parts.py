@@ -2,7 +2,10 @@
 
 ``store``: the claim and record transactions of N 64 KiB appends to one session, called directly on the
 SQL store (``SqlSessionStore.claim_blocking`` / ``record_blocking``) in one thread, as the one-hop small
-write path calls them -- no HTTP, no byte store. Prints thread CPU per chunk for each round.
+write path calls them -- no HTTP, no byte store. Prints thread CPU per chunk for each round. With
+``--metadata`` PostgreSQL these are the two transactions of the streaming path; the server's small chunks take
+one held transaction there instead (``metadata/_pg_held.py``), which ``bench/chunk_profile.py --metadata``
+measures with the rest of the request.
 
 ``hop``: one worker-thread hop of a function that does nothing, under uvloop: ``anyio.to_thread.run_sync``
 against the chunk path's own hop (``chunkd.core.worker_hop.run_in_worker``). Prints CPU per hop.
