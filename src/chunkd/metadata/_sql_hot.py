@@ -38,8 +38,6 @@ class Hot:
         self.last_range = p(sa.select(sa.func.max(r.stop)).where(r.session_id == b("sid")))
         self.range_before = p(sa.select(r.start, r.stop).where(r.session_id == b("sid"), r.start <= b("start"))
                               .order_by(r.start.desc()).limit(1))
-        self.ranges_within = p(sa.select(r.start, r.stop).where(r.session_id == b("sid"), r.start > b("start"),
-                                                                 r.start < b("end")).order_by(r.start))
         self.ranges_touching = p(sa.select(r.start, r.stop).where(r.session_id == b("sid"), r.start > b("start"),
                                                                    r.start <= b("end")).order_by(r.start))
         self.drop_ranges = p(session_ranges.delete().where(r.session_id == b("sid"), r.start >= b("lo"),

@@ -101,11 +101,12 @@ class SqlWrites(SqlOutbox):
             return ""
         return str(json.loads(row[0]).get(guard.field, ""))
 
-    def _overlapping_calls(self, session_id: str, start: int, end: int, touching: bool) -> list[Call]:
-        """The reads of the stored ranges intersecting [start, end) (or touching it, for merges)."""
+    def _overlapping_calls(self, session_id: str, start: int, end: int) -> list[Call]:
+        """The reads of the stored ranges touching [start, end): the last one starting at or before
+        ``start``, and those starting in ``(start, end]`` (a claim drops one starting at ``end``)."""
         h = self._hot
         return [(h.range_before, {"sid": session_id, "start": start}),
-                (h.ranges_touching if touching else h.ranges_within, {"sid": session_id, "start": start, "end": end})]
+                (h.ranges_touching, {"sid": session_id, "start": start, "end": end})]
 
     @staticmethod
     def _overlapping_from(before: Out, rest: Out, start: int, touching: bool) -> list[Range]:
@@ -122,7 +123,7 @@ class SqlWrites(SqlOutbox):
         that a record in the same transaction can merge with what was read), the claims."""
         h = self._hot
         return [(h.drop_expired, {"sid": session_id, "before": drop_before}),
-                *self._overlapping_calls(session_id, start, end, touching=True),
+                *self._overlapping_calls(session_id, start, end),
                 (h.claims_within, {"sid": session_id, "start": start, "end": end})]
 
     def _claim(self, t: Txn, session_id: str, token: str, start: int, end: int, drop_before: float,
@@ -199,7 +200,7 @@ class SqlWrites(SqlOutbox):
         # merges with; a refusal below rolls the drop back with everything else
         calls = [(h.get_locked, {"sid": session_id}), *self._guard_calls(guard),
                  (h.drop_token, {"sid": session_id, "tok": token}),
-                 *(self._overlapping_calls(session_id, first.start, first.end, touching=True) if first else ())]
+                 *(self._overlapping_calls(session_id, first.start, first.end) if first else ())]
 
         def work(t: Txn) -> Recorded:
             outs = t.batch(calls)
@@ -264,7 +265,7 @@ class SqlWrites(SqlOutbox):
         """Merge [start, end) into the stored ranges; return how many bytes were new. ``found``: the stored
         ranges touching it, read in this transaction already (``_overlapping_calls``)."""
         if found is None:
-            before, rest = t.batch(self._overlapping_calls(session_id, start, end, touching=True))
+            before, rest = t.batch(self._overlapping_calls(session_id, start, end))
             found = self._overlapping_from(before, rest, start, touching=True)
         new_start, new_end = start, end
         already = 0
