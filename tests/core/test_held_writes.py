@@ -145,6 +145,27 @@ async def _pg_engine(url: str, tmp_path: Path, clock: FakeClock) -> tuple[Engine
     return Engine(store, storage, EngineConfig(durable=False), clock=clock), storage
 
 
+async def _while_paused(storage: PausingStore, first: Callable[[], Any], during: Callable[[], Any]) -> Any:
+    """Run ``first`` until it is paused inside its write, then ``during`` (to its end), then let ``first`` go;
+    ``first``'s result, or the error it raised."""
+    out: dict[str, Any] = {}
+
+    async def run_first() -> None:
+        try:
+            out["first"] = await first()
+        except Exception as exc:
+            out["first"] = exc
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(run_first)
+        with anyio.fail_after(30):  # a hang guard, not a speed assertion
+            while not storage.inside.is_set():
+                await anyio.sleep(0.005)
+            await during()
+        storage.go.set()
+    return out["first"]
+
+
 @pytest.mark.anyio
 async def test_a_writer_waiting_behind_a_stalled_held_write_gives_up(
         pg_database: str, tmp_path: Path, clock: FakeClock, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -155,20 +176,14 @@ async def test_a_writer_waiting_behind_a_stalled_held_write_gives_up(
     try:
         s = await engine.create_session(ALICE, "sf", NS, "stalled", 20)
         storage.pause_on = ord("A")
-        out: dict[str, Any] = {}
 
-        async def first() -> None:
-            out["first"] = await engine.write_range(s.id, ALICE, 0, 10, body(b"A" * 10))
+        async def waiting() -> None:
+            with pytest.raises(StorageUnavailable):  # a different range: the session's row is what waits
+                await engine.write_range(s.id, ALICE, 10, 20, body(b"B" * 10))
 
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(first)
-            with anyio.fail_after(30):
-                while not storage.inside.is_set():
-                    await anyio.sleep(0.005)
-                with pytest.raises(StorageUnavailable):  # a different range: the session's row is what waits
-                    await engine.write_range(s.id, ALICE, 10, 20, body(b"B" * 10))
-            storage.go.set()
-        assert out["first"].new_bytes == 10
+        first = await _while_paused(storage, lambda: engine.write_range(s.id, ALICE, 0, 10, body(b"A" * 10)),
+                                    waiting)
+        assert first.new_bytes == 10
         assert await staged(engine, s.id, 10) == b"A" * 10
         assert (await engine.write_range(s.id, ALICE, 10, 20, body(b"B" * 10))).session.complete
     finally:
@@ -189,23 +204,13 @@ async def test_a_held_write_whose_process_hangs_is_ended_by_the_server(
     try:
         s = await engine.create_session(ALICE, "sf", NS, "hung", 10)
         storage.pause_on = ord("A")
-        out: dict[str, Any] = {}
 
-        async def first() -> None:
-            try:
-                out["first"] = await engine.write_range(s.id, ALICE, 0, 10, body(b"A" * 10))
-            except Exception as exc:
-                out["first"] = exc
+        async def retry() -> None:  # the session is free again once the server ended the idle transaction
+            assert (await engine.write_range(s.id, ALICE, 0, 10, body(b"A" * 10))).new_bytes == 10
 
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(first)
-            with anyio.fail_after(30):
-                while not storage.inside.is_set():
-                    await anyio.sleep(0.005)
-                # the session is free again once the server ended the idle transaction
-                assert (await engine.write_range(s.id, ALICE, 0, 10, body(b"A" * 10))).new_bytes == 10
-            storage.go.set()
-        assert isinstance(out["first"], StorageUnavailable), out
+        first = await _while_paused(storage, lambda: engine.write_range(s.id, ALICE, 0, 10, body(b"A" * 10)),
+                                    retry)
+        assert isinstance(first, StorageUnavailable), first
         assert await staged(engine, s.id, 10) == b"A" * 10
         assert (await engine.get_session(s.id)).received == 10
     finally:
